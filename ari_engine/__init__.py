@@ -1,0 +1,1 @@
+"""The Stasis engine: a thin ARI client, connection supervisor, call flows and presence."""

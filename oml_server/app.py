@@ -1,0 +1,88 @@
+"""The OMniLeads-compatible REST server: the application factory."""
+import os
+
+from flask import Flask, request, send_from_directory
+from flask.json.provider import DefaultJSONProvider
+from flask_babel import LazyString, get_locale, refresh
+
+from . import config as config_module
+from . import errors
+from .extensions import api, babel, db, jwt, migrate
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Renders lazy (translated) strings in the request's language; keeps key order."""
+    sort_keys = False
+    ensure_ascii = False
+
+    @staticmethod
+    def default(o):
+        if isinstance(o, LazyString):
+            return str(o)
+        return DefaultJSONProvider.default(o)
+
+
+def select_locale():
+    from flask import current_app
+    languages = current_app.config["LANGUAGES"]
+    return request.accept_languages.best_match(languages) or current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def create_app(overrides=None, env=None):
+    app = Flask("oml_server", instance_relative_config=True)
+    app.json = JSONProvider(app)
+    app.config.update(config_module.load(env, app.instance_path))
+    app.config.update(overrides or {})
+    config_module.check_production(app.config)
+    app.url_map.strict_slashes = False  # every path with and without its trailing slash
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        os.makedirs(app.instance_path, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"),
+                     render_as_batch=True)
+    jwt.init_app(app)
+    babel.init_app(app, locale_selector=select_locale,
+                   default_translation_directories=os.path.join(os.path.dirname(__file__), "translations"))
+    api.init_app(app)
+    api.spec.components.security_scheme(
+        "bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+
+    with app.app_context():
+        from . import database
+        database.configure_engine(db.engine)
+
+    from .blueprints import register_blueprints
+    register_blueprints(app, api)
+    errors.register(app)  # after flask-smorest, so the contract's error shapes win
+
+    @app.before_request
+    def _fresh_locale():
+        refresh()  # the locale is cached on the app context, which tests share across requests
+
+    @app.after_request
+    def _headers(response):
+        response.headers["Content-Language"] = str(get_locale() or app.config["BABEL_DEFAULT_LOCALE"])
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    try:
+        import swagger_ui_bundle
+        swagger_dir = swagger_ui_bundle.swagger_ui_path
+
+        @app.route("/swagger-ui/<path:filename>")
+        def _swagger_static(filename):
+            return send_from_directory(swagger_dir, filename)
+    except ImportError:  # /docs then needs SWAGGER_UI_URL pointed elsewhere
+        pass
+
+    from .cli import register_commands
+    register_commands(app)
+    return app

@@ -1,0 +1,29 @@
+"""The REST contract's blueprints. Each module owns one resource and stays thin."""
+import importlib
+
+# Module name -> attribute holding its flask-smorest Blueprint. A module that does not exist
+# yet is skipped, so the contract can be built up resource by resource.
+BLUEPRINT_MODULES = (
+    "auth",            # login, web session login/logout
+    "campaigns",       # database_metadata, dispositionOptions
+    "contacts",        # new_contact
+    "dispositions",    # disposition CRUD, new_contact/disposition
+    "agent_session",   # asterisk_* endpoints
+    "sip",             # sip credentials
+    "calls",           # makeCall, hangupCall, call records
+    "health",          # health [extension]
+)
+
+
+def register_blueprints(app, api):
+    for name in BLUEPRINT_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            continue
+        api.register_blueprint(module.blp)
+        extra = getattr(module, "plain_blueprint", None)
+        if extra is not None:  # HTML pages that do not belong in the OpenAPI document
+            app.register_blueprint(extra)

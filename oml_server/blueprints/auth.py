@@ -1,0 +1,97 @@
+"""Login (contract §2.1) and the web session pages OMniLeads' agent console uses (§1.3)."""
+from flask import Blueprint as FlaskBlueprint
+from flask import redirect, render_template, request, session
+from flask_smorest import Blueprint
+
+from schemas.auth import LoginFieldErrorsSchema, LoginRequestSchema, LoginResponseSchema
+from schemas.common import DetailSchema
+
+from .. import messages as M
+from ..apidoc import request_body
+from ..auth import csrf_token, issue_token, set_csrf_cookie, start_session
+from ..body import BodyError, read_body
+from ..errors import ContractError, Detail
+from ..services import agent_presence, users
+
+blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Authentication")
+plain_blueprint = FlaskBlueprint("web_session", __name__)
+
+
+def _required_fields(data, names):
+    errors = {}
+    for name in names:
+        value = data.get(name)
+        if value is None:
+            errors[name] = [M.FIELD_REQUIRED]
+        elif not isinstance(value, str) or not value.strip():
+            errors[name] = [M.FIELD_BLANK]
+    return errors
+
+
+@blp.route("/login", methods=["POST"])
+@blp.doc(**request_body(LoginRequestSchema))
+@blp.response(200, LoginResponseSchema)
+@blp.alt_response(400, schema=LoginFieldErrorsSchema, description="Missing or blank fields")
+@blp.alt_response(404, schema=DetailSchema, description="Invalid Credentials or activate account")
+def login():
+    """Obtain a token (Bearer) for the other endpoints."""
+    try:
+        data = read_body()
+    except BodyError as exc:
+        raise Detail(400, exc.message)
+    errors = _required_fields(data, ("username", "password"))
+    if errors:
+        raise ContractError(400, errors)
+    user = users.check_credentials(data["username"], data["password"])
+    if user is None:
+        raise Detail(404, M.INVALID_CREDENTIALS)
+    token, ttl = issue_token(user)
+    body = {"first_name": user.first_name, "last_name": user.last_name, "email": user.email}
+    if user.agent is not None:
+        body["agent_id"] = user.agent.id
+    return {"user": body, "expires_in": f"{ttl - 0.01:.2f}", "token": token}
+
+
+@plain_blueprint.route("/accounts/login/", methods=["GET", "POST"], strict_slashes=False)
+def web_login():
+    """The HTML login form: a session cookie plus the `csrftoken` cookie (contract §1.3)."""
+    error = None
+    if request.method == "POST":
+        if request.form.get("csrfmiddlewaretoken") != session.get("csrf"):
+            error = M.CSRF_FAILED
+        else:
+            user = users.check_credentials(request.form.get("username", ""),
+                                           request.form.get("password", ""))
+            if user is not None:
+                response = redirect(_safe_next(request.args.get("next") or request.form.get("next")))
+                start_session(response, user)
+                return response
+            error = M.INVALID_CREDENTIALS
+    token = csrf_token()
+    response = render_template_response(error, token)
+    set_csrf_cookie(response, token)
+    return response
+
+
+def render_template_response(error, token):
+    from flask import make_response
+    status = 200 if error is None else 400
+    return make_response(render_template("login.html", error=error, csrf_token=token,
+                                         next=request.args.get("next", "")), status)
+
+
+def _safe_next(target):
+    # Only local paths: an open redirect would let a phishing link borrow our login page.
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return "/docs"
+
+
+@plain_blueprint.route("/agente/logout/", methods=["GET"], strict_slashes=False)
+def web_logout():
+    """End the web session (and the agent's Asterisk session), then back to the login page."""
+    uid = session.get("uid")
+    if uid is not None:
+        agent_presence.logout_user_id(uid)
+    session.clear()
+    return redirect("/accounts/login/")

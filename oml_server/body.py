@@ -1,0 +1,38 @@
+"""Reads a request body the way OMniLeads clients send it: JSON or form-encoded.
+
+Returns a plain dict of the top-level fields. A body that cannot be read raises
+`BodyError`; each endpoint turns that into its own error style (contract §1.6).
+"""
+from flask import request
+
+from . import messages as M
+
+
+class BodyError(Exception):
+    def __init__(self, message):
+        super().__init__(str(message))
+        self.message = message
+
+
+def read_body():
+    """The request's fields as a dict; {} for an empty body."""
+    mimetype = request.mimetype or ""
+    raw = request.get_data(cache=True)
+    if not raw:
+        return {}
+    if mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return {key: request.form.get(key) for key in request.form.keys()}
+    if mimetype == "application/json" or mimetype.endswith("+json") or mimetype == "":
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BodyError(M.MALFORMED_BODY % {"error": "invalid UTF-8"})
+        import json
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise BodyError(M.MALFORMED_BODY % {"error": str(exc)[:120]})
+        if not isinstance(data, dict):
+            raise BodyError(M.MALFORMED_BODY % {"error": "expected an object"})
+        return data
+    raise BodyError(M.UNSUPPORTED_MEDIA % {"media_type": mimetype})

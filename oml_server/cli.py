@@ -1,0 +1,103 @@
+"""`oml-server`: the command line (a Flask CLI group).
+
+run, engine, db (Flask-Migrate), provision, import-contacts, create-user, shell, routes.
+"""
+import json
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
+
+
+def main():
+    from gevent import monkey
+    monkey.patch_all()
+    cli = FlaskGroup(create_app=_create_app, add_default_commands=False,
+                     help="OMniLeads-compatible contact-center server.")
+    cli.add_command(shell_command)
+    cli.add_command(routes_command)
+    cli.main(prog_name="oml-server")
+
+
+def _create_app():
+    from . import create_app
+    return create_app()
+
+
+def register_commands(app):
+    app.cli.add_command(run_command)
+    app.cli.add_command(create_user_command)
+    app.cli.add_command(provision_command)
+    app.cli.add_command(import_contacts_command)
+
+
+@click.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--engine/--no-engine", default=True, show_default=True,
+              help="Run the ARI engine in this process too (one engine per Asterisk app).")
+@with_appcontext
+def run_command(host, port, engine):
+    """Serve the API with gevent's WSGI server (and the ARI engine's greenlets)."""
+    from .serve import serve
+    serve(current_app._get_current_object(), host, port, with_engine=engine)
+
+
+@click.command("create-user")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--role", type=click.Choice(["Administrador", "Gerente", "Supervisor", "Referente", "Agente"]),
+              default="Agente", show_default=True)
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+@click.option("--email", default="")
+@click.option("--sip-extension", default=None)
+@with_appcontext
+def create_user_command(username, password, role, first_name, last_name, email, sip_extension):
+    """Create a user (with its agent profile when the role is Agente)."""
+    from sqlalchemy.exc import IntegrityError
+    from .extensions import db
+    from .services import users
+    try:
+        user = users.create_user(username, password, role, first_name, last_name, email,
+                                 sip_extension=sip_extension)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise click.ClickException(f"user {username!r} (or its SIP extension) already exists")
+    out = {"id": user.id, "username": user.username, "role": user.role}
+    if user.agent is not None:
+        out.update(agent_id=user.agent.id, sip_extension=user.agent.sip_extension)
+    click.echo(json.dumps(out))
+
+
+@click.command("provision")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def provision_command(path):
+    """Make the database hold what a YAML/JSON provisioning file declares (all or nothing)."""
+    from .services import provisioning
+    try:
+        ids = provisioning.provision_file(path)
+    except provisioning.ProvisioningError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(json.dumps(ids, indent=2, ensure_ascii=False))
+
+
+@click.command("import-contacts")
+@click.option("--campaign", "campaign_id", required=True, type=int, help="internal campaign id")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def import_contacts_command(campaign_id, path):
+    """Stream a CSV into the campaign's contact database, reporting bad rows by line number."""
+    from .services import contact_import
+    try:
+        report = contact_import.import_csv(campaign_id, path, progress=True)
+    except contact_import.ImportFailed as exc:
+        raise click.ClickException(str(exc))
+    for line, message in report.errors[:1000]:
+        click.echo(f"line {line}: {message}", err=True)
+    click.echo(json.dumps({"imported": report.imported, "rejected": len(report.errors)}))
+    if report.errors:
+        sys.exit(1 if report.imported == 0 else 0)

@@ -1,0 +1,88 @@
+"""Configuration from environment variables.
+
+Every setting has a development default so `make run` works with nothing set; production mode
+(`OML_ENV=production`) refuses to start while any secret still has its development value.
+"""
+import os
+
+DEV_SECRET_KEY = "dev-token-signing-secret-change-me"
+DEV_SIP_SECRET_KEY = "dev-sip-secret-change-me"
+DEV_ARI_PASSWORD = "oml-lab-secret"
+
+
+class InsecureConfiguration(RuntimeError):
+    """Production mode was asked for with development secrets."""
+
+
+def _int(env, name, default):
+    value = env.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def _bool(env, name, default):
+    value = env.get(name)
+    if value in (None, ""):
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def load(env=None, instance_path=None):
+    """Build the Flask config mapping from `env` (os.environ by default)."""
+    env = os.environ if env is None else env
+    instance_path = instance_path or os.path.join(os.getcwd(), "instance")
+    default_db = "sqlite:///" + os.path.join(instance_path, "oml.sqlite3")
+    secret = env.get("SECRET_KEY", DEV_SECRET_KEY)
+    token_ttl = _int(env, "TOKEN_EXPIRED_AFTER_SECONDS", 32400)
+    cfg = {
+        "OML_ENV": env.get("OML_ENV", "development"),
+        "SECRET_KEY": secret,
+        "JWT_SECRET_KEY": secret,
+        "JWT_ALGORITHM": "HS256",
+        "JWT_DECODE_ALGORITHMS": ["HS256"],
+        "TOKEN_EXPIRED_AFTER_SECONDS": token_ttl,
+        "JWT_ACCESS_TOKEN_EXPIRES": token_ttl,
+        "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL", default_db),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "BABEL_DEFAULT_LOCALE": env.get("DEFAULT_LANGUAGE", "es"),
+        "LANGUAGES": ["es", "en"],
+        "SIP_SECRET_KEY": env.get("SIP_SECRET_KEY", DEV_SIP_SECRET_KEY),
+        "EPHEMERAL_USER_TTL": _int(env, "EPHEMERAL_USER_TTL", 28800),
+        "ARI_URL": env.get("ARI_URL", "http://127.0.0.1:8088/ari"),
+        "ARI_USER": env.get("ARI_USER", "oml"),
+        "ARI_PASSWORD": env.get("ARI_PASSWORD", DEV_ARI_PASSWORD),
+        "ARI_APP": env.get("ARI_APP", "omnileads"),
+        "ARI_ENABLED": _bool(env, "ARI_ENABLED", True),
+        "DIAL_TEMPLATE": env.get("DIAL_TEMPLATE", "PJSIP/{number}@trunk"),
+        "AGENT_ANSWER_TIMEOUT": _int(env, "AGENT_ANSWER_TIMEOUT", 25),
+        "CONTACT_ANSWER_TIMEOUT": _int(env, "CONTACT_ANSWER_TIMEOUT", 45),
+        "INBOUND_WAIT_SECONDS": _int(env, "INBOUND_WAIT_SECONDS", 60),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(env, "SESSION_COOKIE_SECURE", False),
+        "PREFERRED_URL_SCHEME": env.get("PREFERRED_URL_SCHEME", "http"),
+        # flask-smorest / OpenAPI
+        "API_TITLE": "OMniLeads-compatible REST API",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "/docs",
+        "OPENAPI_SWAGGER_UI_URL": "/swagger-ui/",  # served from the swagger-ui-bundle package
+    }
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgres://"):
+        cfg["SQLALCHEMY_DATABASE_URI"] = "postgresql://" + cfg["SQLALCHEMY_DATABASE_URI"][len("postgres://"):]
+    return cfg
+
+
+def check_production(cfg):
+    """Refuse development secrets in production mode."""
+    if cfg.get("OML_ENV") != "production":
+        return
+    weak = [name for name, dev in (("SECRET_KEY", DEV_SECRET_KEY),
+                                   ("SIP_SECRET_KEY", DEV_SIP_SECRET_KEY),
+                                   ("ARI_PASSWORD", DEV_ARI_PASSWORD))
+            if not cfg.get(name) or cfg.get(name) == dev]
+    if weak:
+        raise InsecureConfiguration(
+            "OML_ENV=production refuses development secrets; set " + ", ".join(weak))

@@ -1,0 +1,61 @@
+"""Every message of the contract, in one place.
+
+The msgids are English; the Spanish catalogue (translations/es) gives OMniLeads' Spanish
+wording, the default language. Lazy strings are rendered when the response is serialised, in
+the request's language. Messages OMniLeads sends in English whatever the language are plain str.
+"""
+from flask_babel import lazy_gettext as _
+
+# Framework-level (`{"detail": ...}`)
+NO_CREDENTIALS = _("Authentication credentials were not provided.")
+TOKEN_HEADER_EMPTY = _("Invalid token header. No credentials provided.")
+TOKEN_HEADER_SPACES = _("Invalid token header. Token string should not contain spaces.")
+INVALID_TOKEN = "Invalid Token"
+TOKEN_EXPIRED = "The Token is expired"
+USER_INACTIVE = "User is not active"
+NO_PERMISSION = _("You do not have permission to perform this action.")
+CSRF_FAILED = "CSRF Failed: CSRF token missing or incorrect."
+NOT_FOUND = _("Not found.")
+METHOD_NOT_ALLOWED = _('Method "%(method)s" not allowed.')
+UNSUPPORTED_MEDIA = _('Unsupported media type "%(media_type)s" in request.')
+MALFORMED_BODY = _("JSON parse error - %(error)s")
+BODY_TOO_LARGE = _("Request body too large.")
+INVALID_CREDENTIALS = "Invalid Credentials or activate account"
+
+# Field-level
+FIELD_REQUIRED = _("This field is required.")
+FIELD_BLANK = _("This field may not be blank.")
+INVALID_CHOICE = _("Select a valid choice. That choice is not one of the available choices.")
+INVALID_PHONE = _('Only 3-25 digits allowed and can begin with "+".')
+
+# Business (`{"status": "ERROR", ...}`)
+DATA_ERRORS = _("There were errors on received data")
+UNKNOWN_EXTERNAL_SYSTEM = _("Unkown external system")
+INVALID_CAMPAIGN_ID = _("You must provide a valid idCampaign")
+CAMPAIGN_NOT_FOUND = _("Campaign not found")
+CAMPAIGN_NO_PERMISSION = _("You don't have permission to edit the campaign")
+INCORRECT_FIELDS = _("Incorrect fields were received")
+FIELD_MANDATORY = _("The field is required")
+CONTACT_ADDED = _("Contact added")
+AGENT_NOT_IN_CAMPAIGN = _("The agent is not related to campaign")
+CONTACT_NOT_IN_CAMPAIGN = _("The contact is not related to campaign.")
+AGENT_NOT_IN_EXTERNAL_SYSTEM = _("The agent is not related to external system.")
+CALL_FAILED = _("Error when executing the call")
+SIP_PASSWORD_FAILED = _("Error creating sip password")
+DUPLICATE_EXTERNAL_ID = _("A contact with that external id already exist in database")
+DUPLICATE_PHONE = _("A contact with that phone number already exists.")
+
+# Always English
+OPTION_NOT_FOUND = "Disposition option id not found"
+CONTACT_ID_NOT_FOUND = "Contact id not found"
+DUPLICATE_DISPOSITION = "There is another disposition for this contact on this campaign"
+DUPLICATE_EXTERNAL_CONTACT = "There is another contact with this external id on this database"
+CONTACT_DATA_INVALID = "Contact data is invalid"
+CALLID_TOO_LONG = "Ensure this field has no more than 32 characters."
+
+# Reasons a call cannot be placed (the `errors` list of "Error when executing the call")
+AGENT_OFFLINE = _("The agent's phone is not registered.")
+AGENT_BUSY = _("The agent is already on a call.")
+TELEPHONY_UNAVAILABLE = _("The telephony server is not reachable.")
+TELEPHONY_NOT_CONFIGURED = _("Calls are not enabled on this server.")
+TOO_MANY_CALLS = _("Too many calls requested for this agent; try again shortly.")

@@ -1,0 +1,253 @@
+"""The data model shared by the REST server and the ARI engine.
+
+Uniqueness rules that must hold under concurrent requests are database constraints, never a
+read-then-write: (database, external id) of a contact, one disposition per (contact, campaign),
+one live call per agent (`calls.active_agent_id`), one main phone per database where the
+campaign forbids duplicates (`contacts.unique_phone`).
+"""
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData,
+                        String, Table, Text, UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+db.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow():
+    return datetime.now(timezone.utc)
+
+
+ROLES = ("Administrador", "Gerente", "Supervisor", "Referente", "Agente")
+CAMPAIGN_TYPES = ("manual", "preview", "dialer", "inbound")
+CAMPAIGN_STATES = ("active", "inactive", "paused", "finished")
+OPTION_TYPES = ("engaged", "no_action", "scheduled")
+PAUSE_TYPES = ("productive", "recreational")
+# Pause ids that exist without a row: after-call work, supervision, on WhatsApp.
+SYSTEM_PAUSES = {"0": "ACW", "00": "Supervision", "OW": "WhatsApp"}
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))
+    first_name: Mapped[str] = mapped_column(String(150), default="")
+    last_name: Mapped[str] = mapped_column(String(150), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped on every password change; tokens carry it, so older tokens stop working.
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    agent: Mapped["AgentProfile"] = relationship(back_populates="user", uselist=False)
+
+    @property
+    def is_agent(self):
+        return self.role == "Agente"
+
+
+class AgentProfile(db.Model):
+    """An agent: login's `agent_id`, makeCall's `idAgent`."""
+    __tablename__ = "agents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    sip_extension: Mapped[str] = mapped_column(String(32), unique=True)
+    # SIP credentials the engine pushed to Asterisk (digest username `<expiry>:<ext>`).
+    sip_username: Mapped[str | None] = mapped_column(String(64))
+    sip_expires_at: Mapped[int | None] = mapped_column(Integer)
+
+    user: Mapped[User] = relationship(back_populates="agent")
+
+
+class ExternalSystem(db.Model):
+    __tablename__ = "external_systems"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+
+
+class AgentExternalId(db.Model):
+    """An agent's id in an external system (makeCall's external `idAgent`)."""
+    __tablename__ = "agent_external_ids"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    external_system_id: Mapped[int] = mapped_column(ForeignKey("external_systems.id", ondelete="CASCADE"))
+    external_agent_id: Mapped[str] = mapped_column(String(128))
+    __table_args__ = (
+        UniqueConstraint("external_system_id", "external_agent_id"),
+        UniqueConstraint("agent_id", "external_system_id"),
+    )
+
+
+class ContactDatabase(db.Model):
+    __tablename__ = "contact_databases"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    columns: Mapped[list] = mapped_column(JSON)            # every column, in order
+    main_phone: Mapped[str] = mapped_column(String(128))
+    other_phones: Mapped[list] = mapped_column(JSON, default=list)
+    external_id_column: Mapped[str | None] = mapped_column(String(128))
+
+    @property
+    def phone_columns(self):
+        return [self.main_phone] + [c for c in (self.other_phones or []) if c != self.main_phone]
+
+
+class Contact(db.Model):
+    __tablename__ = "contacts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    database_id: Mapped[int] = mapped_column(ForeignKey("contact_databases.id", ondelete="CASCADE"))
+    main_phone: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    # Set to main_phone only where the campaign forbids duplicate phones; NULLs never collide.
+    unique_phone: Mapped[str | None] = mapped_column(String(32))
+    data: Mapped[dict] = mapped_column(JSON)               # column name -> value
+    assigned_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("database_id", "external_id"),
+        UniqueConstraint("database_id", "unique_phone"),
+        Index("ix_contacts_database_phone", "database_id", "main_phone"),
+    )
+
+
+campaign_agents = Table(
+    "campaign_agents", db.metadata,
+    Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+    Column("agent_id", ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+)
+
+campaign_supervisors = Table(
+    "campaign_supervisors", db.metadata,
+    Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Campaign(db.Model):
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    type: Mapped[str] = mapped_column(String(16), default="manual")
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    database_id: Mapped[int] = mapped_column(ForeignKey("contact_databases.id"))
+    external_system_id: Mapped[int | None] = mapped_column(ForeignKey("external_systems.id"))
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    allow_duplicate_phones: Mapped[bool] = mapped_column(Boolean, default=True)
+    __table_args__ = (UniqueConstraint("external_system_id", "external_id"),)
+
+    database: Mapped[ContactDatabase] = relationship()
+    external_system: Mapped[ExternalSystem | None] = relationship()
+    agents: Mapped[list[AgentProfile]] = relationship(secondary=campaign_agents)
+    supervisors: Mapped[list[User]] = relationship(secondary=campaign_supervisors)
+
+    @property
+    def is_active(self):
+        return self.state == "active"
+
+
+class DispositionOption(db.Model):
+    __tablename__ = "disposition_options"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(16), default="no_action")
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (UniqueConstraint("campaign_id", "name"),)
+
+    campaign: Mapped[Campaign] = relationship()
+
+
+class Disposition(db.Model):
+    __tablename__ = "dispositions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    option_id: Mapped[int] = mapped_column(ForeignKey("disposition_options.id"))
+    callid: Mapped[str | None] = mapped_column(String(32))
+    comments: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    __table_args__ = (UniqueConstraint("contact_id", "campaign_id"),)
+
+    contact: Mapped[Contact] = relationship()
+    option: Mapped[DispositionOption] = relationship()
+
+
+class Pause(db.Model):
+    __tablename__ = "pauses"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    type: Mapped[str] = mapped_column(String(16), default="recreational")
+
+
+class AgentSession(db.Model):
+    """An agent's presence: one row per agent, written by the REST layer and the engine."""
+    __tablename__ = "agent_sessions"
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    online: Mapped[bool] = mapped_column(Boolean, default=False)        # SIP endpoint reachable
+    logged_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_id: Mapped[str | None] = mapped_column(String(16))
+    ringing: Mapped[bool] = mapped_column(Boolean, default=False)
+    on_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the agent last became free: inbound calls go to the one idle longest.
+    idle_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Device state last mirrored into Asterisk; NULL means it still has to be written.
+    mirrored_state: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    @property
+    def available(self):
+        return self.online and self.logged_in and not self.paused and not self.on_call
+
+
+class AgentActivity(db.Model):
+    __tablename__ = "agent_activity"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    pause_id: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+CALL_KINDS = ("click_to_call", "inbound", "outbound")
+CALL_STATES = ("requested", "agent_ringing", "agent_answered", "contact_ringing", "bridged",
+               "ended", "failed")
+FINAL_CALL_STATES = ("ended", "failed")
+
+
+class Call(db.Model):
+    __tablename__ = "calls"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)   # uuid4 hex: fits `callid`
+    kind: Mapped[str] = mapped_column(String(16))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"), index=True)
+    # Equals agent_id while the call is live, NULL once final: one live call per agent.
+    active_agent_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    number: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16), default="requested", index=True)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    hangup_cause: Mapped[int | None] = mapped_column(Integer)
+    agent_channel_id: Mapped[str | None] = mapped_column(String(64))
+    contact_channel_id: Mapped[str | None] = mapped_column(String(64))
+    bridge_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    agent_answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    bridged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def is_final(self):
+        return self.state in FINAL_CALL_STATES

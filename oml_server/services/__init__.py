@@ -1,0 +1,1 @@
+"""The rules of the contract, free of Flask request handling."""

@@ -1,0 +1,60 @@
+"""Users, agents and their credentials."""
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..extensions import db
+from ..models import ROLES, AgentProfile, AgentSession, User
+
+# A valid hash to compare against when the user does not exist, so a login for an unknown
+# username costs the same time as one with a wrong password (no username probing by timing).
+_DUMMY_HASH = generate_password_hash("not-a-password")
+
+
+def hash_password(password):
+    return generate_password_hash(password)  # scrypt (Werkzeug's default)
+
+
+def set_password(user, password):
+    """Change the password; every token issued before stops working."""
+    user.password_hash = hash_password(password)
+    user.token_version = (user.token_version or 0) + 1
+
+
+def check_credentials(username, password):
+    """The active user with these credentials, or None."""
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    if not check_password_hash(user.password_hash, password) or not user.is_active:
+        return None
+    return user
+
+
+def create_user(username, password, role, first_name="", last_name="", email="",
+                is_active=True, user_id=None, agent_id=None, sip_extension=None):
+    """Create a user (and its agent profile when the role is Agente); caller commits."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    user = User(id=user_id, username=username, password_hash=hash_password(password), role=role,
+                first_name=first_name or "", last_name=last_name or "", email=email or "",
+                is_active=is_active, token_version=0)
+    db.session.add(user)
+    db.session.flush()
+    if role == "Agente":
+        ensure_agent(user, agent_id=agent_id, sip_extension=sip_extension)
+    return user
+
+
+def ensure_agent(user, agent_id=None, sip_extension=None):
+    """The user's agent profile, created when missing (extension 1000 + user id by default)."""
+    if user.agent is None:
+        agent = AgentProfile(id=agent_id, user=user,
+                             sip_extension=str(sip_extension or 1000 + user.id))
+        db.session.add(agent)
+        db.session.flush()
+        db.session.add(AgentSession(agent_id=agent.id))
+    elif sip_extension is not None:
+        user.agent.sip_extension = str(sip_extension)
+    return user.agent
+

@@ -1,0 +1,88 @@
+"""Test fixtures: a migrated database per run (SQLite by default; PostgreSQL when
+DATABASE_URL points at one), emptied between tests, and an app with calls disabled."""
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from oml_server import create_app
+from oml_server.extensions import db
+
+from .factories import Factory
+
+
+def _postgres_test_url(base_url):
+    """Create a throw-away database beside DATABASE_URL's and return its URL."""
+    url = make_url(base_url)
+    name = f"oml_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name), name
+
+
+def _drop_postgres(base_url, name):
+    admin = create_engine(make_url(base_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    base = os.environ.get("DATABASE_URL", "")
+    if base.startswith("postgres"):
+        url, name = _postgres_test_url(base)
+        yield url.render_as_string(hide_password=False)
+        _drop_postgres(base, name)
+    else:
+        yield "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+TEST_CONFIG = {
+    "TESTING": True,
+    "ARI_ENABLED": False,
+    "TOKEN_EXPIRED_AFTER_SECONDS": 32400,
+}
+
+
+@pytest.fixture(scope="session")
+def _migrated_app(database_url):
+    from flask_migrate import upgrade
+    app = create_app({**TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": database_url})
+    with app.app_context():
+        upgrade()
+    return app
+
+
+def _empty_all_tables():
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def app(_migrated_app):
+    app = _migrated_app
+    with app.app_context():
+        _empty_all_tables()
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def make(app):
+    """Builds users, agents, campaigns and the rest: see tests/factories.py."""
+    return Factory(app)
