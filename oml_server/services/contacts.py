@@ -1,0 +1,146 @@
+"""Contacts: the checks of new_contact (contract §2.3), shared by the API, provisioning and
+the CSV import, and the insert that keeps uniqueness in the database under concurrency."""
+import re
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .. import messages as M
+from ..database import is_unique_violation
+from ..extensions import db
+from ..models import Contact
+
+PHONE_RE = re.compile(r"^\+?\d{3,25}$")
+MAX_VALUE_LENGTH = 1024
+
+
+class ContactInvalid(Exception):
+    """Why a contact cannot be stored. `kind` names the contract check that failed:
+
+    unknown_fields (payload: list of keys), missing_main_phone (payload: column name),
+    field_errors (payload: {column: [message]}), duplicate_external_id (payload: column name),
+    duplicate_phone (payload: None).
+    """
+
+    def __init__(self, kind, payload=None):
+        super().__init__(kind, payload)
+        self.kind = kind
+        self.payload = payload
+
+    def describe(self):
+        """One line for people reading a CLI report."""
+        if self.kind == "unknown_fields":
+            return f"unknown columns: {', '.join(map(str, self.payload))}"
+        if self.kind == "missing_main_phone":
+            return f"{self.payload}: the main phone is required"
+        if self.kind == "field_errors":
+            return "; ".join(f"{k}: {' '.join(str(m) for m in v)}" for k, v in self.payload.items())
+        if self.kind == "duplicate_external_id":
+            return f"{self.payload}: {M.DUPLICATE_EXTERNAL_ID}"
+        return str(M.DUPLICATE_PHONE)
+
+
+def _text(value):
+    """A column value as text: strings as they are, numbers as written; None for the rest."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def normalize(database, data, ignore=()):
+    """Check `data` (column -> value) against the database's columns, in contract order.
+
+    Returns every column's value (data columns not sent are "", an external id not sent is
+    None). Raises ContactInvalid.
+    """
+    columns = database.columns
+    unknown = [key for key in data if key not in columns and key not in ignore]
+    if unknown:
+        raise ContactInvalid("unknown_fields", unknown)
+    main = database.main_phone
+    if data.get(main) in (None, ""):
+        raise ContactInvalid("missing_main_phone", main)
+
+    values, errors = {}, {}
+    ext_col = database.external_id_column
+    for column in columns:
+        raw = data.get(column)
+        if column == ext_col and raw in (None, ""):
+            values[column] = None
+            continue
+        text = _text(raw)
+        if text is None:
+            errors[column] = ["Not a valid string."]
+            continue
+        text = text.strip()
+        if len(text) > MAX_VALUE_LENGTH:
+            errors[column] = [f"Ensure this field has no more than {MAX_VALUE_LENGTH} characters."]
+            continue
+        values[column] = text
+    for column in database.phone_columns:
+        value = values.get(column)
+        if column in errors or value in (None, ""):
+            continue
+        if not PHONE_RE.match(value):
+            errors[column] = [M.INVALID_PHONE]
+    if errors:
+        raise ContactInvalid("field_errors", errors)
+    return values
+
+
+def check_duplicates(database, values, forbid_duplicate_phones):
+    """The read checks, in contract order; the database constraints settle races."""
+    ext_col = database.external_id_column
+    if ext_col and values.get(ext_col) is not None:
+        exists = db.session.scalar(select(Contact.id).where(
+            Contact.database_id == database.id, Contact.external_id == values[ext_col]).limit(1))
+        if exists is not None:
+            raise ContactInvalid("duplicate_external_id", ext_col)
+    if forbid_duplicate_phones:
+        exists = db.session.scalar(select(Contact.id).where(
+            Contact.database_id == database.id,
+            Contact.main_phone == values[database.main_phone]).limit(1))
+        if exists is not None:
+            raise ContactInvalid("duplicate_phone")
+
+
+def build(database, values, forbid_duplicate_phones=False, assigned_agent_id=None, contact_id=None):
+    """An unsaved Contact for checked `values`."""
+    phone = values[database.main_phone]
+    ext_col = database.external_id_column
+    return Contact(id=contact_id, database_id=database.id, main_phone=phone,
+                   external_id=values.get(ext_col) if ext_col else None,
+                   unique_phone=phone if forbid_duplicate_phones else None,
+                   data=values, assigned_agent_id=assigned_agent_id)
+
+
+def add(database, values, forbid_duplicate_phones=False, assigned_agent_id=None, contact_id=None):
+    """Insert a checked contact inside a savepoint; a lost race becomes ContactInvalid.
+
+    The caller commits (so a contact and its disposition can be one transaction).
+    """
+    check_duplicates(database, values, forbid_duplicate_phones)
+    contact = build(database, values, forbid_duplicate_phones, assigned_agent_id, contact_id)
+    try:
+        with db.session.begin_nested():
+            db.session.add(contact)
+    except IntegrityError as exc:
+        if not is_unique_violation(exc):
+            raise
+        if "unique_phone" in str(exc.orig):
+            raise ContactInvalid("duplicate_phone")
+        raise ContactInvalid("duplicate_external_id", database.external_id_column)
+    return contact
+
+
+def payload(database, contact):
+    """`contacto` of new_contact: every column, in order."""
+    data = contact.data or {}
+    return {column: data.get(column, None if column == database.external_id_column else "")
+            for column in database.columns}
