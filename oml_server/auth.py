@@ -5,6 +5,7 @@ user's `token_version`, so a password change or a deactivation cuts every older 
 """
 import functools
 import secrets
+from datetime import timedelta
 
 import jwt as pyjwt
 from flask import current_app, g, request, session
@@ -22,8 +23,10 @@ CSRF_HEADER = "X-CSRFToken"
 
 def issue_token(user):
     """A new token for `user` and its lifetime in seconds."""
-    token = create_access_token(identity=str(user.id), additional_claims={"tv": user.token_version})
-    return token, current_app.config["TOKEN_EXPIRED_AFTER_SECONDS"]
+    ttl = current_app.config["TOKEN_EXPIRED_AFTER_SECONDS"]
+    token = create_access_token(identity=str(user.id), additional_claims={"tv": user.token_version},
+                                expires_delta=timedelta(seconds=ttl))
+    return token, ttl
 
 
 def _bearer_token():

@@ -40,7 +40,6 @@ def load(env=None, instance_path=None):
         "JWT_ALGORITHM": "HS256",
         "JWT_DECODE_ALGORITHMS": ["HS256"],
         "TOKEN_EXPIRED_AFTER_SECONDS": token_ttl,
-        "JWT_ACCESS_TOKEN_EXPIRES": token_ttl,
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL", default_db),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "BABEL_DEFAULT_LOCALE": env.get("DEFAULT_LANGUAGE", "es"),

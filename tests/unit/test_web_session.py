@@ -1,0 +1,72 @@
+"""The web session of OMniLeads' agent console (contract §1.3): login form, CSRF, logout."""
+import re
+
+from tests.factories import PASSWORD
+
+PROTECTED = "/api/v1/asterisk_login/"
+
+
+def web_login(client, user):
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    assert client.get_cookie("csrftoken").value == token
+    response = client.post("/accounts/login/", data={"username": user.username, "password": PASSWORD,
+                                                      "csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    return client.get_cookie("csrftoken").value
+
+
+def test_session_post_needs_the_csrf_header(client, make):
+    agent = make.agent()
+    csrf = web_login(client, agent)
+    response = client.post(PROTECTED, headers={"X-Requested-With": "XMLHttpRequest"})
+    assert response.status_code == 403
+    assert response.get_json() == {"detail": "CSRF Failed: CSRF token missing or incorrect."}
+    response = client.post(PROTECTED, headers={"X-CSRFToken": "wrong"})
+    assert response.status_code == 403
+    response = client.post(PROTECTED, headers={"X-CSRFToken": csrf})
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "OK"}
+
+
+def test_session_get_needs_no_csrf(client, make):
+    agent = make.agent()
+    web_login(client, agent)
+    assert client.get("/api/v1/disposition/").status_code == 200
+
+
+def test_session_cookie_flags(client, make):
+    agent = make.agent()
+    page = client.get("/accounts/login/")
+    token = re.search(r'value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    response = client.post("/accounts/login/", data={"username": agent.username, "password": PASSWORD,
+                                                     "csrfmiddlewaretoken": token})
+    cookies = response.headers.getlist("Set-Cookie")
+    session_cookie = next(c for c in cookies if c.startswith("session="))
+    assert "HttpOnly" in session_cookie and "SameSite=Lax" in session_cookie
+
+
+def test_login_form_rejects_bad_password_and_missing_csrf(client, make):
+    agent = make.agent()
+    client.get("/accounts/login/")
+    response = client.post("/accounts/login/", data={"username": agent.username, "password": PASSWORD})
+    assert response.status_code == 400
+    assert client.get("/api/v1/disposition/").status_code == 403
+
+
+def test_logout_ends_the_session_and_redirects(client, make):
+    agent = make.agent()
+    web_login(client, agent)
+    response = client.get("/agente/logout/")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/accounts/login/")
+    assert client.get("/api/v1/disposition/").status_code == 403
+
+
+def test_security_headers_on_every_response(client):
+    for response in (client.get("/accounts/login/"), client.post("/api/v1/login", json={}),
+                     client.get("/openapi.json")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Referrer-Policy"] == "same-origin"
