@@ -13,3 +13,8 @@ monkey.patch_all()
 from oml_server import create_app  # noqa: E402
 
 app = create_app()
+
+if app.config["ARI_ENABLED"]:
+    from ari_engine.runner import install_backend  # noqa: E402
+
+    install_backend(app)

@@ -27,6 +27,7 @@ def _create_app():
 
 def register_commands(app):
     app.cli.add_command(run_command)
+    app.cli.add_command(engine_command)
     app.cli.add_command(create_user_command)
     app.cli.add_command(provision_command)
     app.cli.add_command(import_contacts_command)
@@ -42,6 +43,24 @@ def run_command(host, port, engine):
     """Serve the API with gevent's WSGI server (and the ARI engine's greenlets)."""
     from .serve import serve
     serve(current_app._get_current_object(), host, port, with_engine=engine)
+
+
+@click.command("engine")
+@with_appcontext
+def engine_command():
+    """Run the ARI engine alone (split deployment: API workers elsewhere, one engine per app)."""
+    import logging
+    import signal
+
+    import gevent.event
+    from ari_engine.runner import start_engine
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = start_engine(current_app._get_current_object())
+    stopped = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stopped.set)
+    gevent.signal_handler(signal.SIGINT, stopped.set)
+    stopped.wait()
+    engine.stop()
 
 
 @click.command("create-user")

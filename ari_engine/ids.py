@@ -1,0 +1,35 @@
+"""Asterisk object ids chosen from the call id.
+
+Choosing our own ids (instead of Asterisk's) lets events be matched to their call before the
+originate request even returns, and lets reconciliation recognise our objects after a restart.
+"""
+PREFIX = "oml-"
+
+
+def agent_channel(call_id):
+    return f"{PREFIX}{call_id}-agent"
+
+
+def contact_channel(call_id):
+    return f"{PREFIX}{call_id}-contact"
+
+
+def bridge(call_id):
+    return f"{PREFIX}{call_id}"
+
+
+def call_id_of(resource_id):
+    """The call id inside one of our channel or bridge ids; None for anything else."""
+    if not resource_id or not resource_id.startswith(PREFIX):
+        return None
+    rest = resource_id[len(PREFIX):]
+    return rest.split("-", 1)[0] or None
+
+
+def is_ours(resource_id):
+    return call_id_of(resource_id) is not None
+
+
+def device_state_name(extension):
+    """The custom device state mirroring an agent's availability (dialplan: DEVICE_STATE())."""
+    return f"Stasis:oml-agent-{extension}"

@@ -1,0 +1,104 @@
+"""Agents' presence in Asterisk: endpoint registration → `online`, and availability mirrored
+into a custom device state `Stasis:oml-agent-<extension>` that a dialplan hint or queue can read.
+
+Mapping (documented in the README):
+    on a call                     → INUSE
+    ringing for a call            → RINGING
+    logged in, paused             → ONHOLD
+    logged in, available          → NOT_INUSE
+    logged out, or not registered → UNAVAILABLE
+A mirror that cannot be written (Asterisk away) leaves `mirrored_state` NULL; it is written at
+reconnect.
+"""
+import logging
+
+from sqlalchemy import select
+
+from oml_server.extensions import db
+from oml_server.models import AgentProfile, AgentSession
+
+from . import ids
+from .ari_client import AriError
+
+log = logging.getLogger(__name__)
+
+
+def device_state_for(session):
+    if session is None:
+        return "UNAVAILABLE"
+    if session.on_call:
+        return "INUSE"
+    if not session.online or not session.logged_in:
+        return "UNAVAILABLE"
+    if session.ringing:
+        return "RINGING"
+    if session.paused:
+        return "ONHOLD"
+    return "NOT_INUSE"
+
+
+class Presence:
+    def __init__(self, ari):
+        self.ari = ari
+
+    def endpoint_changed(self, event):
+        endpoint = event.get("endpoint") or {}
+        if endpoint.get("technology") != "PJSIP":
+            return
+        self.set_online(endpoint.get("resource"), endpoint.get("state") == "online")
+
+    def set_online(self, extension, online):
+        agent = db.session.scalar(select(AgentProfile).where(AgentProfile.sip_extension == str(extension)))
+        if agent is None:
+            return
+        session = db.session.get(AgentSession, agent.id)
+        if session is None:
+            session = AgentSession(agent_id=agent.id)
+            db.session.add(session)
+        if session.online != online:
+            session.online = online
+            session.mirrored_state = None
+        db.session.commit()
+        self.mirror(agent.id)
+
+    def mirror(self, agent_id):
+        """Write the agent's availability into Asterisk; True when it is there now."""
+        agent = db.session.get(AgentProfile, agent_id)
+        session = db.session.get(AgentSession, agent_id)
+        if agent is None:
+            return False
+        state = device_state_for(session)
+        if session is not None and session.mirrored_state == state:
+            return True
+        try:
+            self.ari.device_state_put(ids.device_state_name(agent.sip_extension), state)
+        except AriError as exc:
+            log.info("device state of agent %s not mirrored yet: %s", agent_id, exc)
+            if session is not None:
+                session.mirrored_state = None
+                db.session.commit()
+            return False
+        if session is not None:
+            session.mirrored_state = state
+            db.session.commit()
+        return True
+
+    def refresh_all(self, force=False):
+        """After a (re)connect: registration state of every agent from Asterisk, then mirrors."""
+        try:
+            endpoints = {e["resource"]: e.get("state") == "online" for e in self.ari.endpoints("PJSIP")}
+        except AriError as exc:
+            log.warning("cannot list endpoints: %s", exc)
+            return
+        for agent in db.session.scalars(select(AgentProfile)).all():
+            session = db.session.get(AgentSession, agent.id)
+            if session is None:
+                session = AgentSession(agent_id=agent.id)
+                db.session.add(session)
+            online = endpoints.get(agent.sip_extension, False)
+            if force or session.online != online:
+                session.online = online
+                session.mirrored_state = None
+        db.session.commit()
+        for (agent_id,) in db.session.execute(select(AgentSession.agent_id)).all():
+            self.mirror(agent_id)

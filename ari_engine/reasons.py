@@ -1,0 +1,47 @@
+"""Why a call ended: the `reason` written on the call row, from where the call was and what
+Asterisk said (hangup cause, dial status).
+
+Q.850 causes seen from Asterisk 16 here: 16 normal clearing, 17 user busy (SIP 486),
+21 call rejected (SIP 603), 19 no answer, 0 when an originate/dial timeout expires,
+1/3/20/27/34/38 unreachable or network failure.
+"""
+AGENT_NO_ANSWER = "agent_no_answer"
+AGENT_REJECTED = "agent_rejected"
+AGENT_UNREACHABLE = "agent_unreachable"
+AGENT_OFFLINE = "agent_offline"
+AGENT_HANGUP = "agent_hangup"
+CONTACT_HANGUP = "contact_hangup"
+CONTACT_BUSY = "contact_busy"
+CONTACT_NO_ANSWER = "contact_no_answer"
+CONTACT_UNREACHABLE = "contact_unreachable"
+CALLER_HANGUP = "caller_hangup"
+NO_AGENT_AVAILABLE = "no_agent_available"
+ASTERISK_LOST = "asterisk_lost"
+HANGUP_REQUESTED = "hangup_requested"
+
+BUSY_CAUSES = {17}
+REJECT_CAUSES = {21}
+NO_ANSWER_CAUSES = {0, 18, 19}
+DIALSTATUS_REASONS = {"BUSY": CONTACT_BUSY, "NOANSWER": CONTACT_NO_ANSWER,
+                      "CONGESTION": CONTACT_UNREACHABLE, "CHANUNAVAIL": CONTACT_UNREACHABLE}
+
+
+def for_leg_gone(state, is_agent_leg, cause=None, dialstatus=None):
+    """(final state, reason) when one leg of a two-leg call disappears in `state`."""
+    if state == "bridged":
+        return "ended", AGENT_HANGUP if is_agent_leg else CONTACT_HANGUP
+    if is_agent_leg:
+        if state in ("requested", "agent_ringing"):
+            if cause in BUSY_CAUSES or cause in REJECT_CAUSES:
+                return "failed", AGENT_REJECTED
+            if cause in NO_ANSWER_CAUSES or cause is None:
+                return "failed", AGENT_NO_ANSWER
+            return "failed", AGENT_UNREACHABLE
+        return "failed", AGENT_HANGUP  # hung up while the contact was being dialled
+    if dialstatus in DIALSTATUS_REASONS:
+        return "failed", DIALSTATUS_REASONS[dialstatus]
+    if cause in BUSY_CAUSES:
+        return "failed", CONTACT_BUSY
+    if cause in NO_ANSWER_CAUSES:
+        return "failed", CONTACT_NO_ANSWER
+    return "failed", CONTACT_UNREACHABLE

@@ -1,0 +1,135 @@
+"""Agents' SIP accounts in Asterisk, pushed through ARI's dynamic configuration.
+
+Nobody edits pjsip.conf to add an agent: every active agent is an endpoint `<extension>` with
+an aor and an auth `<extension>` whose digest username is the ephemeral `<expiry>:<extension>`
+from `GET /api/v1/sip/credentials/agent/` and whose password is that scheme's HMAC. The
+previous credentials stay valid in `<extension>-prev` until they expire, so a second browser
+tab asking for credentials does not log the first phone out. Expired ones are replaced by a
+random secret (Asterisk never checks the expiry itself). Memory-backed objects vanish when
+Asterisk restarts: `push_all` runs after every restart.
+"""
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+
+from sqlalchemy import select
+
+from oml_server.extensions import db
+from oml_server.models import AgentProfile
+
+from .ari_client import AriError, AriNotFound
+
+log = logging.getLogger(__name__)
+
+
+def password_for(sip_user, key):
+    digest = hmac.new(key.encode(), sip_user.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def expiry_of(sip_user):
+    try:
+        return int(str(sip_user).split(":", 1)[0])
+    except (TypeError, ValueError):
+        return 0
+
+
+class SipAccounts:
+    def __init__(self, ari, settings):
+        self.ari = ari
+        self.key = settings["SIP_SECRET_KEY"]
+        self.context = settings.get("AGENT_CONTEXT", "agents")
+
+    def _auth(self, auth_id, username, password):
+        self.ari.dynamic_config_put("auth", auth_id, {
+            "auth_type": "userpass", "username": username, "password": password})
+
+    def _locked_auth(self, auth_id, extension):
+        """An auth nobody knows the password of: the account exists but cannot register."""
+        self._auth(auth_id, f"locked:{extension}", secrets.token_urlsafe(24))
+
+    def push(self, agent, now=None):
+        """Create or refresh one agent's auth, aor and endpoint (in that order: an endpoint
+        pushed before its auth answers REGISTER with 500)."""
+        now = now or time.time()
+        ext = agent.sip_extension
+        if agent.sip_username and (agent.sip_expires_at or 0) > now:
+            self._auth(ext, agent.sip_username, password_for(agent.sip_username, self.key))
+        else:
+            self._locked_auth(ext, ext)
+        self._ensure_prev(ext)
+        self.ari.dynamic_config_put("aor", ext, {"max_contacts": 1, "remove_existing": "yes"})
+        name = " ".join(p for p in (agent.user.first_name, agent.user.last_name) if p) or agent.user.username
+        self.ari.dynamic_config_put("endpoint", ext, {
+            "context": self.context, "disallow": "all", "allow": "ulaw,alaw",
+            "auth": f"{ext},{ext}-prev", "aors": ext, "identify_by": "username",
+            "direct_media": "no", "rtp_symmetric": "yes", "force_rport": "yes",
+            "rewrite_contact": "no", "callerid": f'"{name}" <{ext}>'})
+
+    def _ensure_prev(self, ext):
+        try:
+            fields = self.ari.dynamic_config_get("auth", f"{ext}-prev")
+            username = next((f["value"] for f in fields if f["attribute"] == "username"), "")
+            if expiry_of(username) > time.time():
+                return
+        except AriNotFound:
+            pass
+        self._locked_auth(f"{ext}-prev", ext)
+
+    def remove(self, extension):
+        for kind, obj_id in (("endpoint", extension), ("aor", extension), ("auth", extension),
+                             ("auth", f"{extension}-prev")):
+            try:
+                self.ari.dynamic_config_delete(kind, obj_id)
+            except AriNotFound:
+                pass
+
+    def credentials_issued(self, agent, sip_user, sip_password):
+        """New credentials: the old ones move to the `-prev` slot, the new ones take effect on
+        the phone's next REGISTER."""
+        try:
+            fields = self.ari.dynamic_config_get("auth", agent.sip_extension)
+            previous_user = next((f["value"] for f in fields if f["attribute"] == "username"), "")
+        except AriNotFound:
+            self.push(agent)  # first credentials since the account was created or Asterisk restarted
+            previous_user = ""
+        if previous_user and previous_user != sip_user and expiry_of(previous_user) > time.time():
+            self._auth(f"{agent.sip_extension}-prev", previous_user,
+                       password_for(previous_user, self.key))
+        self._auth(agent.sip_extension, sip_user, sip_password)
+
+    def push_all(self):
+        """Every active agent in, every deactivated one out. Returns (pushed, removed)."""
+        pushed = removed = 0
+        now = time.time()
+        for agent in db.session.scalars(select(AgentProfile)).all():
+            try:
+                if agent.user.is_active:
+                    self.push(agent, now)
+                    pushed += 1
+                else:
+                    self.remove(agent.sip_extension)
+                    removed += 1
+            except AriError as exc:
+                log.warning("SIP account %s not pushed: %s", agent.sip_extension, exc)
+        return pushed, removed
+
+    def rotate_expired(self):
+        """Lock accounts whose credentials expired; returns how many were locked."""
+        now = int(time.time())
+        expired = db.session.scalars(select(AgentProfile).where(
+            AgentProfile.sip_expires_at.is_not(None), AgentProfile.sip_expires_at <= now)).all()
+        for agent in expired:
+            try:
+                self._locked_auth(agent.sip_extension, agent.sip_extension)
+                self._ensure_prev(agent.sip_extension)
+            except AriError as exc:
+                log.warning("SIP account %s not rotated: %s", agent.sip_extension, exc)
+                continue
+            agent.sip_username = None
+            agent.sip_expires_at = None
+        db.session.commit()
+        return len(expired)
