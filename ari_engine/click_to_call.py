@@ -27,7 +27,7 @@ class ClickToCall:
         """`memo` is this call's scratch state (dial status, causes, playback) in the engine."""
         kind = event["type"]
         channel_id = (event.get("channel") or event.get("peer") or {}).get("id")
-        if kind == "StasisStart" and channel_id == ids.agent_channel(call.id):
+        if kind == "StasisStart" and channel_id == call.agent_channel_id:
             self.agent_answered(call, memo)
         elif kind == "Dial" and event.get("peer", {}).get("id") == ids.contact_channel(call.id):
             self.contact_dial_progress(call, event, memo)
@@ -43,7 +43,7 @@ class ClickToCall:
             self.leg_gone(call, channel_id, memo)
 
     def agent_answered(self, call, memo):
-        agent_leg = ids.agent_channel(call.id)
+        agent_leg = call.agent_channel_id
         if not call_store.advance(call.id, "agent_answered", agent_answered_at=call_store.now()):
             self.teardown(call)  # hung up or failed meanwhile: nothing may stay up
             return
@@ -82,7 +82,7 @@ class ClickToCall:
         state = call_store.get(call.id).state
         cause = memo.get("causes", {}).get(channel_id)
         final, reason = reasons.for_leg_gone(
-            state, is_agent_leg=channel_id == ids.agent_channel(call.id),
+            state, is_agent_leg=channel_id == call.agent_channel_id,
             cause=cause, dialstatus=memo.get("dialstatus"))
         call_store.finish(call.id, final, reason, hangup_cause=cause)
         if not memo.get("torn_down"):  # the other leg's own events arrive after this
@@ -112,7 +112,8 @@ class ClickToCall:
 
     def teardown(self, call):
         """Hang up both legs and destroy the bridge; 404 means already done."""
-        teardown(self.ari, call.id)
+        legs = [c for c in (call.agent_channel_id, call.contact_channel_id) if c and not ids.is_ours(c)]
+        teardown(self.ari, call.id, extra_channels=legs)
 
 
 def teardown(ari, call_id, extra_channels=()):

@@ -107,8 +107,11 @@ class Dispatcher:
                     memo["final"] = True
                     return
                 self.flows[call.kind].handle(call, event, memo)
-                if call_store.get(call_id).is_final:
+                call = call_store.get(call_id)
+                if call.is_final and not memo.get("final"):
                     memo["final"] = True
+                    if call.agent_id is not None:  # the agent is free again: tell Asterisk
+                        self.presence.mirror(call.agent_id)
             except Exception:
                 log.exception("call %s: handler failed on %s", call_id, event.get("type"))
                 from oml_server.extensions import db
