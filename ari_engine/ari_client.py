@@ -318,11 +318,18 @@ class AriEventStream:
         return self
 
     def close(self) -> None:
+        """Close from any greenlet/thread: send a close frame, then shut the socket down
+        without waiting for the reply (the reader may be blocked in recv on the same socket;
+        two greenlets reading one socket is an error under gevent). The reader then ends."""
         ws, self.ws = self.ws, None
         if ws is not None:
             try:
-                ws.close(timeout=1)
-            except Exception:  # closing a dead socket may fail in many ways; it is closed anyway
+                ws.send_close()
+            except Exception:  # a dead socket fails in many ways; it is being closed anyway
+                pass
+            try:
+                ws.shutdown()
+            except Exception:
                 pass
 
     def __enter__(self) -> "AriEventStream":
@@ -371,5 +378,7 @@ class AriEventStream:
             if opcode == websocket.ABNF.OPCODE_TEXT:
                 yield json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                if self.ws is None:
+                    return  # our own close() answered
                 self.close()
                 raise AriUnavailable("events websocket closed by Asterisk")

@@ -3,6 +3,7 @@
 #
 #   lab.sh install        install Asterisk 16 (Debian 11 packages) and SIPp on Debian 12
 #   lab.sh start [DIR]    render etc/ templates into a private DIR and start Asterisk there
+#   lab.sh run [DIR]      same, but exec Asterisk in the foreground (containers)
 #   lab.sh stop [DIR]     stop that private Asterisk ("core stop now", then by PID)
 #   lab.sh status [DIR]   say whether it runs and whether ARI answers
 #   lab.sh cli [DIR] CMD  run one CLI command against the private instance
@@ -180,17 +181,16 @@ render() {  # render TEMPLATE DEST
         "$1" > "$2"
 }
 
-cmd_start() {
-    DIR="${1:-$LAB_DIR}"
+# Render the templates into a fresh DIR (fresh astdb: device states/contacts would persist).
+prepare_dir() {
+    DIR="$1"
     command -v asterisk >/dev/null 2>&1 || die "asterisk not installed (run: $0 install)"
-    command -v curl >/dev/null 2>&1 || die "curl is needed to wait for ARI"
     if pid_alive "$DIR"; then
         die "an Asterisk already runs from $DIR (pid $(cat "$DIR/asterisk.pid")); stop it first"
     fi
     mkdir -p "$DIR"
     DIR="$(cd "$DIR" && pwd)"
     MODDIR="$(module_dir)"
-    # Fresh state every start: custom device states and contacts persist in astdb otherwise.
     rm -rf "$DIR/etc" "$DIR/var" "$DIR/log" "$DIR/run"
     mkdir -p "$DIR/etc" "$DIR/var/lib" "$DIR/var/spool" "$DIR/log" "$DIR/run"
     local t
@@ -199,7 +199,11 @@ cmd_start() {
     done
     # Quick guard against the silent template trap (see docs/asterisk-lab.md).
     grep -q '^\[directories\]$' "$DIR/etc/asterisk.conf" || die "asterisk.conf needs a plain [directories]"
+}
 
+cmd_start() {
+    command -v curl >/dev/null 2>&1 || die "curl is needed to wait for ARI"
+    prepare_dir "${1:-$LAB_DIR}"
     local started
     started="$(date +%s.%N)"
     nohup asterisk -C "$DIR/etc/asterisk.conf" -f -n </dev/null >"$DIR/log/console.log" 2>&1 &
@@ -219,6 +223,14 @@ cmd_start() {
     done
     log "asterisk pid $pid up in $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')s; dir $DIR"
     ari_url
+}
+
+# Foreground (containers): render, then become Asterisk so signals reach it.
+cmd_run() {
+    prepare_dir "${1:-$LAB_DIR}"
+    echo "$$" > "$DIR/asterisk.pid"
+    log "exec asterisk in the foreground; ARI $(ari_url)"
+    exec asterisk -C "$DIR/etc/asterisk.conf" -f -n
 }
 
 cmd_stop() {
@@ -257,8 +269,9 @@ cmd_cli() {
 case "${1:-}" in
     install) shift; cmd_install "$@" ;;
     start)   shift; cmd_start "$@" ;;
+    run)     shift; cmd_run "$@" ;;
     stop)    shift; cmd_stop "$@" ;;
     status)  shift; cmd_status "$@" ;;
     cli)     shift; cmd_cli "$@" ;;
-    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -262,6 +262,7 @@ class SippPeer:
         self.hangup_ms = hangup_ms
         self.extra_args = list(extra_args)
         self.remote = remote
+        self._own_log_dir = log_dir is None
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="oml-sipp-")
         self.name = f"{os.path.splitext(os.path.basename(self.scenario))[0]}-{next(self._seq)}"
         self.proc: Optional[subprocess.Popen] = None
@@ -314,16 +315,18 @@ class SippPeer:
                 out.append(open(p, errors="replace").read()[-3000:])
         return "\n".join(out)
 
-    def stop(self) -> None:
-        """Terminate by PID (SIPp finishes on SIGTERM/SIGUSR1); kill if it lingers."""
-        if not self.alive():
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=3)
+    def stop(self, keep_logs: bool = False) -> None:
+        """Terminate by PID (SIPp finishes on SIGTERM/SIGUSR1); kill if it lingers. Removes its
+        own log dir unless ``keep_logs`` or OML_LAB_KEEP=1 (read :meth:`errors` before)."""
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=3)
+        if self._own_log_dir and not keep_logs and not os.environ.get("OML_LAB_KEEP"):
+            shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def __enter__(self) -> "SippPeer":
         return self.start()
