@@ -44,6 +44,7 @@ def load(env=None, instance_path=None):
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "BABEL_DEFAULT_LOCALE": env.get("DEFAULT_LANGUAGE", "es"),
         "LANGUAGES": ["es", "en"],
+        "PASSWORD_HASH_METHOD": env.get("PASSWORD_HASH_METHOD", "scrypt"),
         "SIP_SECRET_KEY": env.get("SIP_SECRET_KEY", DEV_SIP_SECRET_KEY),
         "EPHEMERAL_USER_TTL": _int(env, "EPHEMERAL_USER_TTL", 28800),
         "ARI_URL": env.get("ARI_URL", "http://127.0.0.1:8088/ari"),
@@ -69,9 +70,16 @@ def load(env=None, instance_path=None):
         "OPENAPI_SWAGGER_UI_PATH": "/docs",
         "OPENAPI_SWAGGER_UI_URL": "/swagger-ui/",  # served from the swagger-ui-bundle package
     }
-    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("postgres://"):
-        cfg["SQLALCHEMY_DATABASE_URI"] = "postgresql://" + cfg["SQLALCHEMY_DATABASE_URI"][len("postgres://"):]
+    cfg["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(cfg["SQLALCHEMY_DATABASE_URI"])
     return cfg
+
+
+def normalize_database_url(url):
+    """`postgres://` and `postgresql://` URLs use psycopg2 (SQLAlchemy 2.1 would pick psycopg 3)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
 
 
 def check_production(cfg):

@@ -33,7 +33,8 @@ def _drop_postgres(base_url, name):
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory):
-    base = os.environ.get("DATABASE_URL", "")
+    from oml_server.config import normalize_database_url
+    base = normalize_database_url(os.environ.get("DATABASE_URL", ""))
     if base.startswith("postgres"):
         url, name = _postgres_test_url(base)
         yield url.render_as_string(hide_password=False)
@@ -46,6 +47,7 @@ TEST_CONFIG = {
     "TESTING": True,
     "ARI_ENABLED": False,
     "TOKEN_EXPIRED_AFTER_SECONDS": 32400,
+    "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # production hashes cost ~0.1 s each
 }
 
 
@@ -60,12 +62,9 @@ def _migrated_app(database_url):
 
 def _empty_all_tables():
     with db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(db.metadata.sorted_tables):
-                conn.execute(table.delete())
+        # DELETE, not TRUNCATE: on tables this small it is ten times faster on PostgreSQL.
+        for table in reversed(db.metadata.sorted_tables):
+            conn.execute(table.delete())
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from ..models import Contact
 
 PHONE_RE = re.compile(r"^\+?\d{3,25}$")
 MAX_VALUE_LENGTH = 1024
+MAX_EXTERNAL_ID_LENGTH = 128   # contacts.external_id is VARCHAR(128); PostgreSQL enforces it
 
 
 class ContactInvalid(Exception):
@@ -53,6 +54,11 @@ def _text(value):
     return None
 
 
+def _blank(value):
+    """Not sent, null, or only whitespace (a blank main phone would be stored as "")."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def normalize(database, data, ignore=()):
     """Check `data` (column -> value) against the database's columns, in contract order.
 
@@ -64,14 +70,14 @@ def normalize(database, data, ignore=()):
     if unknown:
         raise ContactInvalid("unknown_fields", unknown)
     main = database.main_phone
-    if data.get(main) in (None, ""):
+    if _blank(data.get(main)):
         raise ContactInvalid("missing_main_phone", main)
 
     values, errors = {}, {}
     ext_col = database.external_id_column
     for column in columns:
         raw = data.get(column)
-        if column == ext_col and raw in (None, ""):
+        if column == ext_col and _blank(raw):
             values[column] = None
             continue
         text = _text(raw)
@@ -79,8 +85,9 @@ def normalize(database, data, ignore=()):
             errors[column] = ["Not a valid string."]
             continue
         text = text.strip()
-        if len(text) > MAX_VALUE_LENGTH:
-            errors[column] = [f"Ensure this field has no more than {MAX_VALUE_LENGTH} characters."]
+        limit = MAX_EXTERNAL_ID_LENGTH if column == ext_col else MAX_VALUE_LENGTH
+        if len(text) > limit:
+            errors[column] = [f"Ensure this field has no more than {limit} characters."]
             continue
         values[column] = text
     for column in database.phone_columns:

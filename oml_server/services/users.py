@@ -1,17 +1,30 @@
 """Users, agents and their credentials."""
+from flask import current_app
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import ROLES, AgentProfile, AgentSession, User
 
-# A valid hash to compare against when the user does not exist, so a login for an unknown
-# username costs the same time as one with a wrong password (no username probing by timing).
-_DUMMY_HASH = generate_password_hash("not-a-password")
+_dummy_hashes = {}
+
+
+def _method():
+    # scrypt by default; the test suite configures a cheap method to stay fast.
+    return current_app.config.get("PASSWORD_HASH_METHOD", "scrypt")
+
+
+def _dummy_hash():
+    """A valid hash to compare against when the user does not exist, so a login for an unknown
+    username costs the same time as one with a wrong password (no username probing by timing)."""
+    method = _method()
+    if method not in _dummy_hashes:
+        _dummy_hashes[method] = generate_password_hash("not-a-password", method=method)
+    return _dummy_hashes[method]
 
 
 def hash_password(password):
-    return generate_password_hash(password)  # scrypt (Werkzeug's default)
+    return generate_password_hash(password, method=_method())
 
 
 def set_password(user, password):
@@ -24,7 +37,7 @@ def check_credentials(username, password):
     """The active user with these credentials, or None."""
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
         return None
     if not check_password_hash(user.password_hash, password) or not user.is_active:
         return None

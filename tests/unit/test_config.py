@@ -31,4 +31,5 @@ def test_defaults():
     assert cfg["TOKEN_EXPIRED_AFTER_SECONDS"] == 32400
     assert cfg["EPHEMERAL_USER_TTL"] == 28800
     assert cfg["BABEL_DEFAULT_LOCALE"] == "es"
+    assert cfg["PASSWORD_HASH_METHOD"] == "scrypt"
     assert cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")

@@ -1,0 +1,80 @@
+"""Campaign look-ups of the REST contract.
+
+`campaign_for_request` runs the four ordered checks that database_metadata (§2.2) and
+new_contact (§2.3) share; `disposition_options` serves §2.5, whose misses are a plain 404.
+"""
+from sqlalchemy import select
+
+from .. import messages as M
+from ..errors import data_errors, not_found
+from ..extensions import db
+from ..models import DispositionOption
+from . import lookup
+
+EXTERNAL_SYSTEM_KEY = "idExternalSystem"
+CAMPAIGN_KEY = "idCampaign"
+
+
+def _campaign_error(message):
+    return data_errors({CAMPAIGN_KEY: [message]})
+
+
+def campaign_for_request(user, data):
+    """The active campaign `data` names that `user` may edit, or a 400 data-errors body.
+
+    Order of checks (contract §2.2): unknown external system, missing / non-integer id, not
+    found or not active, no access. The mere presence of `idExternalSystem` (even null or
+    empty) switches to external ids, as in OMniLeads.
+    """
+    system = None
+    if EXTERNAL_SYSTEM_KEY in data:
+        system = lookup.external_system(data[EXTERNAL_SYSTEM_KEY])
+        if system is None:
+            raise data_errors({EXTERNAL_SYSTEM_KEY: [M.UNKNOWN_EXTERNAL_SYSTEM]})
+
+    raw = data.get(CAMPAIGN_KEY)
+    if system is None:
+        campaign_id = lookup.parse_id(raw)
+        if campaign_id is None:
+            raise _campaign_error(M.INVALID_CAMPAIGN_ID)
+        campaign = lookup.campaign_by_id(campaign_id)
+    else:
+        # An external id is any scalar; absent, null or structured values are not ids.
+        if raw is None or isinstance(raw, (dict, list, bool)):
+            raise _campaign_error(M.INVALID_CAMPAIGN_ID)
+        campaign = lookup.campaign_by_external_id(system, raw)
+
+    if campaign is None:
+        raise _campaign_error(M.CAMPAIGN_NOT_FOUND)
+    if not lookup.has_campaign_access(user, campaign):
+        raise _campaign_error(M.CAMPAIGN_NO_PERMISSION)
+    return campaign
+
+
+def database_metadata(user, data):
+    """The body of a successful database_metadata (contract §2.2)."""
+    database = campaign_for_request(user, data).database
+    return {"status": "OK", "main_phone": database.main_phone,
+            "external_id": database.external_id_column or None,
+            "fields": list(database.columns)}
+
+
+def disposition_options(raw_campaign, raw_system=None):
+    """Every option of a campaign, hidden ones included, oldest first (contract §2.5).
+
+    Like OMniLeads: any campaign state, no membership check; any miss is a 404.
+    """
+    if raw_system is None:
+        campaign_id = lookup.parse_id(raw_campaign)
+        campaign = lookup.campaign_by_id(campaign_id, active_only=False) if campaign_id is not None else None
+    else:
+        system = lookup.external_system(raw_system)
+        campaign = (lookup.campaign_by_external_id(system, raw_campaign, active_only=False)
+                    if system is not None else None)
+    if campaign is None:
+        raise not_found()
+    options = db.session.scalars(select(DispositionOption)
+                                 .where(DispositionOption.campaign_id == campaign.id)
+                                 .order_by(DispositionOption.id))
+    return [{"id": o.id, "name": o.name, "hidden": bool(o.hidden)} for o in options]
+
