@@ -28,6 +28,22 @@ class JSONProvider(DefaultJSONProvider):
         return DefaultJSONProvider.default(o)
 
 
+class TrailingSlash:
+    """Serve every contract path with and without its trailing slash, with no redirect (OML
+    answers 301 and the client's POST body is lost). Routes are declared with the slash; a path
+    that lacks it gets it before routing, so a wrong method is a 405 either way."""
+    PREFIXES = ("/api/", "/accounts/", "/agente/")
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(self.PREFIXES) and not path.endswith("/"):
+            environ["PATH_INFO"] = path + "/"
+        return self.wsgi_app(environ, start_response)
+
+
 def select_locale():
     from flask import current_app
     languages = current_app.config["LANGUAGES"]
@@ -40,7 +56,8 @@ def create_app(overrides=None, env=None):
     app.config.update(config_module.load(env, app.instance_path))
     app.config.update(overrides or {})
     config_module.check_production(app.config)
-    app.url_map.strict_slashes = False  # every path with and without its trailing slash
+    app.url_map.strict_slashes = False
+    app.wsgi_app = TrailingSlash(app.wsgi_app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         os.makedirs(app.instance_path, exist_ok=True)
 

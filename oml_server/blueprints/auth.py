@@ -28,7 +28,7 @@ def _required_fields(data, names):
     return errors
 
 
-@blp.route("/login", methods=["POST"])
+@blp.route("/login/", methods=["POST"])
 @blp.doc(**request_body(LoginRequestSchema))
 @blp.response(200, LoginResponseSchema)
 @blp.alt_response(400, schema=LoginFieldErrorsSchema, description="Missing or blank fields")
