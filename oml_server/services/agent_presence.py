@@ -1,6 +1,47 @@
-"""An agent's session: logged in, paused, and the activity log (contract §2.8)."""
+"""An agent's session: logged in, paused, ringing, and the activity log (contract §2.8, §2.10).
+
+Each request is one transaction on the agent's `AgentSession` row (locked `FOR UPDATE` where
+the database has it) plus one `AgentActivity` row when something changed. After the commit the
+engine is asked to mirror the new state into Asterisk (`telephony.presence_changed`); that
+mirror may fail without undoing the change: `mirrored_state` stays NULL ("still to write") and
+the engine writes it when it (re)connects.
+
+What each endpoint answers (chosen for an agent console, which retries and reloads freely):
+
+* The rule: every endpoint names a *target* state. Reaching it, or already being in it, is OK
+  (idempotent, and no activity row when nothing changed). ERROR means the request itself is
+  bad (missing or unknown `pause_id`, a `ringing` that is not true/false) or the target makes no
+  sense from where the agent is: pausing, unpausing or getting ready need a logged-in session.
+* login: logged out → logged in, not paused, idle from now. Already logged in: OK, unchanged
+  (a pause in progress is kept).
+* logout: ends the session and any pause. Already logged out: OK.
+* pause(pause_id): logged out → ERROR. Paused with the same id: OK, unchanged. Paused with
+  another id: switches to the new pause (one "pause" row).
+* unpause(pause_id): the id must still be valid; logged out → ERROR; not paused → OK. A pause id
+  other than the current one still ends the current pause (the console wants to be ready);
+  the activity row names the pause that ended.
+* ready: unpause without a pause id (logged out → ERROR, not paused → OK).
+* ringing(true|false): the phone's state, which does not depend on the session (a click-to-call
+  rings a logged-out agent too). Same value again: OK, unchanged.
+* reject_call: an event, always recorded, stops ringing, always OK.
+* disabled: the phone became unusable; recorded, stops ringing, always OK (even if the write fails).
+"""
+import logging
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from ..database import is_unique_violation
 from ..extensions import db
-from ..models import AgentActivity, AgentSession, User
+from ..models import SYSTEM_PAUSES, AgentActivity, AgentSession, Pause, User, utcnow
+from . import telephony
+from .lookup import parse_id
+
+log = logging.getLogger(__name__)
+
+
+class _Refused(Exception):
+    """The target state makes no sense from the current one: answer ERROR."""
 
 
 def session_for(agent_id):
@@ -16,16 +57,192 @@ def record(agent_id, event, pause_id=None):
     db.session.add(AgentActivity(agent_id=agent_id, event=event, pause_id=pause_id))
 
 
+def pause_key(raw):
+    """The stored id of a pause: a system pause ("0", "00", "OW") or an existing Pause's id as
+    text; None when missing or unknown."""
+    if isinstance(raw, str) and raw.strip() in SYSTEM_PAUSES:
+        return raw.strip()
+    if isinstance(raw, int) and not isinstance(raw, bool) and str(raw) in SYSTEM_PAUSES:
+        return str(raw)  # JSON number 0: the after-call-work pause
+    pause_id = parse_id(raw)
+    if pause_id is None or db.session.get(Pause, pause_id) is None:
+        return None
+    return str(pause_id)
+
+
+def parse_ringing(raw):
+    """True/False from a JSON boolean or the form values "true"/"false" (also 1/0)."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        text = raw.strip().lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+    if isinstance(raw, int) and raw in (0, 1):
+        return bool(raw)
+    return None
+
+
+# --- the endpoints ---------------------------------------------------------------------------
+
+def login(agent_id):
+    def target(row):
+        if row.logged_in:
+            return None
+        row.logged_in, row.paused, row.pause_id, row.idle_since = True, False, None, utcnow()
+        return "login", None
+    return _change(agent_id, target)
+
+
+def logout(agent_id):
+    def target(row):
+        if not row.logged_in:
+            return None
+        row.logged_in, row.paused, row.pause_id, row.idle_since = False, False, None, None
+        return "logout", None
+    return _change(agent_id, target)
+
+
+def pause(agent_id, raw_pause_id):
+    key = pause_key(raw_pause_id)
+    if key is None:
+        return False
+
+    def target(row):
+        if not row.logged_in:
+            raise _Refused()
+        if row.paused and row.pause_id == key:
+            return None
+        row.paused, row.pause_id, row.idle_since = True, key, None
+        return "pause", key
+    return _change(agent_id, target)
+
+
+def unpause(agent_id, raw_pause_id):
+    if pause_key(raw_pause_id) is None:
+        return False
+    return _change(agent_id, _unpaused)
+
+
+def ready(agent_id):
+    return _change(agent_id, _unpaused)
+
+
+def _unpaused(row):
+    if not row.logged_in:
+        raise _Refused()
+    if not row.paused:
+        return None
+    ended = row.pause_id
+    row.paused, row.pause_id, row.idle_since = False, None, utcnow()
+    return "unpause", ended
+
+
+def ringing(agent_id, raw_value):
+    value = parse_ringing(raw_value)
+    if value is None:
+        return False
+
+    def target(row):
+        if bool(row.ringing) == value:
+            return None
+        row.ringing = value
+        return ("ringing" if value else "ringing_stopped"), None
+    return _change(agent_id, target)
+
+
+def reject_call(agent_id):
+    def target(row):
+        row.ringing = False
+        return "reject_call", None
+    return _change(agent_id, target)
+
+
+def disabled(agent_id):
+    def target(row):
+        row.ringing = False
+        return "disabled", None
+    try:
+        _change(agent_id, target)
+    except SQLAlchemyError:
+        log.warning("could not record agent %s's phone as disabled", agent_id, exc_info=True)
+        db.session.rollback()
+    return True
+
+
 def logout_user_id(user_id):
     """End the Asterisk session of the user's agent, if it is one and is logged in."""
     user = db.session.get(User, user_id)
     if user is None or user.agent is None:
         return
-    row = session_for(user.agent.id)
-    if row.logged_in:
-        row.logged_in = False
-        row.paused = False
-        row.pause_id = None
+    logout(user.agent.id)
+
+
+# --- one transaction per change, then the mirror ---------------------------------------------
+
+def _locked_row(agent_id):
+    row = db.session.scalar(select(AgentSession).where(AgentSession.agent_id == agent_id)
+                            .with_for_update())
+    if row is None:
+        row = AgentSession(agent_id=agent_id)
+        db.session.add(row)
+        db.session.flush()  # a concurrent first use collides here on the primary key
+    return row
+
+
+def _change(agent_id, target):
+    """Apply `target(row)` -> None (nothing to change) or (event, pause_id) in one transaction.
+
+    Returns True (OK) or False (refused).
+    """
+    for attempt in (1, 2):
+        try:
+            row = _locked_row(agent_id)
+            outcome = target(row)
+        except _Refused:
+            db.session.rollback()
+            return False
+        except IntegrityError as exc:
+            db.session.rollback()
+            if attempt == 1 and is_unique_violation(exc):
+                continue  # another request created the row first: now it exists
+            raise
+        if outcome is None:
+            pending, version = row.mirrored_state is None, row.updated_at
+            db.session.commit()  # releases the row lock
+            if pending:  # an earlier mirror failed: a retry costs nothing
+                _mirror(agent_id, version)
+            return True
+        event, pause_id = outcome
+        version = utcnow()
         row.mirrored_state = None
-        record(user.agent.id, "logout")
+        row.updated_at = version
+        record(agent_id, event, pause_id)
         db.session.commit()
+        _mirror(agent_id, version)
+        return True
+    return False  # pragma: no cover (the loop always returns or raises)
+
+
+def _mirror(agent_id, version):
+    """Ask the engine to mirror the row; store what it wrote unless the row changed since."""
+    try:
+        state = telephony.presence_changed(agent_id)
+    except Exception:
+        log.warning("presence of agent %s not mirrored to Asterisk; the engine will write it "
+                    "when it reconnects", agent_id, exc_info=True)
+        return
+    if not isinstance(state, str) or not state:
+        return
+    try:
+        db.session.execute(
+            update(AgentSession)
+            .where(AgentSession.agent_id == agent_id, AgentSession.updated_at == version,
+                   AgentSession.mirrored_state.is_(None))
+            .values(mirrored_state=state[:16], updated_at=version))
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.warning("could not record the mirrored state of agent %s", agent_id, exc_info=True)

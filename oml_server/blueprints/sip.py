@@ -1,0 +1,30 @@
+"""The agent's ephemeral SIP credentials (contract §2.9)."""
+from flask import current_app, g
+from flask_smorest import Blueprint
+
+from schemas.sip import SipCredentialsSchema
+
+from .. import messages as M
+from ..auth import AGENT, login_required
+from ..errors import business_error
+from ..services import sip_credentials
+
+blp = Blueprint("sip", __name__, url_prefix="/api/v1", description="SIP credentials")
+
+
+@blp.route("/sip/credentials/agent/", methods=["GET"])
+@login_required(*AGENT)
+@blp.response(200, SipCredentialsSchema)
+def agent_credentials():
+    """Issue ephemeral SIP credentials for the calling agent's phone.
+
+    Failure is also HTTP 200: `{"status": "ERROR", "message": "Error al generar sip password"}`.
+    """
+    try:
+        if g.user.agent is None:
+            raise sip_credentials.CredentialsNotIssued()
+        user, password = sip_credentials.issue(g.user.agent, current_app.config["SIP_SECRET_KEY"],
+                                               current_app.config["EPHEMERAL_USER_TTL"])
+    except sip_credentials.CredentialsNotIssued:
+        raise business_error(200, message=M.SIP_PASSWORD_FAILED)
+    return {"status": "OK", "sip_user": user, "sip_password": password}

@@ -1,0 +1,297 @@
+"""Click-to-call (contract §2.4), hanging up, and the call record [extension].
+
+makeCall's checks follow OMniLeads' Django forms: the external system first (alone), then every
+field in the order phone, idCampaign, idAgent, idContact, each with its first error. Then one
+`calls` row is committed and handed to the engine (`telephony.place_click_to_call`); the
+request never waits for the call. One live call per agent is the database's rule
+(`calls.active_agent_id` is unique), so concurrent requests cannot both win.
+"""
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timezone
+
+from flask_babel import force_locale
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from .. import messages as M
+from ..database import is_unique_violation
+from ..errors import business_error, data_errors, not_found
+from ..extensions import db
+from ..models import FINAL_CALL_STATES, Call, Contact, utcnow
+from . import lookup, telephony
+from .contacts import PHONE_RE
+
+log = logging.getLogger(__name__)
+
+CONTACT_KEYS = ("idContact", "idContacto")  # OML reads the first, its public page names the second
+SUPERVISING_ROLES = ("Supervisor", "Administrador", "Gerente")
+
+
+@dataclass
+class ClickToCall:
+    campaign: object
+    agent: object
+    contact: object
+    number: str
+
+
+# --- makeCall: the checks --------------------------------------------------------------------
+
+def _empty(value):
+    """Django's "empty values": such a field counts as not sent."""
+    return value is None or (isinstance(value, (str, list, dict, tuple)) and len(value) == 0)
+
+
+def _phone(raw, errors):
+    if isinstance(raw, str):
+        text = raw.strip()
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        text = str(raw)
+    elif _empty(raw):
+        text = ""
+    else:
+        errors["phone"] = [M.INVALID_PHONE]
+        return None
+    if not text:
+        errors["phone"] = [M.FIELD_REQUIRED]
+        return None
+    if not PHONE_RE.match(text):
+        errors["phone"] = [M.INVALID_PHONE]
+        return None
+    return text
+
+
+def _contact_field(data, same, errors):
+    """(key, raw value) of the contact id from idContact or idContacto; both sent must agree."""
+    sent = [(key, data.get(key)) for key in CONTACT_KEYS if not _empty(data.get(key))]
+    if len(sent) == 2 and not same(sent[0][1], sent[1][1]):
+        errors["idContacto"] = [M.INVALID_CHOICE]
+        return None, None
+    return sent[0] if sent else (None, None)
+
+
+def _same_internal(a, b):
+    first, second = lookup.parse_id(a), lookup.parse_id(b)
+    if first is None and second is None:
+        return _same_external(a, b)
+    return first == second
+
+
+def _same_external(a, b):
+    return not isinstance(a, (dict, list)) and str(a).strip() == str(b).strip()
+
+
+def check_make_call(caller, data):
+    """The call `data` asks for, placed by `caller` (an agent user). Raises the contract's
+    error (HTTP 200) when a check fails."""
+    if "idExternalSystem" in data:
+        system = lookup.external_system(data["idExternalSystem"])
+        if system is None:
+            raise data_errors({"idExternalSystem": [M.UNKNOWN_EXTERNAL_SYSTEM]}, status=200)
+        return _check_external(caller, system, data)
+    return _check_internal(caller, data)
+
+
+def _check_internal(caller, data):
+    errors = {}
+    number = _phone(data.get("phone"), errors)
+
+    campaign = None
+    raw = data.get("idCampaign")
+    if _empty(raw):
+        errors["idCampaign"] = [M.FIELD_REQUIRED]
+    else:
+        campaign = lookup.campaign_by_id(lookup.parse_id(raw))
+        if campaign is None:
+            errors["idCampaign"] = [M.INVALID_CHOICE]
+
+    agent = None
+    raw = data.get("idAgent")
+    if _empty(raw):
+        errors["idAgent"] = [M.FIELD_REQUIRED]
+    else:
+        agent = lookup.agent_by_id(raw)
+        if agent is None or agent.id != _own_agent_id(caller):
+            agent = None  # [better] an agent places calls only as itself
+            errors["idAgent"] = [M.INVALID_CHOICE]
+        elif campaign is not None and not lookup.is_member(agent, campaign):
+            errors["idAgent"] = [M.AGENT_NOT_IN_CAMPAIGN]
+
+    contact = None
+    key, raw = _contact_field(data, _same_internal, errors)
+    if key is not None:
+        contact_id = lookup.parse_id(raw)
+        contact = db.session.get(Contact, contact_id) if contact_id is not None else None
+        if contact is None:
+            errors[key] = [M.INVALID_CHOICE]
+        elif campaign is not None and contact.database_id != campaign.database_id:
+            errors[key] = [M.CONTACT_NOT_IN_CAMPAIGN]
+
+    if errors:
+        raise data_errors(errors, status=200)
+    return ClickToCall(campaign, agent, contact, number)
+
+
+def _check_external(caller, system, data):
+    errors = {}
+    number = _phone(data.get("phone"), errors)
+
+    campaign = None
+    raw = data.get("idCampaign")
+    if _empty(raw):
+        errors["idCampaign"] = [M.FIELD_REQUIRED]
+    else:
+        # As OMniLeads: any of the system's campaigns (contract §2.4 names "active" only for
+        # internal ids).
+        campaign = lookup.campaign_by_external_id(system, raw, active_only=False)
+        if campaign is None:
+            errors["idCampaign"] = [M.INVALID_CHOICE]
+
+    agent = None
+    raw = data.get("idAgent")
+    if _empty(raw):
+        errors["idAgent"] = [M.FIELD_REQUIRED]
+    elif campaign is not None:  # as OMniLeads: the agent is looked at once the campaign is known
+        agent = lookup.agent_by_external_id(system, raw)
+        if agent is None:
+            errors["idAgent"] = [M.AGENT_NOT_IN_EXTERNAL_SYSTEM]
+        elif agent.id != _own_agent_id(caller):
+            agent = None
+            errors["idAgent"] = [M.INVALID_CHOICE]
+        elif not lookup.is_member(agent, campaign):
+            errors["idAgent"] = [M.AGENT_NOT_IN_CAMPAIGN]
+
+    contact = None
+    key, raw = _contact_field(data, _same_external, errors)
+    if key is not None and campaign is not None and isinstance(raw, (str, int)) \
+            and not isinstance(raw, bool):
+        # An unknown external contact is ignored: the call still goes out (contract §2.4).
+        contact = db.session.scalar(select(Contact).where(
+            Contact.database_id == campaign.database_id,
+            Contact.external_id == str(raw).strip()[:128]))
+
+    if errors:
+        raise data_errors(errors, status=200)
+    return ClickToCall(campaign, agent, contact, number)
+
+
+def _own_agent_id(user):
+    return user.agent.id if user.agent is not None else None
+
+
+# --- makeCall: the call ----------------------------------------------------------------------
+
+def call_failed(reason):
+    return business_error(200, message=M.CALL_FAILED, errors=[reason])
+
+
+def place(request):
+    """Record the call and hand it to the engine; its id, or the "Error when executing the
+    call" error."""
+    call = Call(id=uuid.uuid4().hex, kind="click_to_call", state="requested",
+                campaign_id=request.campaign.id, agent_id=request.agent.id,
+                active_agent_id=request.agent.id,
+                contact_id=request.contact.id if request.contact is not None else None,
+                number=request.number)
+    db.session.add(call)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        if is_unique_violation(exc):  # the agent already has a live call
+            raise call_failed(M.AGENT_BUSY)
+        raise
+    call_id = call.id
+    try:
+        telephony.place_click_to_call(call)
+    except telephony.CallNotPlaced as exc:
+        _fail(call_id, exc.reason)
+        raise call_failed(exc.reason)
+    except Exception:
+        log.exception("the engine failed to place call %s", call_id)
+        _fail(call_id, M.TELEPHONY_UNAVAILABLE)
+        raise call_failed(M.TELEPHONY_UNAVAILABLE)
+    db.session.commit()  # whatever the engine set on the row (channel ids…)
+    return call_id
+
+
+def _fail(call_id, reason):
+    db.session.rollback()  # drop anything half-set on the row by the failed hand-off
+    _finish(call_id, "failed", _english(reason))
+
+
+def _english(reason):
+    """Reasons are stored in English whatever the request's language."""
+    with force_locale("en"):
+        return str(reason)
+
+
+def finish(call, state, reason=None):
+    """End a live call row (state "ended" or "failed"), freeing its agent for the next one."""
+    _finish(call.id, state, reason)
+
+
+def _finish(call_id, state, reason):
+    db.session.execute(
+        update(Call).where(Call.id == call_id, Call.state.not_in(FINAL_CALL_STATES))
+        .values(state=state, reason=reason[:255] if reason else None, active_agent_id=None,
+                ended_at=utcnow()))
+    db.session.commit()
+
+
+# --- hangupCall ------------------------------------------------------------------------------
+
+def hangup(agent_id):
+    """Hang up the agent's live call: True, or False when there is none (or the engine fails)."""
+    call = db.session.scalar(select(Call).where(Call.active_agent_id == agent_id))
+    if call is None:
+        return False
+    try:
+        telephony.hangup_call(call)
+    except Exception:
+        log.warning("the engine failed to hang up call %s", call.id, exc_info=True)
+        db.session.rollback()
+        return False
+    db.session.commit()
+    return True
+
+
+# --- GET /api/v1/calls/<callId>/ -------------------------------------------------------------
+
+def visible_call(user, call_id):
+    """The call as JSON for its agent or a supervisor of its campaign; 404 for anyone else."""
+    call = db.session.get(Call, call_id) if isinstance(call_id, str) and len(call_id) <= 32 else None
+    if call is None or not _may_see(user, call):
+        raise not_found()
+    return payload(call)
+
+
+def _may_see(user, call):
+    if user.agent is not None and call.agent_id == user.agent.id:
+        return True
+    if user.role in SUPERVISING_ROLES and call.campaign_id is not None:
+        campaign = lookup.campaign_by_id(call.campaign_id, active_only=False)
+        return campaign is not None and any(s.id == user.id for s in campaign.supervisors)
+    return False
+
+
+def _iso(moment):
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite gives back naive datetimes; they were stored in UTC
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+def payload(call):
+    return {
+        "id": call.id, "kind": call.kind, "campaign": call.campaign_id, "agent": call.agent_id,
+        "contact": call.contact_id, "number": call.number, "state": call.state,
+        "reason": call.reason, "hangup_cause": call.hangup_cause,
+        "created_at": _iso(call.created_at), "agent_answered_at": _iso(call.agent_answered_at),
+        "bridged_at": _iso(call.bridged_at), "ended_at": _iso(call.ended_at),
+        "agent_channel_id": call.agent_channel_id, "contact_channel_id": call.contact_channel_id,
+        "bridge_id": call.bridge_id,
+    }

@@ -1,0 +1,54 @@
+"""Ephemeral SIP credentials for an agent's phone (contract §2.9).
+
+`sip_user = "<expiry unix time>:<extension>"` and `sip_password = base64(HMAC-SHA1(secret,
+sip_user))`: the TURN-style scheme a SIP proxy can check without a database. The engine may
+also push them to Asterisk (`telephony.credentials_issued`) so a plain PJSIP endpoint accepts
+them; they are pushed first and stored second, so a failed push leaves no record of
+credentials that do not work.
+"""
+import base64
+import hashlib
+import hmac
+import logging
+import time
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..extensions import db
+from . import telephony
+
+log = logging.getLogger(__name__)
+
+
+class CredentialsNotIssued(Exception):
+    """Answered as "Error creating sip password"."""
+
+
+def sip_password(secret, sip_user):
+    digest = hmac.new(secret.encode("utf-8"), sip_user.encode("utf-8"), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def issue(agent, secret, ttl):
+    """New credentials for `agent`: (sip_user, sip_password). Raises CredentialsNotIssued."""
+    if not secret or not agent.sip_extension or ttl is None or int(ttl) <= 0:
+        log.error("cannot issue SIP credentials: SIP_SECRET_KEY, EPHEMERAL_USER_TTL or the "
+                  "agent's extension is not set (agent %s)", agent.id)
+        raise CredentialsNotIssued()
+    expires_at = int(time.time()) + int(ttl)
+    user = f"{expires_at}:{agent.sip_extension}"
+    password = sip_password(secret, user)
+    try:
+        telephony.credentials_issued(agent.id, user, password)
+    except Exception:
+        log.warning("SIP credentials of agent %s could not be pushed to Asterisk", agent.id,
+                    exc_info=True)
+        raise CredentialsNotIssued()
+    try:
+        agent.sip_username, agent.sip_expires_at = user, expires_at
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.warning("SIP credentials of agent %s could not be stored", agent.id, exc_info=True)
+        raise CredentialsNotIssued()
+    return user, password

@@ -1,0 +1,98 @@
+"""The one door from the REST layer to the telephony engine.
+
+The REST layer never talks to Asterisk itself: it writes rows, then calls one of the functions
+below, which delegate to a pluggable *backend* (`set_backend`). The ARI engine installs its own
+backend at start-up; tests install fakes. With no engine the default backend answers as a
+server without calls: click-to-call is refused with a clear reason, nothing is mirrored.
+
+The backend contract (duck-typed; every method may raise):
+
+* `place_click_to_call(call)` — start the committed `Call` row (state `requested`): ring the
+  agent, and so on (contract §3). Return when the call is under way. Raise `CallNotPlaced(reason)`
+  when it cannot be placed; the caller then marks the row failed. The backend may set
+  attributes on `call` (channel ids…); the caller commits them after the hand-off returns.
+* `hangup_call(call)` — hang up the agent's live call. The backend finalises the row (directly
+  or when Asterisk reports the channels gone).
+* `presence_changed(agent_id)` — mirror the agent's *current* presence row into Asterisk.
+  Return the device state written (a short string, stored in `AgentSession.mirrored_state`) or
+  None when nothing was written. Failures are logged by the caller, never fatal: the engine
+  re-mirrors every row whose `mirrored_state` is NULL when it (re)connects.
+* `credentials_issued(agent_id, sip_user, sip_password)` — make freshly issued ephemeral SIP
+  credentials usable (push them to Asterisk). Raising makes the credentials request fail.
+* `status()` — "ok", "connecting", "down" or "disabled", for the health endpoint.
+"""
+import logging
+
+from .. import messages as M
+
+log = logging.getLogger(__name__)
+
+
+class CallNotPlaced(Exception):
+    """The engine could not place a call. `reason` is shown to the client (a contract message
+    or plain text) in the `errors` list of "Error when executing the call"."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NoEngine:
+    """The backend of a server without telephony (ARI disabled, or the engine not started)."""
+
+    def place_click_to_call(self, call):
+        raise CallNotPlaced(M.TELEPHONY_NOT_CONFIGURED)
+
+    def hangup_call(self, call):
+        # No engine means no channels: nobody else will ever end this row, so end it here.
+        from .calls import finish
+        finish(call, "ended", reason="Hung up by the agent.")
+
+    def presence_changed(self, agent_id):
+        return None  # nothing mirrored: the row stays "still to write" for a future engine
+
+    def credentials_issued(self, agent_id, sip_user, sip_password):
+        return None  # a SIP proxy checks ephemeral credentials itself; nothing to push
+
+    def status(self):
+        return "disabled"
+
+
+_backend = NoEngine()
+
+
+def set_backend(backend):
+    """Install `backend` (None: back to no engine); returns the previous one."""
+    global _backend
+    previous = _backend
+    _backend = backend if backend is not None else NoEngine()
+    return previous
+
+
+def get_backend():
+    return _backend
+
+
+def place_click_to_call(call):
+    return _backend.place_click_to_call(call)
+
+
+def hangup_call(call):
+    return _backend.hangup_call(call)
+
+
+def presence_changed(agent_id):
+    return _backend.presence_changed(agent_id)
+
+
+def credentials_issued(agent_id, sip_user, sip_password):
+    return _backend.credentials_issued(agent_id, sip_user, sip_password)
+
+
+def status():
+    """The engine's state for the health endpoint; "error" when even asking fails."""
+    try:
+        return str(_backend.status())
+    except Exception:
+        log.warning("telephony status failed", exc_info=True)
+        return "error"

@@ -1,0 +1,15 @@
+"""SIP credentials (contract §2.9)."""
+from marshmallow import Schema, fields
+
+
+class SipCredentialsSchema(Schema):
+    status = fields.String(required=True, metadata={"enum": ["OK"]})
+    sip_user = fields.String(required=True, metadata={
+        "description": "<unix expiry time>:<agent's SIP extension>", "example": "1732694400:1005"})
+    sip_password = fields.String(required=True, metadata={
+        "description": "base64(HMAC-SHA1(SIP_SECRET_KEY, sip_user))"})
+
+
+class SipErrorSchema(Schema):
+    status = fields.String(required=True, metadata={"enum": ["ERROR"]})
+    message = fields.String(required=True, metadata={"example": "Error al generar sip password"})
