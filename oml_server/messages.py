@@ -52,6 +52,7 @@ DUPLICATE_DISPOSITION = "There is another disposition for this contact on this c
 DUPLICATE_EXTERNAL_CONTACT = "There is another contact with this external id on this database"
 CONTACT_DATA_INVALID = "Contact data is invalid"
 CALLID_TOO_LONG = "Ensure this field has no more than 32 characters."
+NOT_A_STRING = "Not a valid string."
 
 # Reasons a call cannot be placed (the `errors` list of "Error when executing the call")
 AGENT_OFFLINE = _("The agent's phone is not registered.")

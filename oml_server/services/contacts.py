@@ -128,16 +128,18 @@ def build(database, values, forbid_duplicate_phones=False, assigned_agent_id=Non
 
 
 def add(database, values, forbid_duplicate_phones=False, assigned_agent_id=None, contact_id=None):
-    """Insert a checked contact inside a savepoint; a lost race becomes ContactInvalid.
+    """Insert a checked contact; a lost race becomes ContactInvalid.
 
-    The caller commits (so a contact and its disposition can be one transaction).
+    The caller commits (so a contact and its disposition can be one transaction). A lost race
+    rolls the whole transaction back: no savepoint, because pysqlite commits on RELEASE.
     """
     check_duplicates(database, values, forbid_duplicate_phones)
     contact = build(database, values, forbid_duplicate_phones, assigned_agent_id, contact_id)
+    db.session.add(contact)
     try:
-        with db.session.begin_nested():
-            db.session.add(contact)
+        db.session.flush()
     except IntegrityError as exc:
+        db.session.rollback()
         if not is_unique_violation(exc):
             raise
         if "unique_phone" in str(exc.orig):

@@ -1,0 +1,237 @@
+"""POST /api/v1/new_contact/disposition/ (contract §2.7): a contact and its disposition at once."""
+import pytest
+from sqlalchemy import func, select
+
+from oml_server.extensions import db
+from oml_server.models import Contact, Disposition
+from oml_server.services import dispositions as dispositions_service
+
+PATH = "/api/v1/new_contact/disposition/"
+OPTION_NOT_FOUND = {"status": "ERROR", "idDispositionOption": "Disposition option id not found"}
+CONTACT_INVALID = {"status": "ERROR", "contacto": "Contact data is invalid"}
+DUPLICATE_EXTERNAL = {"status": "ERROR",
+                      "idExternalContact": "There is another contact with this external id on this database"}
+
+
+class World:
+    def __init__(self, make, type="manual", allow_duplicate_phones=True):
+        self.make = make
+        self.agent = make.agent()
+        self.database = make.contact_database()
+        self.campaign = make.campaign(agents=[self.agent], database=self.database, type=type,
+                                      allow_duplicate_phones=allow_duplicate_phones)
+        self.option = make.option(self.campaign, "Venta")
+        self.hidden = make.option(self.campaign, "Vieja", hidden=True)
+        self.headers = make.headers(self.agent)
+
+    def body(self, **overrides):
+        body = {"idDispositionOption": self.option.id, "phone": "3511111111",
+                "idExternalContact": "crm-1", "comments": "llamó", "callid": "1700000000.1",
+                "NOMBRE": "Ana"}
+        body.update(overrides)
+        return {k: v for k, v in body.items() if v is not ...}
+
+    def post(self, client, body, form=False, path=PATH, headers=None):
+        kwargs = {"data": body} if form else {"json": body}
+        return client.post(path, headers=headers or self.headers, **kwargs)
+
+
+@pytest.fixture
+def world(make):
+    return World(make)
+
+
+def _counts():
+    db.session.expire_all()
+    return (db.session.scalar(select(func.count()).select_from(Contact)),
+            db.session.scalar(select(func.count()).select_from(Disposition)))
+
+
+@pytest.mark.parametrize("path", [PATH, PATH.rstrip("/")])
+@pytest.mark.parametrize("form", [False, True], ids=["json", "form"])
+def test_creates_contact_and_disposition(client, world, path, form):
+    response = world.post(client, world.body(idDispositionOption=str(world.option.id),
+                                             FOO="ignored"), form=form, path=path)
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body == {"id": body["id"], "callid": "1700000000.1",
+                    "idDispositionOption": world.option.id, "comments": "llamó"}
+    assert list(body) == ["id", "callid", "idDispositionOption", "comments"]
+    disposition = db.session.get(Disposition, body["id"])
+    contact = db.session.get(Contact, disposition.contact_id)
+    assert (disposition.agent_id, disposition.campaign_id) == (world.agent.agent.id, world.campaign.id)
+    assert contact.database_id == world.database.id
+    assert contact.main_phone == "3511111111" and contact.external_id == "crm-1"
+    # Every column stored; columns not sent are empty, keys that are not columns are ignored.
+    assert contact.data == {"TELEFONO": "3511111111", "NOMBRE": "Ana", "FECHA": "", "HORA": "",
+                            "id_ext": "crm-1"}
+    assert contact.assigned_agent_id is None  # not a preview campaign
+
+
+def test_minimal_body(client, world):
+    response = world.post(client, {"idDispositionOption": world.option.id, "phone": 3512222222})
+    assert response.status_code == 201
+    assert response.get_json()["callid"] is None and response.get_json()["comments"] == ""
+    contact = db.session.scalars(select(Contact)).one()
+    assert contact.main_phone == "3512222222" and contact.external_id is None
+    assert contact.data == {"TELEFONO": "3512222222", "NOMBRE": "", "FECHA": "", "HORA": "",
+                            "id_ext": None}
+
+
+def test_numeric_external_contact_id_is_text(client, world):
+    response = world.post(client, world.body(idExternalContact=9876))
+    assert response.status_code == 201
+    assert db.session.scalars(select(Contact)).one().external_id == "9876"
+
+
+def test_phone_and_external_id_come_only_from_their_keys(client, world):
+    response = world.post(client, world.body(TELEFONO="3519999999", id_ext="other"))
+    assert response.status_code == 201
+    contact = db.session.scalars(select(Contact)).one()
+    assert contact.main_phone == "3511111111" and contact.external_id == "crm-1"
+
+
+def test_preview_campaign_assigns_the_contact_to_the_calling_agent(client, make):
+    world = World(make, type="preview")
+    # Only the main phone: OMniLeads answers 500 here when columns are missing.
+    response = world.post(client, {"idDispositionOption": world.option.id, "phone": "3511111111"})
+    assert response.status_code == 201, response.get_json()
+    assert db.session.scalars(select(Contact)).one().assigned_agent_id == world.agent.agent.id
+
+
+@pytest.mark.parametrize("value", [..., None, "", "abc", 999999, True])
+@pytest.mark.parametrize("lang", [None, "en"])
+def test_bad_option_creates_nothing(client, world, value, lang):
+    response = world.post(client, world.body(idDispositionOption=value),
+                          headers=world.make.headers(world.agent, lang=lang))
+    assert response.status_code == 400
+    assert response.get_json() == OPTION_NOT_FOUND
+    assert _counts() == (0, 0)
+
+
+def test_hidden_option(client, world):
+    response = world.post(client, world.body(idDispositionOption=world.hidden.id))
+    assert response.status_code == 400
+    assert response.get_json() == OPTION_NOT_FOUND
+    assert _counts() == (0, 0)
+
+
+def test_option_is_checked_before_the_contact(client, world):
+    response = world.post(client, world.body(idDispositionOption=999999, phone=...))
+    assert response.get_json() == OPTION_NOT_FOUND
+
+
+@pytest.mark.parametrize("overrides", [
+    {"phone": ...}, {"phone": None}, {"phone": ""}, {"phone": "  "}, {"phone": "12"},
+    {"phone": "abc"}, {"phone": {"n": 1}}, {"NOMBRE": ["x"]}, {"idExternalContact": "x" * 129},
+], ids=["missing", "null", "blank", "spaces", "short", "letters", "object", "list-column",
+        "long-external-id"])
+@pytest.mark.parametrize("lang", [None, "en"])
+def test_invalid_contact_data(client, world, overrides, lang):
+    response = world.post(client, world.body(**overrides),
+                          headers=world.make.headers(world.agent, lang=lang))
+    assert response.status_code == 400
+    assert response.get_json() == CONTACT_INVALID
+    assert _counts() == (0, 0)
+
+
+def test_other_phone_columns_are_checked(client, make):
+    world = World(make)
+    world.database.other_phones = ["HORA"]
+    db.session.commit()
+    response = world.post(client, world.body(HORA="not-a-phone"))
+    assert response.get_json() == CONTACT_INVALID
+
+
+def test_duplicate_external_id(client, world, make):
+    existing = make.contact(world.database, phone="3510000000", external_id="crm-1")
+    response = world.post(client, world.body())
+    assert response.status_code == 400
+    assert response.get_json() == DUPLICATE_EXTERNAL
+    assert _counts() == (1, 0)
+    assert db.session.get(Contact, existing.id) is not None
+
+
+def test_same_external_id_in_another_database_is_fine(client, world, make):
+    make.contact(make.contact_database(), external_id="crm-1")
+    assert world.post(client, world.body()).status_code == 201
+
+
+def test_duplicate_phone_where_the_campaign_forbids_it(client, make):
+    world = World(make, allow_duplicate_phones=False)
+    assert world.post(client, world.body()).status_code == 201
+    response = world.post(client, world.body(idExternalContact="crm-2"))
+    assert response.status_code == 400
+    assert response.get_json() == CONTACT_INVALID
+    assert _counts() == (1, 1)
+
+
+def test_duplicate_phone_allowed_by_default(client, world):
+    assert world.post(client, world.body()).status_code == 201
+    assert world.post(client, world.body(idExternalContact="crm-2")).status_code == 201
+    assert _counts() == (2, 2)
+
+
+def test_external_id_race_lost_at_insert(client, world, make, monkeypatch):
+    """The read check passes but the unique constraint fires: still the contract's error."""
+    make.contact(world.database, phone="3510000000", external_id="crm-1")
+    monkeypatch.setattr(dispositions_service.contacts, "check_duplicates", lambda *a, **k: None)
+    response = world.post(client, world.body())
+    assert response.status_code == 400
+    assert response.get_json() == DUPLICATE_EXTERNAL
+    assert _counts() == (1, 0)
+
+
+def test_callid_too_long_leaves_no_contact_behind(client, world):
+    response = world.post(client, world.body(callid="x" * 33))
+    assert response.status_code == 400
+    assert response.get_json() == {"status": "ERROR",
+                                   "callid": "Ensure this field has no more than 32 characters."}
+    assert _counts() == (0, 0)
+
+
+def test_all_or_nothing_when_the_disposition_insert_fails(client, world, monkeypatch):
+    """OMniLeads leaves the contact behind when the disposition fails; here nothing stays."""
+    real = dispositions_service.Disposition
+
+    def broken(**kwargs):
+        return real(**{**kwargs, "option_id": 999999})  # a foreign key that does not exist
+
+    monkeypatch.setattr(dispositions_service, "Disposition", broken)
+    response = world.post(client, world.body())
+    assert response.status_code == 500
+    assert response.get_json() == {"detail": "Internal server error."}
+    assert _counts() == (0, 0)
+
+
+@pytest.mark.parametrize("raw,content_type", [('{"phone": ', "application/json"),
+                                              ("hello", "text/plain")])
+def test_malformed_body(client, world, raw, content_type):
+    response = client.post(PATH, data=raw, content_type=content_type, headers=world.headers)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert list(body) == ["status", "msg"] and body["status"] == "ERROR" and body["msg"]
+    assert _counts() == (0, 0)
+
+
+@pytest.mark.parametrize("role", ["Administrador", "Gerente", "Supervisor", "Referente"])
+def test_only_agents(client, world, make, role):
+    response = world.post(client, world.body(), headers=make.headers(make.user(role)))
+    assert response.status_code == 403
+    assert response.get_json() == {"detail": "Usted no tiene permiso para realizar esta acción."}
+    assert _counts() == (0, 0)
+
+
+@pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
+def test_other_methods_are_405(client, world, method):
+    response = getattr(client, method)(PATH, headers=world.headers)
+    assert response.status_code == 405
+    assert response.get_json() == {"detail": f'Método "{method.upper()}" no permitido.'}
+
+
+def test_disposition_is_listed_for_the_agent(client, world):
+    created = world.post(client, world.body()).get_json()
+    listed = client.get("/api/v1/disposition/", headers=world.headers).get_json()
+    contact_id = db.session.get(Disposition, created["id"]).contact_id
+    assert listed == [{"id": created["id"], "idContact": contact_id, "callid": "1700000000.1",
+                       "idDispositionOption": world.option.id, "comments": "llamó"}]
