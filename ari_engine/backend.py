@@ -56,14 +56,14 @@ class AriBackend:
         self._mirror(call.agent_id)
 
     def hangup_call(self, call):
+        """hangupCall: the row is ended first (reason hangup_requested, not the agent_hangup the
+        legs' StasisEnd would otherwise give), then both legs and the bridge go. A call not yet
+        bridged ends as failed."""
         legs = [c for c in (call.agent_channel_id, call.contact_channel_id) if c]
-        if not legs:
-            call_store.finish(call.id, "ended", reasons.HANGUP_REQUESTED)
-            return
-        try:
-            teardown(self.ari, call.id, extra_channels=[c for c in legs if not ids.is_ours(c)])
-        except AriUnavailable:
-            call_store.finish(call.id, "ended", reasons.ASTERISK_LOST)
+        final = "ended" if call.state == "bridged" else "failed"
+        call_store.finish(call.id, final, reasons.HANGUP_REQUESTED)
+        if legs:
+            teardown(self.ari, call.id, extra_channels=legs)
 
     def presence_changed(self, agent_id):
         return self._mirror(agent_id)

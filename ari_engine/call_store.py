@@ -23,8 +23,16 @@ def get(call_id):
     return db.session.get(Call, call_id)
 
 
+def _fresh():
+    """End the session's read transaction before writing. On SQLite (WAL) a read transaction
+    that later writes fails at once with "database is locked" (SQLITE_BUSY_SNAPSHOT, no busy
+    wait) if another greenlet committed meanwhile, e.g. while this one waited on ARI."""
+    db.session.commit()
+
+
 def advance(call_id, state, **fields):
     """Move a live call forward to `state`; False when it is already there, past it, or final."""
+    _fresh()
     earlier = ORDER[:ORDER.index(state)]
     result = db.session.execute(
         update(Call).where(Call.id == call_id, Call.state.in_(earlier))
@@ -34,6 +42,7 @@ def advance(call_id, state, **fields):
 
 
 def set_fields(call_id, **fields):
+    _fresh()
     db.session.execute(update(Call).where(Call.id == call_id).values(**fields))
     db.session.commit()
 
@@ -42,6 +51,7 @@ def finish(call_id, state, reason, hangup_cause=None):
     """End a live call (state ended or failed) with a reason; frees the agent. Idempotent:
     False when the call was already final."""
     assert state in FINAL_CALL_STATES
+    _fresh()
     call = db.session.scalar(select(Call).where(Call.id == call_id).with_for_update())
     if call is None or call.is_final:
         db.session.rollback()
@@ -58,6 +68,7 @@ def finish(call_id, state, reason, hangup_cause=None):
 
 
 def mark_on_call(agent_id):
+    _fresh()
     _set_on_call(agent_id, True)
     db.session.commit()
 

@@ -35,11 +35,14 @@ class ClickToCall:
             if event["channel"]["state"] == "Up":
                 self.contact_answered(call, memo)
         elif kind in ("ChannelHangupRequest", "ChannelDestroyed"):
-            if event.get("cause") is not None:
-                memo.setdefault("causes", {})[channel_id] = event["cause"]
+            reasons.note_hangup(memo, channel_id, event)
             if kind == "ChannelDestroyed":
                 self.leg_gone(call, channel_id, memo)
         elif kind == "StasisEnd":
+            if call.state != "bridged" and channel_id not in memo.get("causes", {}):
+                # Not bridged yet: the reason (busy, no answer, rejected…) comes with the cause
+                # on ChannelDestroyed, which Asterisk sends right after StasisEnd.
+                return
             self.leg_gone(call, channel_id, memo)
 
     def agent_answered(self, call, memo):
@@ -83,7 +86,7 @@ class ClickToCall:
         cause = memo.get("causes", {}).get(channel_id)
         final, reason = reasons.for_leg_gone(
             state, is_agent_leg=channel_id == call.agent_channel_id,
-            cause=cause, dialstatus=memo.get("dialstatus"))
+            cause=cause, dialstatus=memo.get("dialstatus"), shutdown=memo.get("shutdown", False))
         call_store.finish(call.id, final, reason, hangup_cause=cause)
         if not memo.get("torn_down"):  # the other leg's own events arrive after this
             memo["torn_down"] = True
@@ -112,12 +115,14 @@ class ClickToCall:
 
     def teardown(self, call):
         """Hang up both legs and destroy the bridge; 404 means already done."""
-        legs = [c for c in (call.agent_channel_id, call.contact_channel_id) if c and not ids.is_ours(c)]
+        legs = [c for c in (call.agent_channel_id, call.contact_channel_id) if c]
         teardown(self.ari, call.id, extra_channels=legs)
 
 
 def teardown(ari, call_id, extra_channels=()):
-    for channel_id in (ids.agent_channel(call_id), ids.contact_channel(call_id), *extra_channels):
+    channels = dict.fromkeys((ids.agent_channel(call_id), ids.contact_channel(call_id),
+                              *extra_channels))
+    for channel_id in channels:
         try:
             ari.hangup(channel_id)
         except AriNotFound:

@@ -54,6 +54,8 @@ class Inbound:
         args = event.get("args") or []
         from oml_server.services.lookup import campaign_by_id, parse_id
         campaign = campaign_by_id(parse_id(args[1] if len(args) > 1 else None))
+        if channel.get("state") != "Up" and channel.get("dialplan", {}).get("exten") == "h":
+            return None  # a hangup handler re-entering Stasis: nothing to answer
         call = _new_call(kind="inbound", campaign_id=campaign.id if campaign else None,
                          number=_caller_number(channel), contact_channel_id=channel["id"])
         return call.id
@@ -64,20 +66,24 @@ class Inbound:
         kind = event["type"]
         channel_id = (event.get("channel") or {}).get("id")
         if kind == "StasisStart" and channel_id == call.contact_channel_id:
+            if "deadline" in memo or call.is_final:
+                # The caller came back into the app (e.g. the dialplan's `h` extension matched
+                # a Stasis() pattern after hangup): never start a finished call again.
+                return
             memo["deadline"] = gevent.get_hub().loop.now() + self.wait_seconds
             memo["tried"] = set()
             self._ring_caller(call)
             self.offer(call, memo)
         elif kind == "OmlRetry":
-            if call.agent_id is None:
+            if call.agent_id is None and not call.is_final:
                 self.offer(call, memo)
         elif kind == "StasisStart" and channel_id == call.agent_channel_id:
             self.agent_answered(call, memo)
-        elif kind in ("ChannelHangupRequest", "ChannelDestroyed") and event.get("cause") is not None:
-            memo.setdefault("causes", {})[channel_id] = event["cause"]
+        elif kind in ("ChannelHangupRequest", "ChannelDestroyed"):
+            reasons.note_hangup(memo, channel_id, event)
             if kind == "ChannelDestroyed":
                 self.leg_gone(call, channel_id, memo)
-        elif kind in ("StasisEnd", "ChannelDestroyed"):
+        elif kind == "StasisEnd":
             self.leg_gone(call, channel_id, memo)
 
     def _ring_caller(self, call):
@@ -88,6 +94,8 @@ class Inbound:
 
     def offer(self, call, memo):
         """Ring the next available agent, or wait and try again, or give up."""
+        if call.is_final:
+            return
         if call.campaign_id is not None:
             agent = self.claim_agent(call, memo["tried"])
             if agent is not None:
@@ -124,7 +132,7 @@ class Inbound:
         return None
 
     def ring_agent(self, call, agent, memo):
-        attempt = len(memo["tried"])
+        attempt = memo["attempts"] = memo.get("attempts", 0) + 1  # a fresh channel id each time
         channel_id = f"{ids.agent_channel(call.id)}{attempt}"
         call_store.set_fields(call.id, agent_channel_id=channel_id)
         call_store.advance(call.id, "agent_ringing")
@@ -160,6 +168,7 @@ class Inbound:
         except AriError as exc:
             log.warning("call %s: cannot bridge: %s", call.id, exc)
             self.leg_gone(call, call.contact_channel_id, memo)
+            self._hangup(call.agent_channel_id)  # even when the call was already final
             return
         now = call_store.now()
         call_store.advance(call.id, "bridged", agent_answered_at=now, bridged_at=now)
@@ -168,6 +177,10 @@ class Inbound:
         call = call_store.get(call.id)
         if call.is_final:
             return
+        if memo.get("shutdown") and channel_id in (call.contact_channel_id, call.agent_channel_id):
+            call_store.finish(call.id, "ended" if call.state == "bridged" else "failed",
+                              reasons.ASTERISK_LOST)
+            return  # Asterisk hangs everything up itself; reconcile cleans the rest
         if channel_id == call.contact_channel_id:
             final = "ended" if call.state == "bridged" else "failed"
             reason = reasons.CONTACT_HANGUP if call.state == "bridged" else reasons.CALLER_HANGUP

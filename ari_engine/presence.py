@@ -70,14 +70,18 @@ class Presence:
         state = device_state_for(session)
         if session is not None and session.mirrored_state == state:
             return True
+        extension = agent.sip_extension
+        db.session.commit()  # no read transaction held across the ARI call (SQLite: see call_store)
         try:
-            self.ari.device_state_put(ids.device_state_name(agent.sip_extension), state)
+            self.ari.device_state_put(ids.device_state_name(extension), state)
         except AriError as exc:
             log.info("device state of agent %s not mirrored yet: %s", agent_id, exc)
+            session = db.session.get(AgentSession, agent_id)
             if session is not None:
                 session.mirrored_state = None
                 db.session.commit()
             return False
+        session = db.session.get(AgentSession, agent_id)
         if session is not None:
             session.mirrored_state = state
             db.session.commit()

@@ -26,8 +26,28 @@ DIALSTATUS_REASONS = {"BUSY": CONTACT_BUSY, "NOANSWER": CONTACT_NO_ANSWER,
                       "CONGESTION": CONTACT_UNREACHABLE, "CHANUNAVAIL": CONTACT_UNREACHABLE}
 
 
-def for_leg_gone(state, is_agent_leg, cause=None, dialstatus=None):
+# ChannelHangupRequest with "soft": true carries Asterisk's AST_SOFTHANGUP_* flag in "cause",
+# not a Q.850 cause (ARI's DELETE /channels gives 16 = EXPLICIT, "core stop" gives 4 = SHUTDOWN).
+SOFTHANGUP_SHUTDOWN = 0x04
+
+
+def note_hangup(memo, channel_id, event):
+    """Remember what a ChannelHangupRequest/ChannelDestroyed says about why `channel_id` goes:
+    its Q.850 cause, or that Asterisk itself is shutting down (seen only on soft requests)."""
+    cause = event.get("cause")
+    if cause is None:
+        return
+    if event.get("type") == "ChannelHangupRequest" and event.get("soft"):
+        if cause & SOFTHANGUP_SHUTDOWN:
+            memo["shutdown"] = True
+        return
+    memo.setdefault("causes", {})[channel_id] = cause
+
+
+def for_leg_gone(state, is_agent_leg, cause=None, dialstatus=None, shutdown=False):
     """(final state, reason) when one leg of a two-leg call disappears in `state`."""
+    if shutdown:  # Asterisk is stopping: the legs did not hang up, the server went away
+        return ("ended" if state == "bridged" else "failed"), ASTERISK_LOST
     if state == "bridged":
         return "ended", AGENT_HANGUP if is_agent_leg else CONTACT_HANGUP
     if is_agent_leg:
