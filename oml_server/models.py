@@ -7,7 +7,7 @@ campaign forbids duplicates (`contacts.unique_phone`).
 """
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData,
+from sqlalchemy import (JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer,
                         String, Table, Text, UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from datetime import timezone
 
 from flask_babel import force_locale
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .. import messages as M
 from ..database import is_unique_violation
 from ..errors import business_error, data_errors, not_found
 from ..extensions import db
-from ..models import FINAL_CALL_STATES, Call, Contact, utcnow
-from . import lookup, telephony
+from ..models import Call, Contact
+from . import call_state, lookup, telephony
 from .contacts import PHONE_RE
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def place(request):
 
 def _fail(call_id, reason):
     db.session.rollback()  # drop anything half-set on the row by the failed hand-off
-    _finish(call_id, "failed", _english(reason))
+    call_state.finish(call_id, "failed", _english(reason))
 
 
 def _english(reason):
@@ -230,15 +230,7 @@ def _english(reason):
 
 def finish(call, state, reason=None):
     """End a live call row (state "ended" or "failed"), freeing its agent for the next one."""
-    _finish(call.id, state, reason)
-
-
-def _finish(call_id, state, reason):
-    db.session.execute(
-        update(Call).where(Call.id == call_id, Call.state.not_in(FINAL_CALL_STATES))
-        .values(state=state, reason=reason[:255] if reason else None, active_agent_id=None,
-                ended_at=utcnow()))
-    db.session.commit()
+    call_state.finish(call.id, state, reason)
 
 
 # --- hangupCall ------------------------------------------------------------------------------
