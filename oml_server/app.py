@@ -3,7 +3,9 @@ import os
 
 from flask import Flask, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import LazyString, get_locale, refresh
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
 from . import errors
@@ -44,8 +46,22 @@ class TrailingSlash:
         return self.wsgi_app(environ, start_response)
 
 
-def select_locale():
+def cookie_secure():
+    """Cookies are `Secure` when configured so, or when this request came over HTTPS (behind a
+    proxy that is only known through X-Forwarded-Proto when TRUSTED_PROXIES says to trust it)."""
     from flask import current_app
+    return bool(current_app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    def get_cookie_secure(self, app):
+        return cookie_secure()
+
+
+def select_locale():
+    from flask import current_app, has_request_context
+    if not has_request_context():  # CLI, engine: the configured default language
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
     languages = current_app.config["LANGUAGES"]
     return request.accept_languages.best_match(languages) or current_app.config["BABEL_DEFAULT_LOCALE"]
 
@@ -58,6 +74,10 @@ def create_app(overrides=None, env=None):
     config_module.check_production(app.config)
     app.url_map.strict_slashes = False
     app.wsgi_app = TrailingSlash(app.wsgi_app)
+    proxies = app.config.get("TRUSTED_PROXIES", 0)
+    if proxies:  # only then X-Forwarded-For/-Proto decide the client address and the scheme
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0)
+    app.session_interface = SessionInterface()
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         os.makedirs(app.instance_path, exist_ok=True)
 

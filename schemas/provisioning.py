@@ -1,0 +1,143 @@
+"""The shape of a provisioning file (docs/provisioning-and-import.md).
+
+Only the shape is checked here (types, required keys, enumerations, a database's column
+layout); references between objects, ids already taken and contacts are checked by
+`oml_server.services.provisioning`, which knows the database. Every key unknown to the format
+is an error, so a typo never passes silently.
+"""
+import re
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from oml_server.models import CAMPAIGN_STATES, CAMPAIGN_TYPES, OPTION_TYPES, PAUSE_TYPES, ROLES
+
+# The kinds of object, in the order they are provisioned (each may refer to the ones before).
+KINDS = ("external_systems", "users", "pauses", "contact_databases", "campaigns")
+MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
+EXTENSION_RE = re.compile(r"^[0-9A-Za-z_+*#-]{1,32}$")
+
+
+def _id(**kwargs):
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+
+
+def _name(max_length=128, **kwargs):
+    return fields.String(required=True, validate=validate.Length(min=1, max=max_length), **kwargs)
+
+
+class Text(fields.String):
+    """A string, or a number written without quotes in YAML (an extension, an external id)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class ExternalSystemSchema(Schema):
+    id = _id()
+    name = _name()
+
+
+class AgentSchema(Schema):
+    id = _id()
+    sip_extension = Text(validate=validate.Regexp(
+        EXTENSION_RE, error="Must be 1 to 32 letters, digits or _+*#-."))
+    external_ids = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=128)),
+                               values=Text(validate=validate.Length(min=1, max=128)))
+
+
+class UserSchema(Schema):
+    id = _id()
+    username = _name(150)
+    password = fields.String(validate=validate.Length(min=1, max=1024))
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    first_name = fields.String(validate=validate.Length(max=150))
+    last_name = fields.String(validate=validate.Length(max=150))
+    email = fields.String(validate=validate.Length(max=254))
+    active = fields.Boolean(load_default=True)
+    agent = fields.Nested(AgentSchema)
+
+    @validates_schema
+    def _agent_needs_agent_role(self, data, **kwargs):
+        if "agent" in data and data.get("role") not in (None, "Agente"):
+            raise ValidationError("Only a user with role Agente has an agent profile.", "agent")
+
+
+class PauseSchema(Schema):
+    id = _id()
+    name = _name()
+    type = fields.String(validate=validate.OneOf(PAUSE_TYPES))
+
+
+class ContactDatabaseSchema(Schema):
+    id = _id()
+    name = _name()
+    columns = fields.List(fields.String(validate=validate.Length(min=1, max=128)),
+                          required=True, validate=validate.Length(min=1))
+    main_phone = fields.String(required=True)
+    other_phones = fields.List(fields.String())
+    external_id = fields.String(allow_none=True)
+    # Each contact is checked like new_contact's body, against this database's columns.
+    contacts = fields.List(fields.Dict(keys=fields.String()), allow_none=True)
+
+    @validates_schema
+    def _layout(self, data, **kwargs):
+        columns = data.get("columns")
+        if not columns:
+            return
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise ValidationError(f"Repeated columns: {', '.join(repeated)}.", "columns")
+        if data.get("main_phone") not in columns:
+            raise ValidationError("Must be one of the columns.", "main_phone")
+        strangers = [c for c in data.get("other_phones") or [] if c not in columns]
+        if strangers:
+            raise ValidationError(f"Not among the columns: {', '.join(strangers)}.", "other_phones")
+        if data.get("external_id") is not None and data["external_id"] not in columns:
+            raise ValidationError("Must be one of the columns (or null).", "external_id")
+        if data.get("external_id") is not None and data["external_id"] in (
+                [data["main_phone"]] + list(data.get("other_phones") or [])):
+            raise ValidationError("Cannot be a phone column.", "external_id")
+
+
+class DispositionOptionSchema(Schema):
+    id = _id()
+    name = _name()
+    type = fields.String(validate=validate.OneOf(OPTION_TYPES))
+    hidden = fields.Boolean()
+
+
+class CampaignSchema(Schema):
+    id = _id()
+    name = _name()
+    type = fields.String(validate=validate.OneOf(CAMPAIGN_TYPES))
+    state = fields.String(validate=validate.OneOf(CAMPAIGN_STATES))
+    database = fields.String(required=True, validate=validate.Length(min=1))
+    external_system = fields.String(allow_none=True)
+    external_id = Text(allow_none=True, validate=validate.Length(min=1, max=128))
+    agents = fields.List(fields.String())
+    supervisors = fields.List(fields.String())
+    allow_duplicate_phones = fields.Boolean()
+    disposition_options = fields.List(fields.Nested(DispositionOptionSchema))
+
+    @validates_schema
+    def _external_pair(self, data, **kwargs):
+        if data.get("external_id") is not None and not data.get("external_system"):
+            raise ValidationError("Needs external_system (the system the id belongs to).",
+                                  "external_id")
+
+
+class ProvisioningSchema(Schema):
+    # A kind may be absent or empty (`users:` with nothing under it): nothing to do for it.
+    external_systems = fields.List(fields.Nested(ExternalSystemSchema), allow_none=True)
+    users = fields.List(fields.Nested(UserSchema), allow_none=True)
+    pauses = fields.List(fields.Nested(PauseSchema), allow_none=True)
+    contact_databases = fields.List(fields.Nested(ContactDatabaseSchema), allow_none=True)
+    campaigns = fields.List(fields.Nested(CampaignSchema), allow_none=True)
+
+    @post_load
+    def _absent_is_empty(self, data, **kwargs):
+        return {kind: data.get(kind) or [] for kind in KINDS}
+
+
