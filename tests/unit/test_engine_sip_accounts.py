@@ -1,0 +1,154 @@
+"""Agents' SIP accounts pushed into Asterisk (ari_engine/sip_accounts.py) and the device-state
+mirror (ari_engine/presence.py), against a fake ARI that keeps the dynamic configuration."""
+import time
+
+import pytest
+
+from ari_engine.ari_client import AriNotFound, AriUnavailable
+from ari_engine.presence import Presence, device_state_for
+from ari_engine.sip_accounts import SipAccounts, password_for
+from oml_server.extensions import db
+from oml_server.models import AgentSession
+
+KEY = "test-sip-key"
+
+
+class ConfigAri:
+    """Keeps PJSIP objects as Asterisk's memory wizard would; records the order of PUTs."""
+
+    def __init__(self):
+        self.objects, self.order, self.states = {}, [], {}
+        self.down = False
+
+    def _check(self):
+        if self.down:
+            raise AriUnavailable("connection refused")
+
+    def dynamic_config_put(self, kind, obj_id, fields):
+        self._check()
+        self.objects.setdefault((kind, obj_id), {}).update({k: str(v) for k, v in fields.items()})
+        self.order.append((kind, obj_id))
+
+    def dynamic_config_get(self, kind, obj_id):
+        self._check()
+        if (kind, obj_id) not in self.objects:
+            raise AriNotFound(404, "not found")
+        return [{"attribute": k, "value": v} for k, v in self.objects[(kind, obj_id)].items()]
+
+    def dynamic_config_delete(self, kind, obj_id):
+        self._check()
+        if self.objects.pop((kind, obj_id), None) is None:
+            raise AriNotFound(404, "not found")
+
+    def device_state_put(self, name, state):
+        self._check()
+        self.states[name] = state
+
+
+@pytest.fixture
+def ari():
+    return ConfigAri()
+
+
+@pytest.fixture
+def accounts(ari):
+    return SipAccounts(ari, {"SIP_SECRET_KEY": KEY})
+
+
+def issue(agent, ttl=3600):
+    sip_user = f"{int(time.time()) + ttl}:{agent.sip_extension}"
+    agent.sip_username, agent.sip_expires_at = sip_user, int(time.time()) + ttl
+    db.session.commit()
+    return sip_user, password_for(sip_user, KEY)
+
+
+def test_push_creates_auth_then_aor_then_endpoint(make, ari, accounts):
+    agent = make.agent(sip_extension=1001).agent
+    user, password = issue(agent)
+    accounts.push(agent)
+    kinds = [kind for kind, obj_id in ari.order if obj_id == "1001"]
+    assert kinds == ["auth", "aor", "endpoint"]
+    assert ari.objects[("auth", "1001")]["username"] == user
+    assert ari.objects[("auth", "1001")]["password"] == password
+    endpoint = ari.objects[("endpoint", "1001")]
+    assert endpoint["identify_by"] == "username" and endpoint["auth"] == "1001,1001-prev"
+    assert endpoint["allow"] and endpoint["disallow"] == "all"
+
+
+def test_agent_without_credentials_cannot_register(make, ari, accounts):
+    agent = make.agent(sip_extension=1002).agent
+    accounts.push(agent)
+    auth = ari.objects[("auth", "1002")]
+    assert auth["username"].startswith("locked:") and len(auth["password"]) >= 24
+
+
+def test_new_credentials_keep_the_previous_ones_until_they_expire(make, ari, accounts):
+    agent = make.agent(sip_extension=1003).agent
+    first_user, _ = issue(agent)
+    accounts.push(agent)
+    second_user = f"{int(time.time()) + 7200}:1003"
+    accounts.credentials_issued(agent, second_user, password_for(second_user, KEY))
+    assert ari.objects[("auth", "1003")]["username"] == second_user
+    assert ari.objects[("auth", "1003-prev")]["username"] == first_user
+
+
+def test_expired_credentials_are_rotated_away(make, ari, accounts):
+    agent = make.agent(sip_extension=1004).agent
+    issue(agent, ttl=-1)
+    assert accounts.rotate_expired() == 1
+    assert ari.objects[("auth", "1004")]["username"].startswith("locked:")
+    db.session.refresh(agent)
+    assert agent.sip_username is None
+
+
+def test_push_all_removes_deactivated_agents(make, ari, accounts):
+    keep = make.agent(sip_extension=1005)
+    gone = make.agent(sip_extension=1006)
+    accounts.push(gone.agent)
+    gone.is_active = False
+    db.session.commit()
+    assert accounts.push_all() == (1, 1)
+    assert ("endpoint", "1005") in ari.objects
+    assert not any(obj_id.startswith("1006") for _, obj_id in ari.objects)
+    assert keep.is_active
+
+
+@pytest.mark.parametrize("fields,state", [
+    ({}, "UNAVAILABLE"),
+    ({"online": True}, "UNAVAILABLE"),
+    ({"online": True, "logged_in": True}, "NOT_INUSE"),
+    ({"online": True, "logged_in": True, "paused": True}, "ONHOLD"),
+    ({"online": True, "logged_in": True, "ringing": True}, "RINGING"),
+    ({"online": True, "logged_in": True, "on_call": True}, "INUSE"),
+    ({"online": False, "logged_in": True}, "UNAVAILABLE"),
+])
+def test_device_state_mapping(fields, state):
+    session = AgentSession(**{"online": False, "logged_in": False, "paused": False,
+                              "ringing": False, "on_call": False, **fields})
+    assert device_state_for(session) == state
+
+
+def test_mirror_written_later_when_asterisk_was_away(make, ari):
+    agent = make.agent(sip_extension=1007).agent
+    session = db.session.get(AgentSession, agent.id)
+    session.online, session.logged_in = True, True
+    db.session.commit()
+    presence = Presence(ari)
+    ari.down = True
+    assert presence.mirror(agent.id) is False
+    assert db.session.get(AgentSession, agent.id).mirrored_state is None
+    ari.down = False
+    assert presence.mirror(agent.id) is True
+    assert ari.states["Stasis:oml-agent-1007"] == "NOT_INUSE"
+    assert db.session.get(AgentSession, agent.id).mirrored_state == "NOT_INUSE"
+
+
+def test_endpoint_events_set_online(make, ari):
+    agent = make.agent(sip_extension=1008).agent
+    presence = Presence(ari)
+    presence.endpoint_changed({"type": "EndpointStateChange", "endpoint": {
+        "technology": "PJSIP", "resource": "1008", "state": "online"}})
+    assert db.session.get(AgentSession, agent.id).online is True
+    presence.endpoint_changed({"type": "EndpointStateChange", "endpoint": {
+        "technology": "PJSIP", "resource": "1008", "state": "offline"}})
+    assert db.session.get(AgentSession, agent.id).online is False
