@@ -1,5 +1,13 @@
-"""Click-to-call (makeCall, contract §2.4): ring the agent first; on answer dial the contact
-into a mixing bridge with the agent (who hears it ring), and keep both legs' fates tied.
+"""Click-to-call (makeCall, contract §2.4): ring the agent first; on answer put the agent in a
+mixing bridge that plays a ringing tone, originate the contact into the app and, when it
+answers, add it to the bridge; keep both legs' fates tied.
+
+Why not the early-media flow (channels/create + add to bridge + dial): in Asterisk 16 every
+command queued to a channel in Stasis that carries no media waits for its ~200 ms poll, so the
+contact's addChannel and dial cost ~170 ms more per call than this flow (~80 ms from makeCall to
+both legs bridged on the lab; see bench/README.md "Calls"). The agent still hears the contact
+ring: `tone:ring` played into the bridge from the agent's answer until the contact answers.
+What it gives up is in-band early media from the carrier (a 183 announcement before answer).
 
 The REST side (`backend.place_click_to_call`) originates the agent leg into the app with our
 own channel id; everything after that happens here, driven by events, one call at a time
@@ -15,6 +23,11 @@ log = logging.getLogger(__name__)
 
 class ClickToCall:
     kind = "click_to_call"
+    # The only events handle() acts on; the dispatcher drops the others (ChannelVarset,
+    # ChannelDialplan, Playback*, ChannelStateChange…) before loading the call: under load
+    # those loads were most of the engine's CPU.
+    events = frozenset({"StasisStart", "StasisEnd", "ChannelEnteredBridge", "Dial",
+                        "ChannelHangupRequest", "ChannelDestroyed"})
 
     def __init__(self, ari, settings):
         self.ari = ari
@@ -27,13 +40,15 @@ class ClickToCall:
         """`memo` is this call's scratch state (dial status, causes, playback) in the engine."""
         kind = event["type"]
         channel_id = (event.get("channel") or event.get("peer") or {}).get("id")
+        contact_leg = ids.contact_channel(call.id)
         if kind == "StasisStart" and channel_id == call.agent_channel_id:
             self.agent_answered(call, memo)
-        elif kind == "Dial" and event.get("peer", {}).get("id") == ids.contact_channel(call.id):
-            self.contact_dial_progress(call, event, memo)
-        elif kind == "ChannelStateChange" and channel_id == ids.contact_channel(call.id):
-            if event["channel"]["state"] == "Up":
-                self.contact_answered(call, memo)
+        elif kind == "StasisStart" and channel_id == contact_leg:
+            self.contact_answered(call, memo)
+        elif kind == "ChannelEnteredBridge" and channel_id == contact_leg:
+            self.contact_bridged(call, memo)
+        elif kind == "Dial" and event.get("peer", {}).get("id") == contact_leg:
+            memo["dialstatus"] = event.get("dialstatus") or ""
         elif kind in ("ChannelHangupRequest", "ChannelDestroyed"):
             reasons.note_hangup(memo, channel_id, event)
             if kind == "ChannelDestroyed":
@@ -55,27 +70,30 @@ class ClickToCall:
             self.ari.bridge_create(bridge_id, type="mixing")
             call_store.set_fields(call.id, bridge_id=bridge_id)
             self.ari.bridge_add_channel(bridge_id, agent_leg)
-            self.ari.channel_create(self.dial_template.format(number=call.number),
-                                    appArgs=f"contact,{call.id}", channelId=contact_leg)
-            call_store.set_fields(call.id, contact_channel_id=contact_leg)
-            self.ari.bridge_add_channel(bridge_id, contact_leg)
-            self.ari.dial(contact_leg, timeout=self.contact_timeout)
+            memo["ringback"] = self.start_ringback(call)
+            self.ari.originate(self.dial_template.format(number=call.number),
+                               appArgs=f"contact,{call.id}", channelId=contact_leg,
+                               timeout=self.contact_timeout)
         except AriError as exc:
             log.warning("call %s: cannot dial the contact: %s", call.id, exc)
             call_store.finish(call.id, "failed", reasons.CONTACT_UNREACHABLE)
             self.teardown(call)
             return
-        call_store.advance(call.id, "contact_ringing")
-
-    def contact_dial_progress(self, call, event, memo):
-        status = event.get("dialstatus") or ""
-        memo["dialstatus"] = status
-        if status in ("RINGING", "PROGRESS") and "ringback" not in memo:
-            memo["ringback"] = self.start_ringback(call)
-        elif status == "ANSWER":
-            self.contact_answered(call, memo)
+        call_store.advance(call.id, "contact_ringing", contact_channel_id=contact_leg)
 
     def contact_answered(self, call, memo):
+        """The contact answered (its leg entered the app): join it to the agent's bridge."""
+        memo["dialstatus"] = "ANSWER"
+        try:
+            self.ari.bridge_add_channel(ids.bridge(call.id), ids.contact_channel(call.id))
+        except AriError as exc:
+            log.warning("call %s: cannot bridge the contact: %s", call.id, exc)
+            call_store.finish(call.id, "failed", reasons.CONTACT_UNREACHABLE)
+            memo["torn_down"] = True
+            self.teardown(call)
+
+    def contact_bridged(self, call, memo):
+        """Both legs are in the bridge: the call is set up."""
         self.stop_ringback(memo)
         call_store.advance(call.id, "bridged", bridged_at=call_store.now())
 
@@ -95,7 +113,7 @@ class ClickToCall:
     # -- helpers ----------------------------------------------------------------------------
 
     def start_ringback(self, call):
-        """Let the agent hear the contact ringing when the trunk sends no early media."""
+        """Let the agent hear the contact ringing: a tone into the bridge until it answers."""
         playback_id = f"{ids.bridge(call.id)}-ringback"
         try:
             self.ari.request("POST", f"/bridges/{ids.bridge(call.id)}/play/{playback_id}",

@@ -98,6 +98,9 @@ class Dispatcher:
                 del self.foreign[channel_id]
 
     def _handle(self, call_id, event, memo):
+        wanted = getattr(self.flows.get(memo.get("kind")), "events", None)
+        if wanted is not None and event.get("type") not in wanted:
+            return  # a flow that lists its events ignores the rest: no database round trip
         with self.app.app_context():
             try:
                 call = call_store.get(call_id)
@@ -106,6 +109,7 @@ class Dispatcher:
                 if call.is_final and memo.get("torn_down"):
                     memo["final"] = True
                     return
+                memo["kind"] = call.kind
                 self.flows[call.kind].handle(call, event, memo)
                 call = call_store.get(call_id)
                 if call.is_final and not memo.get("final"):

@@ -165,7 +165,11 @@ ari_up() {
     curl -fsS -m 2 -u "${ARI_USER}:${ARI_PASSWORD}" "$(ari_url)/asterisk/info?only=status" >/dev/null 2>&1
 }
 
-pid_alive() { [ -f "$1/asterisk.pid" ] && kill -0 "$(cat "$1/asterisk.pid")" 2>/dev/null; }
+# A killed Asterisk stays a zombie until its parent (init) reaps it, and some inits never do:
+# a zombie is not running.
+running() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+
+pid_alive() { [ -f "$1/asterisk.pid" ] && running "$(cat "$1/asterisk.pid")"; }
 
 render() {  # render TEMPLATE DEST
     sed -e "s|@LAB_DIR@|$DIR|g" \
@@ -211,7 +215,7 @@ cmd_start() {
     echo "$pid" > "$DIR/asterisk.pid"
     local deadline=$(( $(date +%s) + START_TIMEOUT ))
     until ari_up; do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! running "$pid"; then
             tail -n 30 "$DIR/log/console.log" >&2 || true
             die "asterisk exited during startup (see $DIR/log/console.log)"
         fi
@@ -238,14 +242,14 @@ cmd_stop() {
     [ -f "$DIR/asterisk.pid" ] || { log "not running (no $DIR/asterisk.pid)"; return 0; }
     local pid i
     pid="$(cat "$DIR/asterisk.pid")"
-    if kill -0 "$pid" 2>/dev/null; then
+    if running "$pid"; then
         asterisk -C "$DIR/etc/asterisk.conf" -rx "core stop now" >/dev/null 2>&1 || true
-        for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$pid" 2>/dev/null; then
+        for i in $(seq 1 50); do running "$pid" || break; sleep 0.1; done
+        if running "$pid"; then
             log "still alive, sending TERM to $pid"
             kill "$pid" 2>/dev/null || true
-            for i in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+            for i in $(seq 1 30); do running "$pid" || break; sleep 0.1; done
+            running "$pid" && kill -9 "$pid" 2>/dev/null || true
         fi
     fi
     rm -f "$DIR/asterisk.pid"

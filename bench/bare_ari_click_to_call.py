@@ -2,8 +2,9 @@
 """Baseline: N click-to-call flows over raw ARI under gevent (no DB, no HTTP, no engine).
 
 Each flow: originate the agent leg into the app with our own channelId -> StasisStart (agent
-answered) -> create a mixing bridge, add the agent -> originate PJSIP/<number>@trunk into the
-app (or, with --early-media, channels/create + add + dial) -> both legs entered the bridge.
+answered) -> create a mixing bridge, add the agent, play tone:ring into it -> originate
+PJSIP/<number>@trunk into the app -> on its StasisStart add it, stop the tone -> both legs
+entered the bridge (the engine's flow; --flow picks another, see FLOWS).
 Setup latency is measured from the originate request to both ChannelEnteredBridge events.
 Then the call is held --hold seconds and torn down by the client (hang up both legs, destroy
 the bridge), as the engine must do.
@@ -39,6 +40,14 @@ import lab as labmod  # noqa: E402
 from ari_engine.ari_client import AriClient, AriError, AriEventStream, AriNotFound  # noqa: E402
 
 
+# ringtone: the engine's flow (ari_engine/click_to_call.py): agent in the bridge, tone:ring
+#   played into it, contact originated into the app and added on answer.
+# originate: the same without the tone. early: channels/create + addChannel + dial (the agent
+#   hears the trunk's early media; ~170 ms slower in Asterisk 16). dial-first: create + dial +
+#   addChannel (as slow as early).
+FLOWS = ("ringtone", "originate", "early", "dial-first")
+
+
 class CallFailed(Exception):
     pass
 
@@ -69,10 +78,10 @@ class Dispatcher:
 
 class Call:
     def __init__(self, ari: AriClient, dispatcher: Dispatcher, ext: str, number: str,
-                 early_media: bool, ring_timeout: int):
+                 flow: str, ring_timeout: int):
         self.ari, self.dispatcher = ari, dispatcher
         self.ext, self.number = ext, number
-        self.early_media = early_media
+        self.flow = flow
         self.ring_timeout = ring_timeout
         cid = uuid.uuid4().hex[:16]
         self.agent_id, self.contact_id, self.bridge_id = f"{cid}-a", f"{cid}-c", f"{cid}-b"
@@ -80,7 +89,9 @@ class Call:
         self.seen: set[tuple[str, str]] = set()
         self.bridge_created = False
 
-    def wait(self, event_type: str, channel_id: str, timeout: float) -> None:
+    def wait(self, event_type: str, channel_id: str, timeout: float,
+             strict: bool = True) -> None:
+        """Wait for (event_type, channel_id); in setup (`strict`) a destroyed leg fails the call."""
         deadline = time.monotonic() + timeout
         while (event_type, channel_id) not in self.seen:
             remaining = deadline - time.monotonic()
@@ -94,7 +105,8 @@ class Call:
             self.seen.add((event["type"], ch))
             if event["type"] == "ChannelStateChange":
                 self.seen.add((f"State:{event['channel']['state']}", ch))
-            if event["type"] == "ChannelDestroyed" and (event_type, channel_id) not in self.seen:
+            if strict and event["type"] == "ChannelDestroyed" \
+                    and (event_type, channel_id) not in self.seen:
                 if event_type != "ChannelDestroyed" or ch != channel_id:
                     raise CallFailed(f"{ch} destroyed, cause {event.get('cause')} "
                                      f"{event.get('cause_txt')}")
@@ -112,12 +124,30 @@ class Call:
         self.bridge_created = True
         self.ari.bridge_add_channel(self.bridge_id, self.agent_id)
         contact_ep = f"PJSIP/{self.number}@trunk"
-        if self.early_media:
+        if self.flow == "early":
             self.ari.channel_create(contact_ep, appArgs="contact", channelId=self.contact_id)
             self.wait("StasisStart", self.contact_id, 5)
             self.ari.bridge_add_channel(self.bridge_id, self.contact_id)
             self.ari.dial(self.contact_id, timeout=self.ring_timeout)
             self.wait("State:Up", self.contact_id, self.ring_timeout + 2)
+        elif self.flow == "dial-first":
+            self.ari.channel_create(contact_ep, appArgs="contact", channelId=self.contact_id)
+            self.wait("StasisStart", self.contact_id, 5)
+            self.ari.dial(self.contact_id, timeout=self.ring_timeout)
+            self.ari.bridge_add_channel(self.bridge_id, self.contact_id)
+            self.wait("State:Up", self.contact_id, self.ring_timeout + 2)
+        elif self.flow == "ringtone":
+            playback = f"{self.bridge_id}-ring"
+            self.ari.request("POST", f"/bridges/{self.bridge_id}/play/{playback}",
+                             {"media": "tone:ring"})
+            self.ari.originate(contact_ep, appArgs="contact", channelId=self.contact_id,
+                               timeout=self.ring_timeout)
+            self.wait("StasisStart", self.contact_id, self.ring_timeout + 2)
+            self.ari.bridge_add_channel(self.bridge_id, self.contact_id)
+            try:
+                self.ari.request("DELETE", f"/playbacks/{playback}")
+            except AriError:
+                pass
         else:
             self.ari.originate(contact_ep, appArgs="contact", channelId=self.contact_id,
                                timeout=self.ring_timeout)
@@ -147,7 +177,7 @@ class Call:
         try:
             for ch in (self.agent_id, self.contact_id):
                 if ("StasisStart", ch) in self.seen:
-                    self.wait("ChannelDestroyed", ch, 10)
+                    self.wait("ChannelDestroyed", ch, 10, strict=False)
         except CallFailed as exc:
             problems.append(f"teardown: {exc}")
         finally:
@@ -176,8 +206,10 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=10, help="max calls at once (= agents)")
     ap.add_argument("--rate", type=float, default=10.0, help="call starts per second")
     ap.add_argument("--hold", type=float, default=1.0, help="seconds each call stays bridged")
-    ap.add_argument("--early-media", action="store_true",
-                    help="contact via channels/create + addChannel + dial (agent hears ringing)")
+    ap.add_argument("--flow", choices=FLOWS, default="ringtone",
+                    help="how the contact leg is reached (see FLOWS)")
+    ap.add_argument("--early-media", action="store_const", dest="flow", const="early",
+                    help="same as --flow early")
     ap.add_argument("--ring-timeout", type=int, default=15)
     ap.add_argument("--ari-port", type=int, default=28088)
     ap.add_argument("--sip-port", type=int, default=25070)
@@ -224,7 +256,7 @@ def main() -> int:
 
         def one_call(i: int) -> None:
             ext = free_agents.get()
-            call = Call(ari, dispatcher, ext, f"555{i:07d}", args.early_media, args.ring_timeout)
+            call = Call(ari, dispatcher, ext, f"555{i:07d}", args.flow, args.ring_timeout)
             try:
                 latencies.append(call.setup())
                 gevent.sleep(args.hold)
@@ -255,7 +287,7 @@ def main() -> int:
         ms = [x * 1000 for x in latencies]
         summary = {
             "calls": args.calls, "concurrency": args.concurrency, "rate": args.rate,
-            "hold_s": args.hold, "early_media": args.early_media,
+            "hold_s": args.hold, "flow": args.flow,
             "ok": len(latencies), "failures": len(failures),
             "setup_ms_p50": round(percentile(ms, 50), 1),
             "setup_ms_p95": round(percentile(ms, 95), 1),

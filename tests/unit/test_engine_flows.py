@@ -128,15 +128,20 @@ def test_click_to_call_bridges_then_agent_hangs_up(app, make, ari):
     call = feed(flow, call_id, memo, ev("StasisStart", agent_leg))
     assert call.state == "contact_ringing" and call.bridge_id == bridge
     assert call.contact_channel_id == contact_leg and call.agent_answered_at is not None
-    assert ari.names() == ["bridge_create", "bridge_add_channel", "channel_create",
-                           "bridge_add_channel", "dial"]
-    assert ari.requests[2][1] == ("PJSIP/5551234@trunk",)
-    assert ari.requests[4][2] == {"timeout": 30}
+    # The agent hears a ringing tone in the bridge while the contact is originated.
+    assert ari.names() == ["bridge_create", "bridge_add_channel", "request", "originate"]
+    assert ari.requests[2][1][2] == {"media": "tone:ring"}
+    assert ari.requests[3][1] == ("PJSIP/5551234@trunk",)
+    assert ari.requests[3][2]["timeout"] == 30 and ari.requests[3][2]["channelId"] == contact_leg
 
     call = feed(flow, call_id, memo, {"type": "Dial", "peer": {"id": contact_leg},
-                                      "dialstatus": "RINGING"})
-    assert ari.requests[-1][0] == "request" and ari.requests[-1][1][2] == {"media": "tone:ring"}
-    call = feed(flow, call_id, memo, ev("ChannelStateChange", contact_leg, state="Up"))
+                                      "dialstatus": "RINGING"},
+                ev("ChannelStateChange", contact_leg, state="Up"))
+    assert call.state == "contact_ringing" and len(ari.requests) == 4
+    call = feed(flow, call_id, memo, ev("StasisStart", contact_leg))
+    assert ari.requests[-1] == ("bridge_add_channel", (bridge, contact_leg), {})
+    assert call.state == "contact_ringing"  # not until the contact is really in the bridge
+    call = feed(flow, call_id, memo, ev("ChannelEnteredBridge", contact_leg))
     assert call.state == "bridged" and call.bridged_at is not None
     assert ari.requests[-1][1][0] == "DELETE"  # ringback stopped
 
@@ -158,7 +163,7 @@ def test_contact_hangs_up_ends_the_agent_leg(app, make, ari):
     flow, memo = ClickToCall(ari, SETTINGS), {}
     contact_leg = ids.contact_channel(call_id)
     feed(flow, call_id, memo, ev("StasisStart", ids.agent_channel(call_id)),
-         {"type": "Dial", "peer": {"id": contact_leg}, "dialstatus": "ANSWER"})
+         ev("StasisStart", contact_leg), ev("ChannelEnteredBridge", contact_leg))
     call = feed(flow, call_id, memo, ev("StasisEnd", contact_leg))
     assert (call.state, call.reason) == ("ended", "contact_hangup")
     assert ids.agent_channel(call_id) in ari.hung_up()
@@ -192,7 +197,7 @@ def test_agent_leg_never_answered(app, make, ari, cause, reason):
 def test_contact_cannot_be_created(app, make, ari):
     agent = make.agent().agent
     call_id = new_call(agent)
-    ari.fail["channel_create"] = AriError(500, "Allocation failed")
+    ari.fail["originate"] = AriError(500, "Allocation failed")
     call = feed(ClickToCall(ari, SETTINGS), call_id, {}, ev("StasisStart", ids.agent_channel(call_id)))
     assert (call.state, call.reason) == ("failed", "contact_unreachable")
     assert ids.agent_channel(call_id) in ari.hung_up() and "bridge_destroy" in ari.names()
@@ -204,7 +209,7 @@ def test_hung_up_before_the_agent_answered_is_not_bridged(app, make, ari):
     call_store.finish(call_id, "failed", reasons.HANGUP_REQUESTED)
     call = feed(ClickToCall(ari, SETTINGS), call_id, {}, ev("StasisStart", ids.agent_channel(call_id)))
     assert call.reason == "hangup_requested"
-    assert "channel_create" not in ari.names() and ids.agent_channel(call_id) in ari.hung_up()
+    assert "originate" not in ari.names() and ids.agent_channel(call_id) in ari.hung_up()
 
 
 def test_asterisk_shutdown_ends_with_asterisk_lost(app, make, ari):
@@ -212,8 +217,9 @@ def test_asterisk_shutdown_ends_with_asterisk_lost(app, make, ari):
     call_id = new_call(agent)
     flow, memo = ClickToCall(ari, SETTINGS), {}
     agent_leg = ids.agent_channel(call_id)
-    feed(flow, call_id, memo, ev("StasisStart", agent_leg),
-         ev("ChannelStateChange", ids.contact_channel(call_id), state="Up"))
+    contact_leg = ids.contact_channel(call_id)
+    feed(flow, call_id, memo, ev("StasisStart", agent_leg), ev("StasisStart", contact_leg),
+         ev("ChannelEnteredBridge", contact_leg))
     call = feed(flow, call_id, memo, ev("ChannelHangupRequest", agent_leg, cause=4, soft=True),
                 ev("StasisEnd", agent_leg))
     assert (call.state, call.reason) == ("ended", "asterisk_lost")

@@ -1,0 +1,624 @@
+#!/usr/bin/env python
+"""Calls benchmark: click-to-call through the real server vs the same flow over bare ARI.
+
+One run starts its own lab Asterisk (own ports), a SIPp "PSTN" UAS behind the trunk and one
+SIPp UAS answering for every agent (both stream G.711a), a database (PostgreSQL when one
+answers on 127.0.0.1:5432, else SQLite: printed and stored) provisioned with N agents, and the
+real server (`oml-server run`, API + engine in one gevent process). Agents get their SIP
+credentials from the API (GET /api/v1/sip/credentials/agent/, which pushes them to Asterisk)
+and REGISTER them with SIPp.
+
+For each concurrency level C, repeated --repeats times, alternately:
+  engine: C agents call makeCall at a steady start rate; every call is held until all C are
+          bridged (so C calls are bridged at once) plus --hold s, then hangupCall.
+  bare:   bench/bare_ari_click_to_call.py's Call (same flow: agent originated into the app,
+          bridge + tone:ring, contact originated into the app and added on answer) on another
+          app name against the same Asterisk and the same registered agents; no HTTP, no DB.
+Setup latency:
+  engine: makeCall request sent (client wall clock) -> `bridged_at` of the call row, which the
+          engine writes when the contact's ChannelEnteredBridge arrives (the agent is already
+          in the bridge): both legs bridged. Same host, same clock; the row is read once after
+          the hold (no polling during setup). `bridged_at - created_at` (server side only) is
+          reported too.
+  bare:   originate request -> both ChannelEnteredBridge events received.
+After each run: failures (must be 0), channels and bridges left in Asterisk (must be 0),
+non-final call rows (must be 0); engine CPU per call (server process /proc/<pid>/stat delta
+over the run / calls), Asterisk CPU per call; the server's RSS after start and after every
+level (the one after >= 1,000 calls is the memory figure).
+
+Every figure is the median over the repeats; every ratio engine/bare compares runs of the same
+process at the same level. Output: a table on stdout, bench/results/calls.json,
+bench/results/calls_latency.png.
+
+    .venv/bin/python bench/calls_bench.py            # full (~5-8 min on 2 cores)
+    .venv/bin/python bench/calls_bench.py --quick    # smoke (~1 min)
+"""
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import datetime  # noqa: E402
+
+import gevent  # noqa: E402
+import gevent.event  # noqa: E402
+import gevent.queue  # noqa: E402
+import requests  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, HERE)
+sys.path.insert(0, REPO)
+
+import lab as labmod  # noqa: E402
+import bare_ari_click_to_call as bare  # noqa: E402
+from conftest import PASSWORD, Server, free_tcp_port  # noqa: E402
+
+RESULTS = os.path.join(HERE, "results")
+PG_ADMIN_URL = os.environ.get(
+    "BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+# -- measurements -----------------------------------------------------------------------------
+
+def percentile(values, p):
+    return bare.percentile(values, p) if values else None
+
+
+def cpu_seconds(pid):
+    return bare.cpu_seconds(pid)
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 1) if values else None
+
+
+# -- database ---------------------------------------------------------------------------------
+
+def pick_database(workdir, want):
+    """(url, kind, cleanup): a throw-away PostgreSQL database when reachable, else SQLite."""
+    if want in ("auto", "postgresql"):
+        try:
+            import sqlalchemy as sa
+            admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            name = f"oml_calls_bench_{os.getpid()}"
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+            def drop():
+                with admin.connect() as conn:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                admin.dispose()
+            return url, "postgresql", drop
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+            if want == "postgresql":
+                raise
+            print(f"PostgreSQL not reachable ({type(exc).__name__}): using SQLite")
+    return "sqlite:///" + os.path.join(workdir, "bench.sqlite3"), "sqlite", lambda: None
+
+
+def provision(database_url, agents):
+    """Migrate and create `agents` agent users in one manual campaign. Returns
+    (campaign_id, [(username, agent_id, ext)])."""
+    from flask_migrate import upgrade
+
+    from oml_server import create_app
+    from oml_server.extensions import db
+    from oml_server.models import Campaign, ContactDatabase
+    from oml_server.services import users
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "ARI_ENABLED": False,
+                      "TESTING": True, "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000"})
+    with app.app_context():
+        upgrade()
+        created = [users.create_user(f"bench{i:03d}", PASSWORD, "Agente") for i in range(agents)]
+        db.session.flush()
+        database = ContactDatabase(name="bench", columns=["TELEFONO"], main_phone="TELEFONO",
+                                   other_phones=[], external_id_column=None)
+        campaign = Campaign(name="bench", type="manual", state="active", database=database,
+                            allow_duplicate_phones=True)
+        campaign.agents = [u.agent for u in created]
+        db.session.add_all([database, campaign])
+        db.session.commit()
+        out = [(u.username, u.agent.id, u.agent.sip_extension) for u in created]
+        campaign_id = campaign.id
+        db.session.remove()
+        db.engine.dispose()
+    return campaign_id, out
+
+
+def ended_wrongly(database_url, call_ids):
+    """Calls hung up by hangupCall must end as (ended, hangup_requested)."""
+    import sqlalchemy as sa
+    if not call_ids:
+        return []
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT id, state, reason FROM calls WHERE id IN :ids")
+                                .bindparams(sa.bindparam("ids", expanding=True)),
+                                {"ids": list(call_ids)}).all()
+    finally:
+        engine.dispose()
+    return [f"call {r[0]} ended as {r[1]}/{r[2]}" for r in rows
+            if (r[1], r[2]) != ("ended", "hangup_requested")]
+
+
+def live_rows(database_url):
+    import sqlalchemy as sa
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT count(*) FROM calls WHERE state NOT IN ('ended', 'failed')")).scalar()
+    finally:
+        engine.dispose()
+
+
+# -- the two drivers --------------------------------------------------------------------------
+
+class Barrier:
+    """Holds every call of a run until Asterisk shows `n` bridges with two channels (one GET
+    /bridges every 50 ms, nothing asked of the server under test), or `timeout`."""
+
+    def __init__(self, ari, n, prefix=None):
+        self.ari, self.n, self.prefix = ari, n, prefix
+        self.event = gevent.event.Event()
+        self.watcher = gevent.spawn(self._watch)
+
+    def _watch(self):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            full = [b for b in self.ari.bridges() if len(b.get("channels", ())) == 2]
+            if len(full) >= self.n:
+                break
+            gevent.sleep(0.05)
+        self.event.set()
+
+    def arrive(self):
+        pass
+
+    def wait(self, timeout):
+        self.event.wait(timeout)
+
+    def stop(self):
+        self.watcher.kill(block=False)
+
+
+def _wall(iso):
+    return datetime.fromisoformat(iso).timestamp()
+
+
+class EngineAgent:
+    def __init__(self, server, username, agent_id, ext, campaign_id):
+        self.server, self.username, self.agent_id, self.ext = server, username, agent_id, ext
+        self.campaign_id = campaign_id
+        self.http = requests.Session()
+        self.http.trust_env = False
+        self.token = server.token(username)
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    def credentials(self):
+        r = self.http.get(self.server.url + "/api/v1/sip/credentials/agent/",
+                          headers=self.headers, timeout=10)
+        body = r.json()
+        assert body.get("status") == "OK", body
+        return self.ext, body["sip_user"], body["sip_password"]
+
+    def call(self, number, barrier, hold, result):
+        """One click-to-call; appends to result['ms'|'server_ms'|'failures']."""
+        sent = time.time()
+        try:
+            r = self.http.post(self.server.url + "/api/v1/makeCall/", headers=self.headers,
+                               json={"idCampaign": self.campaign_id, "idAgent": self.agent_id,
+                                     "phone": number}, timeout=30)
+            body = r.json()
+        except (requests.RequestException, ValueError) as exc:
+            result["failures"].append(f"{self.username}: makeCall {exc}")
+            barrier.arrive()
+            return
+        if body.get("status") != "OK":
+            result["failures"].append(f"{self.username}: makeCall {body}")
+            barrier.arrive()
+            return
+        call_id = body["callId"]
+        barrier.wait(60)  # released when Asterisk holds C two-leg bridges (read through ARI)
+        gevent.sleep(hold)
+        # One read of the row (no polling while calls are set up: polls would load the server
+        # under test); the latency comes from the row's bridged_at, not from when it is read.
+        record = self._wait(call_id, ("bridged", "ended", "failed"), 15)
+        if record is None or record.get("state") != "bridged":
+            result["failures"].append(f"{self.username}: not bridged: {record}")
+        else:
+            result["ms"].append((_wall(record["bridged_at"]) - sent) * 1000)
+            result["server_ms"].append(
+                (_wall(record["bridged_at"]) - _wall(record["created_at"])) * 1000)
+        try:
+            r = self.http.post(self.server.url + "/api/v1/hangupCall/", headers=self.headers,
+                               timeout=30)
+            if r.json() != {"status": "OK"}:
+                result["failures"].append(f"{self.username}: hangupCall {r.text}")
+            result["call_ids"].append(call_id)
+        except (requests.RequestException, ValueError) as exc:
+            result["failures"].append(f"{self.username}: hangupCall {exc}")
+
+    def _get(self, call_id):
+        return self.http.get(f"{self.server.url}/api/v1/calls/{call_id}/", headers=self.headers,
+                             timeout=30).json()
+
+    def _wait_bridged(self, call_id, timeout):
+        """The call row once bridged or final. Sleeps first so setup is not disturbed by polls:
+        the latency comes from the row's bridged_at, not from when this sees it."""
+        return self._wait(call_id, ("bridged", "ended", "failed"), timeout)
+
+    def _wait(self, call_id, states, timeout):
+        deadline = time.monotonic() + timeout
+        record = None
+        while time.monotonic() < deadline:
+            record = self._get(call_id)
+            if record.get("state") in states:
+                return record
+            gevent.sleep(0.1)
+        return record
+
+
+def run_engine(ctx, level, calls, rate, hold):
+    """`calls` makeCalls by the first `level` agents at `rate`/s; returns the run's figures."""
+    agents = ctx["agents"][:level]
+    result = {"ms": [], "server_ms": [], "failures": [], "call_ids": []}
+    lab = ctx["lab"]
+    barrier = Barrier(lab.ari, min(level, calls)) if level > 1 else None
+    free = gevent.queue.Queue()
+    for a in agents:
+        free.put(a)
+    server_pid, ast_pid = ctx["server"].proc.pid, ctx["asterisk_pid"]
+    cpu0, ast0, wall0 = cpu_seconds(server_pid), cpu_seconds(ast_pid), time.monotonic()
+    greenlets = []
+
+    def one(i):
+        agent = free.get()
+        try:
+            b = barrier or Barrier(lab.ari, 1)
+            try:
+                agent.call(f"555{ctx['seq']:04d}{i:04d}", b, hold, result)
+            finally:
+                b.stop()
+        finally:
+            free.put(agent)
+
+    for i in range(calls):
+        greenlets.append(gevent.spawn(one, i))
+        gevent.sleep(1.0 / rate)
+    gevent.joinall(greenlets)
+    left = wait_empty(lab)
+    cpu, ast_cpu = cpu_seconds(server_pid) - cpu0, cpu_seconds(ast_pid) - ast0
+    wall = time.monotonic() - wall0
+    if barrier is not None:
+        barrier.stop()
+    ctx["seq"] += 1
+    ctx["engine_calls"] += calls
+    result["failures"] += ended_wrongly(ctx["database_url"], result["call_ids"])
+    return summarize(result["ms"], result["failures"], calls, cpu, ast_cpu, wall, left,
+                     server_ms=result["server_ms"], live_rows=live_rows(ctx["database_url"]))
+
+
+def run_bare(ctx, level, calls, rate, hold):
+    """The same flow over bare ARI (another app name, same Asterisk, same agents)."""
+    exts = [a.ext for a in ctx["agents"][:level]]
+    dispatcher, ari = ctx["bare_dispatcher"], ctx["bare_ari"]
+    free = gevent.queue.Queue()
+    for e in exts:
+        free.put(e)
+    latencies, failures = [], []
+    barrier = Barrier(ctx["lab"].ari, min(level, calls)) if level > 1 else None
+    me = os.getpid()
+    cpu0, ast0, wall0 = cpu_seconds(me), cpu_seconds(ctx["asterisk_pid"]), time.monotonic()
+
+    def one(i):
+        ext = free.get()
+        call = bare.Call(ari, dispatcher, ext, f"556{ctx['seq']:04d}{i:04d}", "ringtone", 15)
+        b = barrier or Barrier(ctx["lab"].ari, 1)
+        try:
+            latencies.append(call.setup() * 1000)
+            b.wait(60)
+            gevent.sleep(hold)
+        except (bare.CallFailed, bare.AriError) as exc:
+            failures.append(f"{ext}: {exc}")
+        finally:
+            if barrier is None:
+                b.stop()
+            failures.extend(f"{ext}: {p}" for p in call.teardown())
+            free.put(ext)
+
+    greenlets = []
+    for i in range(calls):
+        greenlets.append(gevent.spawn(one, i))
+        gevent.sleep(1.0 / rate)
+    gevent.joinall(greenlets)
+    if barrier is not None:
+        barrier.stop()
+    cpu = cpu_seconds(me) - cpu0
+    ast_cpu = cpu_seconds(ctx["asterisk_pid"]) - ast0
+    wall = time.monotonic() - wall0
+    ctx["seq"] += 1
+    left = wait_empty(ctx["lab"])
+    return summarize(latencies, failures, calls, cpu, ast_cpu, wall, left)
+
+
+def wait_empty(lab, timeout=10.0):
+    try:
+        labmod.wait_until(lambda: not lab.ari.channels() and not lab.ari.bridges(), timeout,
+                          "leftovers", interval=0.1)
+    except TimeoutError:
+        pass
+    return lab.leftovers()
+
+
+def summarize(ms, failures, calls, cpu, ast_cpu, wall, left, server_ms=None, live_rows=None):
+    out = {"calls": calls, "ok": len(ms), "failures": len(failures),
+           "failure_samples": failures[:5],
+           "p50_ms": round(percentile(ms, 50), 1) if ms else None,
+           "p95_ms": round(percentile(ms, 95), 1) if ms else None,
+           "max_ms": round(max(ms), 1) if ms else None,
+           "cpu_ms_per_call": round(cpu * 1000 / max(1, calls), 2),
+           "asterisk_cpu_ms_per_call": round(ast_cpu * 1000 / max(1, calls), 2),
+           "wall_s": round(wall, 2),
+           "leftover_channels": len(left["channels"]), "leftover_bridges": len(left["bridges"])}
+    if server_ms is not None:
+        out["server_p50_ms"] = round(percentile(server_ms, 50), 1) if server_ms else None
+        out["server_p95_ms"] = round(percentile(server_ms, 95), 1) if server_ms else None
+    if live_rows is not None:
+        out["non_final_rows"] = live_rows
+    return out
+
+
+# -- main -------------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke: levels 1,5,10, one repeat")
+    ap.add_argument("--levels", default=None, help="comma-separated concurrency levels")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--rate", type=float, default=20.0, help="call starts per second")
+    ap.add_argument("--hold", type=float, default=None, help="s held after all C are bridged")
+    ap.add_argument("--single-calls", type=int, default=None,
+                    help="calls per repeat at level 1 (one at a time)")
+    ap.add_argument("--memory-calls", type=int, default=None,
+                    help="engine calls before the final RSS reading (topped up at level 100)")
+    ap.add_argument("--profile", default=None, metavar="FILE",
+                    help="py-spy the server during the engine runs (collapsed stacks to FILE)")
+    ap.add_argument("--database", choices=("auto", "postgresql", "sqlite"), default="auto")
+    ap.add_argument("--out", default=RESULTS)
+    args = ap.parse_args()
+    levels = [int(x) for x in (args.levels or ("1,5,10" if args.quick else "1,50,100,200"))
+              .split(",")]
+    repeats = args.repeats or (1 if args.quick else 3)
+    hold = args.hold if args.hold is not None else (0.5 if args.quick else 2.0)
+    single = args.single_calls or (5 if args.quick else 10)
+    memory_calls = args.memory_calls if args.memory_calls is not None else (
+        0 if args.quick else 1000)
+
+    missing = labmod.missing_programs()
+    if missing:
+        print(f"lab not installed ({', '.join(missing)}): asterisk-config/lab.sh install")
+        return 2
+    workdir = tempfile.mkdtemp(prefix="oml-calls-bench-")
+    n_agents = max(levels)
+    lab = labmod.Lab(ari_port=free_tcp_port(), sip_port=labmod.free_udp_port(),
+                     trunk_port=labmod.free_udp_port(), app=f"oml-bench-{os.getpid()}",
+                     rtp_start=40000, rtp_end=49999)
+    database_url, db_kind, drop_db = pick_database(workdir, args.database)
+    print(f"database: {db_kind}")
+    trunk = phone = server = None
+    bare_stream = None
+    try:
+        lab.start()
+        trunk = labmod.SippPeer("trunk_uas.xml", port=lab.trunk_port).start()
+        phone = labmod.SippPeer("agent_answer.xml").start()
+        t = time.monotonic()
+        campaign_id, agents = provision(database_url, n_agents)
+        server = Server(lab, database_url, workdir)
+        # The per-agent makeCall limit (10 a minute) guards against a runaway CRM; the bench
+        # places more than that per agent on purpose.
+        server.env.update(AGENT_ANSWER_TIMEOUT="15", CONTACT_ANSWER_TIMEOUT="15",
+                          ARI_POOL_SIZE=str(n_agents + 20), MAKECALL_MAX_PER_WINDOW="1000000")
+        server.start()
+        engine_agents = [EngineAgent(server, u, aid, ext, campaign_id) for u, aid, ext in agents]
+        creds = [a.credentials() for a in engine_agents]  # the API pushes them to Asterisk
+        lab.register(creds, phone.port, parallel=20)
+        for a in engine_agents:
+            lab.wait_endpoint_state(a.ext, "online", timeout=10)
+        print(f"{n_agents} agents provisioned, credentials from the API, registered "
+              f"({time.monotonic() - t:.1f} s)")
+        asterisk_pid = int(open(os.path.join(lab.dir, "asterisk.pid")).read())
+        bare_app = lab.app + "-bare"
+        bare_ari = labmod.AriClient(lab.ari_url, lab.user, lab.password, bare_app,
+                                    pool_size=n_agents + 4)
+        bare_stream = labmod.AriEventStream(lab.ari_url, lab.user, lab.password,
+                                            bare_app).connect()
+        dispatcher = bare.Dispatcher(bare_stream)
+        reader = gevent.spawn(dispatcher.run)
+        ctx = {"agents": engine_agents, "server": server, "lab": lab, "asterisk_pid": asterisk_pid,
+               "database_url": database_url, "bare_ari": bare_ari, "bare_dispatcher": dispatcher,
+               "seq": 0, "engine_calls": 0}
+
+        # Warm-up (not measured): imports, pools, first JIT-less paths of both drivers.
+        run_engine(ctx, min(5, n_agents), min(5, n_agents), args.rate, 0.2)
+        run_bare(ctx, min(5, n_agents), min(5, n_agents), args.rate, 0.2)
+        ctx["engine_calls"] = 0
+        rss_start = rss_mb(server.proc.pid)
+        memory = [{"engine_calls": 0, "rss_mb": round(rss_start, 1)}]
+
+        profiler = None
+        if args.profile:
+            profiler = subprocess.Popen(
+                [os.path.join(REPO, ".venv", "bin", "py-spy"), "record", "--pid",
+                 str(server.proc.pid), "--format", "raw", "--rate", "200", "--nonblocking",
+                 "-o", args.profile], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            gevent.sleep(1)
+        runs = {}
+        for level in levels:
+            calls = single if level == 1 else level
+            rate = 3.0 if level == 1 else args.rate
+            for r in range(repeats):
+                for driver, fn in (("engine", run_engine), ("bare", run_bare)):
+                    res = fn(ctx, level, calls, rate, hold if level > 1 else 0.3)
+                    runs.setdefault(level, {}).setdefault(driver, []).append(res)
+                    print(f"C={level:<4} {driver:6} run {r + 1}: p50 {res['p50_ms']} ms "
+                          f"p95 {res['p95_ms']} ms, {res['failures']} failed, leftovers "
+                          f"{res['leftover_channels']}/{res['leftover_bridges']}, cpu "
+                          f"{res['cpu_ms_per_call']} ms/call"
+                          + (f", non-final rows {res['non_final_rows']}"
+                             if "non_final_rows" in res else ""), flush=True)
+                    for f in res["failure_samples"]:
+                        print("   ", f)
+            memory.append({"engine_calls": ctx["engine_calls"],
+                           "rss_mb": round(rss_mb(server.proc.pid), 1)})
+        while ctx["engine_calls"] < memory_calls:
+            level = min(100, n_agents)
+            run_engine(ctx, level, level, args.rate, 0.2)
+            memory.append({"engine_calls": ctx["engine_calls"],
+                           "rss_mb": round(rss_mb(server.proc.pid), 1)})
+        rss_end = rss_mb(server.proc.pid)
+        if profiler is not None:
+            profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
+            profiler.wait(timeout=30)
+
+        table = []
+        for level in levels:
+            row = {"concurrency": level}
+            for driver in ("engine", "bare"):
+                rs = runs[level][driver]
+                row[driver] = {k: median([x[k] for x in rs]) for k in
+                               ("p50_ms", "p95_ms", "max_ms", "cpu_ms_per_call",
+                                "asterisk_cpu_ms_per_call")}
+                row[driver]["failures"] = sum(x["failures"] for x in rs)
+                row[driver]["leftovers"] = sum(x["leftover_channels"] + x["leftover_bridges"]
+                                               for x in rs)
+                if driver == "engine":
+                    row[driver]["server_p50_ms"] = median([x["server_p50_ms"] for x in rs])
+                    row[driver]["server_p95_ms"] = median([x["server_p95_ms"] for x in rs])
+                    row[driver]["non_final_rows"] = max(x["non_final_rows"] for x in rs)
+            # Ratio per repeat (same process, same level, back to back), then the median.
+            row["ratio_p50"] = median_ratio(runs[level], "p50_ms")
+            row["ratio_p95"] = median_ratio(runs[level], "p95_ms")
+            table.append(row)
+
+        report = {"database": db_kind, "levels": levels, "repeats": repeats, "rate": args.rate,
+                  "hold_s": hold, "single_calls": single, "quick": args.quick,
+                  "flow": "agent originated; bridge + tone:ring; contact originated into the "
+                          "app and added on answer",
+                  "measure": {"engine": "makeCall sent (client wall clock) -> bridged_at",
+                              "bare": "originate sent -> both ChannelEnteredBridge"},
+                  "table": table, "runs": {str(k): v for k, v in runs.items()},
+                  "memory": {"rss_after_start_mb": round(rss_start, 1),
+                             "rss_end_mb": round(rss_end, 1),
+                             "engine_calls": ctx["engine_calls"], "samples": memory},
+                  "target": target_verdict(table)}
+        os.makedirs(args.out, exist_ok=True)
+        name = "calls_quick" if args.quick else "calls"
+        with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        print_table(report)
+        plot(report, os.path.join(args.out, f"{name}_latency.png"))
+        reader.kill()
+        ok = all(r["engine"]["failures"] == 0 and r["engine"]["leftovers"] == 0
+                 and r["engine"]["non_final_rows"] == 0 for r in table)
+        return 0 if ok else 1
+    finally:
+        if bare_stream is not None:
+            bare_stream.close()
+        if server is not None:
+            server.stop()
+        for peer in (phone, trunk):
+            if peer is not None:
+                peer.stop()
+        lab.stop()
+        drop_db()
+
+
+def median_ratio(level_runs, key):
+    ratios = [e[key] / b[key] for e, b in zip(level_runs["engine"], level_runs["bare"])
+              if e[key] and b[key]]
+    return round(statistics.median(ratios), 2) if ratios else None
+
+
+def target_verdict(table):
+    row = next((r for r in table if r["concurrency"] == 100), None)
+    if row is None:
+        return {"checked": False}
+    met = (row["ratio_p50"] is not None and row["ratio_p50"] <= 1.25
+           and row["engine"]["failures"] == 0 and row["engine"]["leftovers"] == 0)
+    return {"checked": True, "ratio_p50_at_100": row["ratio_p50"],
+            "ratio_p95_at_100": row["ratio_p95"], "met": met}
+
+
+def print_table(report):
+    print()
+    print(f"Click-to-call setup (database {report['database']}, {report['repeats']} repeats, "
+          f"median of each figure; ratio = engine / bare ARI in the same repeat)")
+    head = ("C", "engine p50", "p95", "bare p50", "p95", "ratio p50", "ratio p95",
+            "engine CPU/call", "bare CPU/call", "Asterisk CPU/call", "failed", "left", "rows")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in report["table"]:
+        e, b = r["engine"], r["bare"]
+        print(f"| {r['concurrency']} | {e['p50_ms']} ms | {e['p95_ms']} ms | {b['p50_ms']} ms | "
+              f"{b['p95_ms']} ms | {r['ratio_p50']}x | {r['ratio_p95']}x | "
+              f"{e['cpu_ms_per_call']} ms | {b['cpu_ms_per_call']} ms | "
+              f"{e['asterisk_cpu_ms_per_call']} ms | {e['failures']}/{b['failures']} | "
+              f"{e['leftovers']}/{b['leftovers']} | {e['non_final_rows']} |")
+    m = report["memory"]
+    print(f"Server RSS: {m['rss_after_start_mb']} MB after start, {m['rss_end_mb']} MB after "
+          f"{m['engine_calls']} calls; samples " +
+          ", ".join(f"{s['engine_calls']}:{s['rss_mb']}" for s in m["samples"]))
+    print(f"Target (engine within 1.25x of bare ARI at 100, 0 failures, 0 leftovers): "
+          f"{report['target']}")
+
+
+def plot(report, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no PNG (pip install matplotlib)")
+        return
+    levels = [r["concurrency"] for r in report["table"]]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for driver, style in (("engine", "o-"), ("bare", "s--")):
+        for key, alpha in (("p50_ms", 1.0), ("p95_ms", 0.5)):
+            ax.plot(levels, [r[driver][key] for r in report["table"]], style, alpha=alpha,
+                    label=f"{'engine (makeCall)' if driver == 'engine' else 'bare ARI'} "
+                          f"{key[:3]}")
+    ax.set_xlabel("concurrent bridged calls")
+    ax.set_ylabel("setup: request -> both legs bridged (ms)")
+    ax.set_title(f"Click-to-call setup, {report['database']}, median of {report['repeats']} runs")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
