@@ -1,13 +1,27 @@
 """Serve the app with gevent's WSGI server, TCP_NODELAY on (see architecture.md: ~44 ms per
-keep-alive request without it), and the ARI engine's greenlets in the same process."""
+keep-alive request without it), and the ARI engine's greenlets in the same process.
+
+SIGTERM / SIGINT stop it gracefully (tests/integration/test_no_data_loss.py holds it to that):
+the listening socket closes at once (a new server may bind the port), every request already
+read runs to its end and is answered with `Connection: close`, idle keep-alive connections are
+closed (a request is never half-processed: either it was read and gets its answer, or it was
+never read and the client sees a refused/reset connection), and only then does the process
+exit. gevent's own `WSGIServer.stop` does not do this without a pool: the main greenlet returned
+and the process exited under requests still in flight.
+"""
 import logging
 import signal
 import socket
+import time
 
 import gevent
-from gevent.pywsgi import WSGIServer
+import gevent.event
+from gevent.pywsgi import WSGIHandler, WSGIServer
 
 log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT = 10.0   # requests still running after this are abandoned
+IDLE_GRACE = 1.0       # a keep-alive client mid-exchange may still send one more request
 
 
 def listening_socket(host, port):
@@ -21,6 +35,66 @@ def listening_socket(host, port):
     return sock
 
 
+class DrainingHandler(WSGIHandler):
+    """Knows whether it is waiting for a request (idle) and closes the connection after the
+    current request once the server drains."""
+
+    idle = True
+
+    def handle(self):
+        self.server.handlers.add(self)
+        try:
+            super().handle()
+        finally:
+            self.server.handlers.discard(self)
+
+    def read_requestline(self):
+        self.idle = True
+        try:
+            line = super().read_requestline()
+        finally:
+            self.idle = False
+        return line
+
+    def start_response(self, status, headers, exc_info=None):
+        if self.server.draining and not any(k.lower() == "connection" for k, _ in headers):
+            headers = list(headers) + [("Connection", "close")]
+        return super().start_response(status, headers, exc_info)
+
+
+class DrainingWSGIServer(WSGIServer):
+    handler_class = DrainingHandler
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.handlers = set()
+        self.draining = False
+
+    def drain(self, timeout=DRAIN_TIMEOUT, idle_grace=IDLE_GRACE):
+        """Stop accepting, let requests in flight finish, close idle connections. Returns the
+        number of connections still busy when `timeout` expired (0 on a clean drain)."""
+        self.draining = True
+        self.close()  # the listening socket: new connections are refused from now on
+        started = time.monotonic()
+        while self.handlers:
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                break
+            if waited >= idle_grace:
+                for handler in list(self.handlers):
+                    if handler.idle and getattr(handler, "socket", None) is not None:
+                        _shut(handler.socket)
+            gevent.sleep(0.02)
+        return len(self.handlers)
+
+
+def _shut(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes the reader with EOF; its greenlet then ends
+    except OSError:
+        pass
+
+
 def serve(app, host, port, with_engine=True):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = None
@@ -31,15 +105,18 @@ def serve(app, host, port, with_engine=True):
             log.warning("ari_engine is not available; serving the API without calls")
         else:
             engine = start_engine(app)
-    server = WSGIServer(listening_socket(host, port), app, log=None, error_log=log)
-
-    def _stop(*_):
-        log.info("stopping: finishing requests in flight")
-        server.stop(timeout=10)
-        if engine is not None:
-            engine.stop()
-
-    gevent.signal_handler(signal.SIGTERM, _stop)
-    gevent.signal_handler(signal.SIGINT, _stop)
+    server = DrainingWSGIServer(listening_socket(host, port), app, log=None, error_log=log)
+    stop_requested = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stop_requested.set)
+    gevent.signal_handler(signal.SIGINT, stop_requested.set)
+    server.start()
     log.info("serving on http://%s:%s (OpenAPI at /docs)", host, port)
-    server.serve_forever()
+    stop_requested.wait()
+    log.info("stopping: finishing requests in flight")
+    busy = server.drain()
+    if busy:
+        log.warning("stopped with %d request(s) still running after %.0f s", busy, DRAIN_TIMEOUT)
+    else:
+        log.info("all requests in flight answered")
+    if engine is not None:
+        engine.stop()
