@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO   ?= lab/demo.yaml
 
-.PHONY: run test venv test-deps migrate demo lab-start lab-stop bench translations migration clean
+.PHONY: run test venv test-deps migrate demo lab-start lab-stop bench soak restart-under-load translations migration clean fuzz
 
 $(BIN)/oml-server: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,8 +38,23 @@ run: demo lab-start
 test: test-deps
 	bash scripts/test.sh
 
+# The long contract-fuzzing run (the short one is part of `make test`); FUZZ_EXAMPLES=300 per
+# operation and mode by default. Prints requests tried, 5xx answers, schema violations.
+fuzz: test-deps
+	$(BIN)/python scripts/fuzz.py
+
 bench: test-deps
 	bash scripts/bench.sh
+
+# 1,000 click-to-calls in a row through a private lab Asterisk: failures, leftovers, memory
+# (CALLS=N to change; about 2 minutes).
+soak: test-deps
+	$(BIN)/python bench/soak_calls.py --calls $(or $(CALLS),1000)
+
+# 20 clients write for a minute while the server restarts gracefully once: nothing lost
+# (CLIENTS=N DURATION=S; SQLite, then PostgreSQL when one answers).
+restart-under-load: test-deps
+	$(BIN)/python bench/restart_under_load.py --clients $(or $(CLIENTS),20) --duration $(or $(DURATION),60)
 
 translations:
 	$(BIN)/pybabel compile -d oml_server/translations

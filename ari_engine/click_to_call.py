@@ -14,11 +14,21 @@ own channel id; everything after that happens here, driven by events, one call a
 (the dispatcher serialises a call's events). Every transition is written as it happens.
 """
 import logging
+from collections import namedtuple
 
 from . import call_store, ids, reasons
 from .ari_client import AriError, AriNotFound
 
 log = logging.getLogger(__name__)
+
+
+class _Legs(namedtuple("_Legs", "id agent_channel_id contact_channel_id")):
+    """What contact_answered/contact_bridged read of a click-to-call row: all derived from the
+    call id (the backend names the agent's leg, this flow the contact's)."""
+
+    @classmethod
+    def of(cls, call_id):
+        return cls(call_id, ids.agent_channel(call_id), ids.contact_channel(call_id))
 
 
 class ClickToCall:
@@ -36,6 +46,42 @@ class ClickToCall:
 
     # -- events -----------------------------------------------------------------------------
 
+    def handle_without_call(self, call_id, event, memo):
+        """True when `event` is fully handled (or ignored) without the call's row: the
+        dispatcher then skips loading it. Same effects as handle() for these events: the agent
+        leg's Dial and ChannelEnteredBridge are ignored there, and a contact Dial or a
+        ChannelHangupRequest only note something in `memo`. Under load these were half the
+        events that loaded the row."""
+        kind = event["type"]
+        if kind == "ChannelEnteredBridge":
+            return (event.get("channel") or {}).get("id") != ids.contact_channel(call_id)
+        if kind == "Dial":
+            if event.get("peer", {}).get("id") == ids.contact_channel(call_id):
+                memo["dialstatus"] = event.get("dialstatus") or ""
+            return True
+        if kind == "ChannelHangupRequest":
+            channel_id = (event.get("channel") or event.get("peer") or {}).get("id")
+            reasons.note_hangup(memo, channel_id, event)
+            return True
+        return False
+
+    def handle_by_id(self, call_id, event, memo):
+        """True when `event` is handled knowing only the call's id (the dispatcher then loads
+        no row; the database is written as in handle()): the contact answering and entering
+        the bridge act on ids derived from the call id, never on the row."""
+        kind = event["type"]
+        if kind not in ("StasisStart", "ChannelEnteredBridge") or memo.get("torn_down"):
+            return False
+        channel_id = (event.get("channel") or event.get("peer") or {}).get("id")
+        if channel_id != ids.contact_channel(call_id):
+            return False
+        legs = _Legs.of(call_id)
+        if kind == "StasisStart":
+            self.contact_answered(legs, memo)
+        else:
+            self.contact_bridged(legs, memo)
+        return True
+
     def handle(self, call, event, memo):
         """`memo` is this call's scratch state (dial status, causes, playback) in the engine."""
         kind = event["type"]
@@ -52,7 +98,7 @@ class ClickToCall:
         elif kind in ("ChannelHangupRequest", "ChannelDestroyed"):
             reasons.note_hangup(memo, channel_id, event)
             if kind == "ChannelDestroyed":
-                self.leg_gone(call, channel_id, memo)
+                self.leg_gone(call, channel_id, memo, destroyed=True)
         elif kind == "StasisEnd":
             if call.state != "bridged" and channel_id not in memo.get("causes", {}):
                 # Not bridged yet: the reason (busy, no answer, rejected…) comes with the cause
@@ -62,13 +108,16 @@ class ClickToCall:
 
     def agent_answered(self, call, memo):
         agent_leg = call.agent_channel_id
-        if not call_store.advance(call.id, "agent_answered", agent_answered_at=call_store.now()):
+        bridge_id, contact_leg = ids.bridge(call.id), ids.contact_channel(call.id)
+        # The bridge id is written with the answer, in the same UPDATE, before the bridge
+        # exists: one transaction less per call, and a reconcile running meanwhile sees the
+        # bridge as owned (on any failure below the call ends and the bridge goes anyway).
+        if not call_store.advance(call.id, "agent_answered", agent_answered_at=call_store.now(),
+                                  bridge_id=bridge_id):
             self.teardown(call)  # hung up or failed meanwhile: nothing may stay up
             return
-        bridge_id, contact_leg = ids.bridge(call.id), ids.contact_channel(call.id)
         try:
             self.ari.bridge_create(bridge_id, type="mixing")
-            call_store.set_fields(call.id, bridge_id=bridge_id)
             self.ari.bridge_add_channel(bridge_id, agent_leg)
             memo["ringback"] = self.start_ringback(call)
             self.ari.originate(self.dial_template.format(number=call.number),
@@ -97,8 +146,9 @@ class ClickToCall:
         self.stop_ringback(memo)
         call_store.advance(call.id, "bridged", bridged_at=call_store.now())
 
-    def leg_gone(self, call, channel_id, memo):
-        """Either leg left: end the call with its reason and hang up whatever remains."""
+    def leg_gone(self, call, channel_id, memo, destroyed=False):
+        """Either leg left: end the call with its reason and hang up whatever remains (not the
+        leg whose ChannelDestroyed this is: a request that could only answer 404)."""
         self.stop_ringback(memo)
         state = call_store.get(call.id).state
         cause = memo.get("causes", {}).get(channel_id)
@@ -108,7 +158,7 @@ class ClickToCall:
         call_store.finish(call.id, final, reason, hangup_cause=cause)
         if not memo.get("torn_down"):  # the other leg's own events arrive after this
             memo["torn_down"] = True
-            self.teardown(call)
+            self.teardown(call, gone=channel_id if destroyed else None)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -131,16 +181,19 @@ class ClickToCall:
             except AriError:
                 pass  # already finished or gone with the bridge
 
-    def teardown(self, call):
-        """Hang up both legs and destroy the bridge; 404 means already done."""
+    def teardown(self, call, gone=None):
+        """Hang up both legs (but `gone`, destroyed already) and destroy the bridge; 404 means
+        already done."""
         legs = [c for c in (call.agent_channel_id, call.contact_channel_id) if c]
-        teardown(self.ari, call.id, extra_channels=legs)
+        teardown(self.ari, call.id, extra_channels=legs, skip=(gone,))
 
 
-def teardown(ari, call_id, extra_channels=()):
+def teardown(ari, call_id, extra_channels=(), skip=()):
     channels = dict.fromkeys((ids.agent_channel(call_id), ids.contact_channel(call_id),
                               *extra_channels))
     for channel_id in channels:
+        if channel_id in skip:
+            continue
         try:
             ari.hangup(channel_id)
         except AriNotFound:

@@ -73,6 +73,14 @@ class Dispatcher:
         """Route a channel Asterisk named to `call_id` (a caller's, or one restored at reconcile)."""
         self.foreign[channel_id] = call_id
 
+    def torn_down_elsewhere(self, call_id):
+        """The REST side (hangupCall, same process) is hanging up the call's legs and bridge:
+        its workers need not do it again when the legs' events arrive (each leg's hang-up and
+        the bridge's destruction would only answer 404)."""
+        memo = self.memos.get(call_id)
+        if memo is not None:
+            memo["torn_down"] = True
+
     # -- workers ----------------------------------------------------------------------------
 
     def enqueue(self, call_id, event):
@@ -97,25 +105,43 @@ class Dispatcher:
             for channel_id in [c for c, owner in self.foreign.items() if owner == call_id]:
                 del self.foreign[channel_id]
 
+    def _when_final(self, call, memo):
+        if call.is_final and not memo.get("final"):
+            memo["final"] = True
+            if call.agent_id is not None:  # the agent is free again: tell Asterisk
+                self.presence.mirror(call.agent_id)
+
     def _handle(self, call_id, event, memo):
-        wanted = getattr(self.flows.get(memo.get("kind")), "events", None)
+        flow = self.flows.get(memo.get("kind"))
+        wanted = getattr(flow, "events", None)
         if wanted is not None and event.get("type") not in wanted:
             return  # a flow that lists its events ignores the rest: no database round trip
+        if memo.get("final") and memo.get("torn_down"):
+            return  # a final call stays final: its trailing events need no row either
+        light = getattr(flow, "handle_without_call", None)
+        if light is not None:
+            try:
+                if light(call_id, event, memo):
+                    return
+            except Exception:
+                log.exception("call %s: handler failed on %s", call_id, event.get("type"))
+                return
         with self.app.app_context():
             try:
+                by_id = getattr(flow, "handle_by_id", None)
+                if by_id is not None and by_id(call_id, event, memo):
+                    if memo.get("torn_down") and not memo.get("final"):
+                        self._when_final(call_store.get(call_id), memo)  # it failed
+                    return
                 call = call_store.get(call_id)
                 if call is None:
                     return
                 if call.is_final and memo.get("torn_down"):
-                    memo["final"] = True
+                    self._when_final(call, memo)
                     return
                 memo["kind"] = call.kind
                 self.flows[call.kind].handle(call, event, memo)
-                call = call_store.get(call_id)
-                if call.is_final and not memo.get("final"):
-                    memo["final"] = True
-                    if call.agent_id is not None:  # the agent is free again: tell Asterisk
-                        self.presence.mirror(call.agent_id)
+                self._when_final(call_store.get(call_id), memo)
             except Exception:
                 log.exception("call %s: handler failed on %s", call_id, event.get("type"))
                 from oml_server.extensions import db

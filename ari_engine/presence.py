@@ -12,10 +12,11 @@ reconnect.
 """
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession
+from oml_server.services.call_state import end_read
 
 from . import ids
 from .ari_client import AriError
@@ -71,28 +72,28 @@ class Presence:
 
     def mirror(self, agent_id):
         """Write the agent's availability into Asterisk; True when it is there now."""
-        agent = db.session.get(AgentProfile, agent_id)
-        session = db.session.get(AgentSession, agent_id)
-        if agent is None:
+        # One query for the extension and the session's flags (device_state_for reads them off
+        # the row by name); the write after the ARI request is one UPDATE, no reload.
+        row = db.session.execute(
+            select(AgentProfile.sip_extension, AgentSession.agent_id.label("session_id"),
+                   AgentSession.on_call, AgentSession.online, AgentSession.logged_in,
+                   AgentSession.ringing, AgentSession.paused, AgentSession.mirrored_state)
+            .outerjoin(AgentSession, AgentSession.agent_id == AgentProfile.id)
+            .where(AgentProfile.id == agent_id)).first()
+        if row is None:
             return False
+        session = row if row.session_id is not None else None
         state = device_state_for(session)
         if session is not None and session.mirrored_state == state:
             return True
-        extension = agent.sip_extension
-        db.session.commit()  # no read transaction held across the ARI call (SQLite: see call_store)
+        end_read()  # SQLite: no read transaction held across the ARI call (see call_state)
         try:
-            self.ari.device_state_put(ids.device_state_name(extension), state)
+            self.ari.device_state_put(ids.device_state_name(row.sip_extension), state)
         except AriError as exc:
             log.info("device state of agent %s not mirrored yet: %s", agent_id, exc)
-            session = db.session.get(AgentSession, agent_id)
-            if session is not None:
-                session.mirrored_state = None
-                db.session.commit()
+            _store_mirrored(agent_id, None)
             return False
-        session = db.session.get(AgentSession, agent_id)
-        if session is not None:
-            session.mirrored_state = state
-            db.session.commit()
+        _store_mirrored(agent_id, state)
         return True
 
     def refresh_all(self, force=False):
@@ -117,3 +118,9 @@ class Presence:
         self._seen.clear()
         for (agent_id,) in db.session.execute(select(AgentSession.agent_id)).all():
             self.mirror(agent_id)
+
+
+def _store_mirrored(agent_id, state):
+    db.session.execute(update(AgentSession).where(AgentSession.agent_id == agent_id)
+                       .values(mirrored_state=state))
+    db.session.commit()

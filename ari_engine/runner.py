@@ -41,6 +41,7 @@ class Engine:
         self.supervisor = Supervisor(config, self._dispatch, self._connected, self._disconnected)
         self.backend = AriBackend(self.ari, config, self.supervisor)
         self.dispatcher = Dispatcher(app, self.flows, self.backend.presence, self.starters)
+        self.backend.on_teardown = self.dispatcher.torn_down_elsewhere
         self.startup_time = None
         self._sweeper = None
 

@@ -8,6 +8,7 @@ from flask_babel import LazyString, get_locale, refresh
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
+from . import messages as M
 from . import errors
 from .extensions import api, babel, db, jwt, migrate
 
@@ -102,6 +103,20 @@ def create_app(overrides=None, env=None):
     @app.before_request
     def _fresh_locale():
         refresh()  # the locale is cached on the app context, which tests share across requests
+
+    @app.before_request
+    def _refuse_nul_in_paths():
+        # No resource has a NUL in its name, and PostgreSQL refuses it in a query: 404 now.
+        if "\x00" in request.path:
+            raise errors.not_found()
+
+    @app.before_request
+    def _refuse_huge_bodies():
+        # Refused on the declared length, before authentication and before a byte is read.
+        # (Without a Content-Length, Werkzeug stops reading at MAX_CONTENT_LENGTH: also 413.)
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        if limit and request.content_length is not None and request.content_length > limit:
+            raise errors.Detail(413, M.BODY_TOO_LARGE)
 
     @app.after_request
     def _headers(response):

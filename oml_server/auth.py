@@ -10,6 +10,7 @@ from datetime import timedelta
 import jwt as pyjwt
 from flask import current_app, g, request, session
 from flask_jwt_extended import create_access_token, decode_token
+from sqlalchemy.orm import joinedload
 
 from . import messages as M
 from .errors import forbidden
@@ -50,7 +51,8 @@ def _user_from_token(token):
     except Exception:  # forged, malformed, wrong algorithm, wrong key
         raise forbidden(M.INVALID_TOKEN)
     try:
-        user = db.session.get(User, int(claims["sub"]))
+        # The agent profile comes in the same query: agent endpoints read it on every request.
+        user = db.session.get(User, int(claims["sub"]), options=[joinedload(User.agent)])
     except (KeyError, TypeError, ValueError):
         user = None
     if user is None or claims.get("tv") != user.token_version:
@@ -118,8 +120,9 @@ def csrf_token():
 def set_csrf_cookie(response, value):
     cfg = current_app.config
     # Readable by the page's scripts (they copy it into X-CSRFToken), like Django's.
+    from .app import cookie_secure
     response.set_cookie(CSRF_COOKIE, value, samesite=cfg["SESSION_COOKIE_SAMESITE"],
-                        secure=cfg["SESSION_COOKIE_SECURE"], httponly=False)
+                        secure=cookie_secure(), httponly=False)
 
 
 AGENT = ("Agente",)

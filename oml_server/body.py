@@ -21,7 +21,7 @@ def read_body():
     if not raw:
         return {}
     if mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return {key: request.form.get(key) for key in request.form.keys()}
+        return _without_nul({key: request.form.get(key) for key in request.form.keys()})
     if mimetype == "application/json" or mimetype.endswith("+json") or mimetype == "":
         try:
             text = raw.decode("utf-8")
@@ -34,5 +34,22 @@ def read_body():
             raise BodyError(M.MALFORMED_BODY % {"error": str(exc)[:120]})
         if not isinstance(data, dict):
             raise BodyError(M.MALFORMED_BODY % {"error": "expected an object"})
-        return data
+        return _without_nul(data)
     raise BodyError(M.UNSUPPORTED_MEDIA % {"media_type": mimetype})
+
+
+def _without_nul(data):
+    """`data`, unless a key or a string value (at any depth) holds a NUL character: no text
+    column can store one (PostgreSQL refuses it outright), so such a body is unreadable."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise BodyError(M.MALFORMED_BODY % {"error": "NUL character in a string"})
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return data

@@ -41,7 +41,6 @@ def load(env=None, instance_path=None):
         "JWT_DECODE_ALGORITHMS": ["HS256"],
         "TOKEN_EXPIRED_AFTER_SECONDS": token_ttl,
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL", default_db),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "BABEL_DEFAULT_LOCALE": env.get("DEFAULT_LANGUAGE", "es"),
         "LANGUAGES": ["es", "en"],
         "PASSWORD_HASH_METHOD": env.get("PASSWORD_HASH_METHOD", "scrypt"),
@@ -61,6 +60,17 @@ def load(env=None, instance_path=None):
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(env, "SESSION_COOKIE_SECURE", False),
         "PREFERRED_URL_SCHEME": env.get("PREFERRED_URL_SCHEME", "http"),
+        # Behind N reverse proxies, trust their X-Forwarded-For/-Proto (0: trust no header).
+        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
+        # Abuse limits (services/throttle.py).
+        "LOGIN_WINDOW_SECONDS": _int(env, "LOGIN_WINDOW_SECONDS", 900),
+        "LOGIN_SLOW_AFTER": _int(env, "LOGIN_SLOW_AFTER", 3),
+        "LOGIN_MAX_FAILURES": _int(env, "LOGIN_MAX_FAILURES", 5),
+        "LOGIN_MAX_FAILURES_PER_ADDRESS": _int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20),
+        "LOGIN_SLOW_AFTER_PER_USER": _int(env, "LOGIN_SLOW_AFTER_PER_USER", 10),
+        "LOGIN_SLOWDOWN_SECONDS": float(env.get("LOGIN_SLOWDOWN_SECONDS") or 1.0),
+        "MAKECALL_MAX_PER_WINDOW": _int(env, "MAKECALL_MAX_PER_WINDOW", 10),
+        "MAKECALL_WINDOW_SECONDS": _int(env, "MAKECALL_WINDOW_SECONDS", 60),
         # flask-smorest / OpenAPI
         "API_TITLE": "OMniLeads-compatible REST API",
         "API_VERSION": "v1",
@@ -71,7 +81,25 @@ def load(env=None, instance_path=None):
         "OPENAPI_SWAGGER_UI_URL": "/swagger-ui/",  # served from the swagger-ui-bundle package
     }
     cfg["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(cfg["SQLALCHEMY_DATABASE_URI"])
+    cfg["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(env, cfg["SQLALCHEMY_DATABASE_URI"])
+    # Connections to ARI (one per concurrent request to Asterisk; more wait their turn).
+    cfg["ARI_POOL_SIZE"] = _int(env, "ARI_POOL_SIZE", 50)
     return cfg
+
+
+def engine_options(env, url):
+    """SQLAlchemy engine options. PostgreSQL: connections are checked before use only when
+    they sat idle (database.configure_engine) instead of a `SELECT 1` round trip on every
+    check-out; the pool keeps 10 (SQLAlchemy's 5 made a busy process open and close overflow
+    connections all the time) and opens up to 30. Connections are held only while a
+    transaction runs (across at most one device-state write to Asterisk), so 30 serve hundreds
+    of calls; the sum over all processes must stay under PostgreSQL's max_connections (100 by
+    default: a pool of 100 ran into "too many clients")."""
+    if url.startswith("postgresql"):
+        return {"pool_size": _int(env, "DB_POOL_SIZE", 10),
+                "max_overflow": _int(env, "DB_MAX_OVERFLOW", 20),
+                "pool_timeout": _int(env, "DB_POOL_TIMEOUT", 30)}
+    return {"pool_pre_ping": True}
 
 
 def normalize_database_url(url):

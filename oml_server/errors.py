@@ -22,6 +22,7 @@ class ContractError(Exception):
         super().__init__(status, body)
         self.status = status
         self.body = body
+        self.headers = {}
 
 
 class Detail(ContractError):
@@ -63,7 +64,7 @@ def _http_detail(exc):
 def register(app):
     @app.errorhandler(ContractError)
     def _contract(exc):
-        return jsonify(exc.body), exc.status
+        return jsonify(exc.body), exc.status, exc.headers
 
     @app.errorhandler(HTTPException)
     def _http(exc):

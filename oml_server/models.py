@@ -251,3 +251,14 @@ class Call(db.Model):
     @property
     def is_final(self):
         return self.state in FINAL_CALL_STATES
+
+
+class ThrottleEvent(db.Model):
+    """One counted event (a failed login, a click-to-call) under a throttle key, e.g.
+    `login-user:<name>@<address>`, `login-addr:<address>`, `call:<agent id>`. Kept in the database
+    so every worker process sees the same counts; rows older than their window are pruned."""
+    __tablename__ = "throttle_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (Index("ix_throttle_events_key_created_at", "key", "created_at"),)

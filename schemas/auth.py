@@ -21,5 +21,7 @@ class LoginResponseSchema(Schema):
 
 
 class LoginFieldErrorsSchema(Schema):
+    """Per-field errors, or `{"detail": ...}` when the body cannot be read at all."""
     username = fields.List(fields.String())
     password = fields.List(fields.String())
+    detail = fields.String()

@@ -20,9 +20,14 @@ class MakeCallRequestSchema(Schema):
 
 
 class MakeCallResponseSchema(Schema):
-    status = fields.String(required=True, metadata={"enum": ["OK"]})
+    """`{"status": "OK", "callId": ...}`, or (also HTTP 200) `{"status": "ERROR", "message": ...,
+    "errors": {field: [msg]} | [reason]}`."""
+    status = fields.String(required=True, metadata={"enum": ["OK", "ERROR"]})
     callId = fields.String(metadata={"description": "[extension] the call's id: a disposition's "
                                                     "callid and the key of /calls/<callId>/"})
+    message = fields.String(metadata={"description": "only with status ERROR"})
+    errors = fields.Raw(metadata={"description": "only with status ERROR: an object of field "
+                                                 "lists, or a list of reasons"})
 
 
 class CallSchema(Schema):

@@ -48,6 +48,11 @@ TEST_CONFIG = {
     "ARI_ENABLED": False,
     "TOKEN_EXPIRED_AFTER_SECONDS": 32400,
     "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # production hashes cost ~0.1 s each
+    # Abuse limits stay out of the way of other tests; tests/hardening/test_abuse.py sets its own.
+    "MAKECALL_MAX_PER_WINDOW": 100000,
+    "LOGIN_MAX_FAILURES": 100000,
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": 100000,
+    "LOGIN_SLOWDOWN_SECONDS": 0,
 }
 
 

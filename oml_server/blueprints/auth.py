@@ -11,7 +11,7 @@ from ..apidoc import request_body
 from ..auth import csrf_token, issue_token, set_csrf_cookie, start_session
 from ..body import BodyError, read_body
 from ..errors import ContractError, Detail
-from ..services import agent_presence, users
+from ..services import agent_presence, throttle, users
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Authentication")
 plain_blueprint = FlaskBlueprint("web_session", __name__)
@@ -33,6 +33,8 @@ def _required_fields(data, names):
 @blp.response(200, LoginResponseSchema)
 @blp.alt_response(400, schema=LoginFieldErrorsSchema, description="Missing or blank fields")
 @blp.alt_response(404, schema=DetailSchema, description="Invalid Credentials or activate account")
+@blp.alt_response(429, schema=DetailSchema, description="Too many failed attempts for this username "
+                  "from this address, or from this address: wait `Retry-After` seconds")
 def login():
     """Obtain a token (Bearer) for the other endpoints."""
     try:
@@ -42,7 +44,7 @@ def login():
     errors = _required_fields(data, ("username", "password"))
     if errors:
         raise ContractError(400, errors)
-    user = users.check_credentials(data["username"], data["password"])
+    user = _check_credentials(data["username"], data["password"])
     if user is None:
         raise Detail(404, M.INVALID_CREDENTIALS)
     token, ttl = issue_token(user)
@@ -50,6 +52,32 @@ def login():
     if user.agent is not None:
         body["agent_id"] = user.agent.id
     return {"user": body, "expires_in": f"{ttl - 0.01:.2f}", "token": token}
+
+
+def _check_credentials(username, password):
+    """The user, or None; throttled per username and client address (services/throttle.py)."""
+    address = request.remote_addr
+    try:
+        throttle.before_login(username, address)
+    except throttle.Refused as exc:
+        error = Detail(429, M.TOO_MANY_LOGINS % {"seconds": exc.retry_after})
+        error.headers = {"Retry-After": str(exc.retry_after)}
+        raise error
+    user = users.check_credentials(username, password)
+    if user is None:
+        throttle.login_failed(username, address)
+    else:
+        throttle.login_succeeded(username, address)
+    return user
+
+
+def _too_many_on_form(refused):
+    from flask import make_response
+    response = make_response(render_template("login.html", error=refused.body["detail"],
+                                             csrf_token=csrf_token(),
+                                             next=request.args.get("next", "")), 429)
+    response.headers.update(refused.headers)
+    return response
 
 
 @plain_blueprint.route("/accounts/login/", methods=["GET", "POST"], strict_slashes=False)
@@ -60,8 +88,11 @@ def web_login():
         if request.form.get("csrfmiddlewaretoken") != session.get("csrf"):
             error = M.CSRF_FAILED
         else:
-            user = users.check_credentials(request.form.get("username", ""),
-                                           request.form.get("password", ""))
+            try:
+                user = _check_credentials(request.form.get("username", ""),
+                                          request.form.get("password", ""))
+            except ContractError as refused:  # too many failures: the page says so, 429
+                return _too_many_on_form(refused)
             if user is not None:
                 response = redirect(_safe_next(request.args.get("next") or request.form.get("next")))
                 start_session(response, user)

@@ -31,7 +31,7 @@ import logging
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ..database import is_unique_violation
+from ..database import is_unique_violation, take_write_lock
 from ..extensions import db
 from ..models import SYSTEM_PAUSES, AgentActivity, AgentSession, Pause, User, utcnow
 from . import telephony
@@ -183,6 +183,7 @@ def logout_user_id(user_id):
 # --- one transaction per change, then the mirror ---------------------------------------------
 
 def _locked_row(agent_id):
+    take_write_lock(db.session)
     row = db.session.scalar(select(AgentSession).where(AgentSession.agent_id == agent_id)
                             .with_for_update())
     if row is None:

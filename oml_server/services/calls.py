@@ -20,7 +20,7 @@ from ..database import is_unique_violation
 from ..errors import business_error, data_errors, not_found
 from ..extensions import db
 from ..models import Call, Contact
-from . import call_state, lookup, telephony
+from . import call_state, lookup, telephony, throttle
 from .contacts import PHONE_RE
 
 log = logging.getLogger(__name__)
@@ -190,20 +190,30 @@ def call_failed(reason):
 def place(request):
     """Record the call and hand it to the engine; its id, or the "Error when executing the
     call" error."""
-    call = Call(id=uuid.uuid4().hex, kind="click_to_call", state="requested",
-                campaign_id=request.campaign.id, agent_id=request.agent.id,
-                active_agent_id=request.agent.id,
-                contact_id=request.contact.id if request.contact is not None else None,
+    # The ids are read before the throttle's commit expires the objects (each would be
+    # reloaded with a SELECT of its own).
+    agent_id, campaign_id = request.agent.id, request.campaign.id
+    contact_id = request.contact.id if request.contact is not None else None
+    call_id = uuid.uuid4().hex
+    try:  # a CRM stuck in a loop must not ring the agent's phone forever
+        throttle.count_call(agent_id)
+    except throttle.Refused:
+        raise call_failed(M.TOO_MANY_CALLS)
+    call = Call(id=call_id, kind="click_to_call", state="requested", campaign_id=campaign_id,
+                agent_id=agent_id, active_agent_id=agent_id, contact_id=contact_id,
                 number=request.number)
     db.session.add(call)
+    session = db.session()
+    session.expire_on_commit = False  # the row goes to the engine as written: no reload
     try:
-        db.session.commit()
+        session.commit()
     except IntegrityError as exc:
         db.session.rollback()
         if is_unique_violation(exc):  # the agent already has a live call
             raise call_failed(M.AGENT_BUSY)
         raise
-    call_id = call.id
+    finally:
+        session.expire_on_commit = True
     try:
         telephony.place_click_to_call(call)
     except telephony.CallNotPlaced as exc:

@@ -66,15 +66,27 @@ def disposition_options(raw_campaign, raw_system=None):
     """
     if raw_system is None:
         campaign_id = lookup.parse_id(raw_campaign)
-        campaign = lookup.campaign_by_id(campaign_id, active_only=False) if campaign_id is not None else None
-    else:
-        system = lookup.external_system(raw_system)
-        campaign = (lookup.campaign_by_external_id(system, raw_campaign, active_only=False)
-                    if system is not None else None)
+        if campaign_id is None:
+            raise not_found()
+        # Options first: a campaign with options exists, so the usual answer costs one query;
+        # only an empty list asks whether the campaign is there at all.
+        options = _options_of(campaign_id)
+        if not options and lookup.campaign_by_id(campaign_id, active_only=False) is None:
+            raise not_found()
+        return options
+    system = lookup.external_system(raw_system)
+    campaign = (lookup.campaign_by_external_id(system, raw_campaign, active_only=False)
+                if system is not None else None)
     if campaign is None:
         raise not_found()
-    options = db.session.scalars(select(DispositionOption)
-                                 .where(DispositionOption.campaign_id == campaign.id)
-                                 .order_by(DispositionOption.id))
-    return [{"id": o.id, "name": o.name, "hidden": bool(o.hidden)} for o in options]
+    return _options_of(campaign.id)
+
+
+def _options_of(campaign_id):
+    """The options' fields as plain rows (no ORM objects: this is a hot read)."""
+    rows = db.session.execute(select(DispositionOption.id, DispositionOption.name,
+                                     DispositionOption.hidden)
+                              .where(DispositionOption.campaign_id == campaign_id)
+                              .order_by(DispositionOption.id))
+    return [{"id": row.id, "name": row.name, "hidden": bool(row.hidden)} for row in rows]
 

@@ -122,6 +122,22 @@ def _commit_or_duplicate():
         raise
 
 
+def _save_and_represent(disposition):
+    """Flush, build the representation, commit: reading the row after the commit would cost
+    a SELECT, because the commit expires it. A lost race on (contact, campaign), at the flush
+    or at the commit, becomes the duplicate error."""
+    try:
+        db.session.flush()
+    except IntegrityError as exc:
+        db.session.rollback()
+        if is_unique_violation(exc):
+            raise _duplicate()
+        raise
+    answer = representation(disposition)
+    _commit_or_duplicate()
+    return answer
+
+
 # ---------------------------------------------------------------------------------- writing
 
 def create(agent, data):
@@ -136,11 +152,11 @@ def create(agent, data):
                                   agent_id=agent.id, option_id=option.id, callid=callid,
                                   comments=comments)
         db.session.add(disposition)
-        _commit_or_duplicate()
+        answer = _save_and_represent(disposition)
     except Exception:
         db.session.rollback()
         raise
-    return representation(disposition)
+    return answer
 
 
 def update(agent, disposition, data):

@@ -3,10 +3,12 @@
 Each function answers None when the thing does not exist; callers choose the contract message,
 because the same miss reads differently per endpoint (contract §2.2 vs §2.4).
 """
-from sqlalchemy import select
+from sqlalchemy import exists, select
+from sqlalchemy.orm import joinedload
 
 from ..extensions import db
-from ..models import AgentExternalId, AgentProfile, Campaign, ExternalSystem, User
+from ..models import (AgentExternalId, AgentProfile, Campaign, ExternalSystem, User,
+                      campaign_agents, campaign_supervisors)
 
 MAX_ID = 2**63 - 1
 
@@ -41,7 +43,9 @@ def external_system(raw_id):
 
 
 def campaign_by_id(campaign_id, active_only=True):
-    campaign = db.session.get(Campaign, campaign_id) if campaign_id is not None else None
+    # The contact database comes in the same query: new_contact and metadata read it next.
+    campaign = (db.session.get(Campaign, campaign_id, options=[joinedload(Campaign.database)])
+                if campaign_id is not None else None)
     if campaign is None or (active_only and not campaign.is_active):
         return None
     return campaign
@@ -76,11 +80,16 @@ def agent_by_external_id(system, raw_external_id):
 
 
 def is_member(agent, campaign):
-    return any(a.id == agent.id for a in campaign.agents)
+    # One indexed EXISTS (the association's primary key), not a load of every member: a
+    # campaign with hundreds of agents costs the same as one with two.
+    return bool(db.session.scalar(select(exists().where(
+        campaign_agents.c.campaign_id == campaign.id, campaign_agents.c.agent_id == agent.id))))
 
 
 def has_campaign_access(user: User, campaign: Campaign):
     """An agent must be a member; anyone else must be among the campaign's supervisors."""
     if user.agent is not None and user.role == "Agente":
         return is_member(user.agent, campaign)
-    return any(s.id == user.id for s in campaign.supervisors)
+    return bool(db.session.scalar(select(exists().where(
+        campaign_supervisors.c.campaign_id == campaign.id,
+        campaign_supervisors.c.user_id == user.id))))

@@ -406,12 +406,12 @@ def test_non_agents_are_refused(client, world, make, role):
 
 @pytest.mark.parametrize("precheck", [True, False], ids=["as-is", "constraint-only"])
 def test_concurrent_posts_make_exactly_one_disposition(app, world, make, monkeypatch, precheck):
-    """~30 agents' consoles rating the same contact at once: one 201, the rest the duplicate
+    """50 agents' consoles rating the same contact at once: one 201, the rest the duplicate
     error, one row — the database's unique constraint decides, not a read-then-write (the
     second run switches the read check off to prove it)."""
     if not precheck:
         monkeypatch.setattr(dispositions_service, "_taken", lambda *args, **kwargs: False)
-    agents = [make.agent() for _ in range(29)] + [world.agent]
+    agents = [make.agent() for _ in range(49)] + [world.agent]
     headers = [make.headers(agent) for agent in agents]
     body = world.body()
     barrier = threading.Barrier(len(agents))

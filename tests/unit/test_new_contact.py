@@ -257,7 +257,7 @@ def test_no_credentials_and_method(client, make, agent):
     assert response.get_json() == {"detail": 'Method "PUT" not allowed.'}
 
 
-THREADS = 30
+THREADS = 50
 
 
 def _race(app, headers, body):

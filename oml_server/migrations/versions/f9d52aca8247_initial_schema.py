@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 8a1eaf3e31c9
+Revision ID: f9d52aca8247
 Revises: 
-Create Date: 2026-11-26 18:47:01.858805
+Create Date: 2026-11-26 19:12:53.074773
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '8a1eaf3e31c9'
+revision = 'f9d52aca8247'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -41,6 +41,15 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pauses')),
     sa.UniqueConstraint('name', name=op.f('uq_pauses_name'))
     )
+    op.create_table('throttle_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=300), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_throttle_events'))
+    )
+    with op.batch_alter_table('throttle_events', schema=None) as batch_op:
+        batch_op.create_index('ix_throttle_events_key_created_at', ['key', 'created_at'], unique=False)
+
     op.create_table('users',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('username', sa.String(length=150), nullable=False),
@@ -238,6 +247,10 @@ def downgrade():
     op.drop_table('campaigns')
     op.drop_table('agents')
     op.drop_table('users')
+    with op.batch_alter_table('throttle_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_throttle_events_key_created_at')
+
+    op.drop_table('throttle_events')
     op.drop_table('pauses')
     op.drop_table('external_systems')
     op.drop_table('contact_databases')

@@ -1,0 +1,121 @@
+"""Abuse limits: failed logins and click-to-call, counted in the database (`throttle_events`)
+so every worker process sees the same numbers.
+
+Login (per client address, per username *from that address*, and per username from anywhere):
+- after `LOGIN_SLOW_AFTER` failures of one username from one address within
+  `LOGIN_WINDOW_SECONDS`, each further attempt waits `LOGIN_SLOWDOWN_SECONDS` first;
+- after `LOGIN_MAX_FAILURES` such failures, that username is refused from that address
+  (429 `{"detail": ...}` with `Retry-After`) until the oldest counted failure leaves the window;
+- after `LOGIN_MAX_FAILURES_PER_ADDRESS` failures from one address (any usernames) the address
+  is refused the same way;
+- failures of one username from *all* addresses only slow it down (never refuse it), so nobody
+  can lock a user out from where the user really is. Refused attempts are not counted, so a
+  lock-out always ends `LOGIN_WINDOW_SECONDS` after the failure that caused it.
+A successful login clears the failures of that username from that address.
+
+Click-to-call: at most `MAKECALL_MAX_PER_WINDOW` calls per agent in `MAKECALL_WINDOW_SECONDS`.
+The count is read then written, so a burst of simultaneous requests may pass the limit by the
+number that race (one live call per agent is a database constraint anyway).
+"""
+import math
+import random
+import time
+from datetime import datetime, timedelta, timezone
+
+from flask import current_app
+from sqlalchemy import delete, func, select
+
+from ..extensions import db
+from ..models import ThrottleEvent
+
+sleep = time.sleep  # gevent patches time.sleep; tests replace this
+PRUNE_CHANCE = 0.01
+
+
+class Refused(Exception):
+    """Too many attempts; `retry_after` seconds until the next one may pass."""
+
+    def __init__(self, retry_after):
+        super().__init__(retry_after)
+        self.retry_after = max(1, int(math.ceil(retry_after)))
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+def _aware(moment):
+    # SQLite hands back naive datetimes (stored as UTC).
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _recent(key, window):
+    """(count, oldest) of `key`'s events within the last `window` seconds."""
+    since = _now() - timedelta(seconds=window)
+    count, oldest = db.session.execute(
+        select(func.count(ThrottleEvent.id), func.min(ThrottleEvent.created_at))
+        .where(ThrottleEvent.key == key, ThrottleEvent.created_at > since)).one()
+    return count, (_aware(oldest) if oldest is not None else None)
+
+
+def _retry_after(oldest, window):
+    return (oldest + timedelta(seconds=window) - _now()).total_seconds()
+
+
+def _record(*keys, window):
+    now = _now()
+    db.session.execute(delete(ThrottleEvent).where(
+        ThrottleEvent.key.in_(keys), ThrottleEvent.created_at <= now - timedelta(seconds=window)))
+    if random.random() < PRUNE_CHANCE:  # keys never seen again (old addresses) go too
+        cfg = current_app.config
+        longest = max(cfg["LOGIN_WINDOW_SECONDS"], cfg["MAKECALL_WINDOW_SECONDS"])
+        db.session.execute(delete(ThrottleEvent).where(
+            ThrottleEvent.created_at <= now - timedelta(seconds=longest)))
+    db.session.add_all(ThrottleEvent(key=key, created_at=now) for key in keys)
+    db.session.commit()
+
+
+def _login_keys(username, address):
+    name = (username or "").strip().lower()[:150]
+    address = (address or "unknown")[:100]
+    return f"login-pair:{name}@{address}", f"login-addr:{address}", f"login-user:{name}"
+
+
+def before_login(username, address):
+    """Refuse (Refused) or slow down a login attempt before the password is checked."""
+    cfg = current_app.config
+    window = cfg["LOGIN_WINDOW_SECONDS"]
+    pair, addr, user = _login_keys(username, address)
+    pair_count, pair_oldest = _recent(pair, window)
+    addr_count, addr_oldest = _recent(addr, window)
+    db.session.rollback()  # end the read transaction before any wait
+    if pair_count >= cfg["LOGIN_MAX_FAILURES"]:
+        raise Refused(_retry_after(pair_oldest, window))
+    if addr_count >= cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]:
+        raise Refused(_retry_after(addr_oldest, window))
+    user_count, _ = _recent(user, window)
+    db.session.rollback()
+    if pair_count >= cfg["LOGIN_SLOW_AFTER"] or user_count >= cfg["LOGIN_SLOW_AFTER_PER_USER"]:
+        sleep(cfg["LOGIN_SLOWDOWN_SECONDS"])
+
+
+def login_failed(username, address):
+    _record(*_login_keys(username, address), window=current_app.config["LOGIN_WINDOW_SECONDS"])
+
+
+def login_succeeded(username, address):
+    pair, _, _ = _login_keys(username, address)
+    db.session.execute(delete(ThrottleEvent).where(ThrottleEvent.key == pair))
+    db.session.commit()
+
+
+def count_call(agent_id):
+    """Count one click-to-call for `agent_id`, or raise Refused when over the limit."""
+    cfg = current_app.config
+    window = cfg["MAKECALL_WINDOW_SECONDS"]
+    key = f"call:{agent_id}"
+    count, oldest = _recent(key, window)
+    if count >= cfg["MAKECALL_MAX_PER_WINDOW"]:
+        db.session.rollback()
+        raise Refused(_retry_after(oldest, window))
+    _record(key, window=window)
