@@ -3,6 +3,8 @@
 Returns a plain dict of the top-level fields. A body that cannot be read raises
 `BodyError`; each endpoint turns that into its own error style (contract §1.6).
 """
+import json
+
 from flask import request
 
 from . import messages as M
@@ -27,7 +29,6 @@ def read_body():
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise BodyError(M.MALFORMED_BODY % {"error": "invalid UTF-8"})
-        import json
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:
