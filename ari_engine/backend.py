@@ -7,7 +7,6 @@ import logging
 
 import gevent
 from flask import current_app
-from sqlalchemy import select
 
 from oml_server import messages as M
 from oml_server.extensions import db
@@ -40,8 +39,10 @@ class AriBackend:
     def place_click_to_call(self, call):
         if self.supervisor is not None and not self.supervisor.connected:
             raise CallNotPlaced(M.TELEPHONY_UNAVAILABLE)
-        extension = db.session.scalar(
-            select(AgentProfile.sip_extension).where(AgentProfile.id == call.agent_id))
+        # makeCall's session already holds the agent (loaded with the user at authentication,
+        # not expired by the call's commit): no query then.
+        agent = db.session.get(AgentProfile, call.agent_id)
+        extension = agent.sip_extension if agent is not None else None
         channel_id = ids.agent_channel(call.id)
         # Written before the originate (one transaction: the call rings, the agent is on it):
         # an auto-answering phone is in Stasis within ms.

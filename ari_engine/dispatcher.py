@@ -10,11 +10,26 @@ import logging
 import gevent
 from gevent.queue import Empty, Queue
 
+from oml_server.models import FINAL_CALL_STATES
+
 from . import call_store, ids
 
 log = logging.getLogger(__name__)
 
 LINGER_SECONDS = 3.0  # a finished call's worker waits this long for trailing events
+
+# Event types no flow reads (click_to_call lists its events; handoff and presence act on
+# StasisStart/End, Dial, ChannelEnteredBridge, ChannelHangupRequest, ChannelDestroyed and
+# EndpointStateChange only). The event stream drops them before parsing: of the ~50 events
+# Asterisk sends per click-to-call, 33 are these (23 ChannelVarset alone).
+IGNORED_EVENTS = frozenset({
+    "ChannelVarset", "ChannelDialplan", "ChannelCallerId", "ChannelConnectedLine",
+    "ChannelStateChange", "PlaybackStarted", "PlaybackContinuing", "PlaybackFinished",
+    "ChannelLeftBridge", "BridgeCreated", "BridgeDestroyed", "BridgeAttendedTransfer",
+    "BridgeBlindTransfer", "BridgeMerged", "BridgeVideoSourceChanged", "ChannelTalkingStarted",
+    "ChannelTalkingFinished", "ChannelDtmfReceived", "ChannelHold", "ChannelUnhold",
+    "DeviceStateChanged", "RecordingStarted", "RecordingFinished", "RecordingFailed",
+})
 
 
 class Dispatcher:
@@ -106,7 +121,8 @@ class Dispatcher:
                 del self.foreign[channel_id]
 
     def _when_final(self, call, memo):
-        if call.is_final and not memo.get("final"):
+        """`call`: the Call, or its (state, agent_id) row from call_store.fate."""
+        if call is not None and call.state in FINAL_CALL_STATES and not memo.get("final"):
             memo["final"] = True
             if call.agent_id is not None:  # the agent is free again: tell Asterisk
                 self.presence.mirror(call.agent_id)
@@ -131,7 +147,7 @@ class Dispatcher:
                 by_id = getattr(flow, "handle_by_id", None)
                 if by_id is not None and by_id(call_id, event, memo):
                     if memo.get("torn_down") and not memo.get("final"):
-                        self._when_final(call_store.get(call_id), memo)  # it failed
+                        self._when_final(call_store.fate(call_id), memo)  # it failed
                     return
                 call = call_store.get(call_id)
                 if call is None:
@@ -141,7 +157,7 @@ class Dispatcher:
                     return
                 memo["kind"] = call.kind
                 self.flows[call.kind].handle(call, event, memo)
-                self._when_final(call_store.get(call_id), memo)
+                self._when_final(call_store.fate(call_id), memo)
             except Exception:
                 log.exception("call %s: handler failed on %s", call_id, event.get("type"))
                 from oml_server.extensions import db

@@ -121,6 +121,8 @@ class Presence:
 
 
 def _store_mirrored(agent_id, state):
-    db.session.execute(update(AgentSession).where(AgentSession.agent_id == agent_id)
+    # A Core UPDATE on the table: the ORM's bulk-update path cost more than the statement.
+    sessions = AgentSession.__table__
+    db.session.execute(update(sessions).where(sessions.c.agent_id == agent_id)
                        .values(mirrored_state=state))
     db.session.commit()

@@ -11,6 +11,7 @@ import logging
 import gevent
 
 from .ari_client import AriError, AriEventStream, AriUnavailable
+from .dispatcher import IGNORED_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ class Supervisor:
         backoff = BACKOFF_START
         while not self._stopped:
             stream = AriEventStream(self.settings["ARI_URL"], self.settings["ARI_USER"],
-                                    self.settings["ARI_PASSWORD"], self.settings["ARI_APP"])
+                                    self.settings["ARI_PASSWORD"], self.settings["ARI_APP"],
+                                    skip_types=IGNORED_EVENTS)
             try:
                 stream.connect()
                 self._stream = stream

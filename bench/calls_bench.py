@@ -32,6 +32,7 @@ bench/results/calls_latency.png.
 
     .venv/bin/python bench/calls_bench.py            # full (~5-8 min on 2 cores)
     .venv/bin/python bench/calls_bench.py --quick    # smoke (~1 min)
+    .venv/bin/python bench/calls_bench.py --split --levels 1,100 --memory-calls 0  # two processes
 """
 from gevent import monkey
 
@@ -174,6 +175,67 @@ def live_rows(database_url):
         engine.dispose()
 
 
+# -- split deployment -------------------------------------------------------------------------
+
+class SplitServer(Server):
+    """Two processes: `oml-server engine` (events, flows) and `oml-server run --no-engine`.
+    `pids` are both; CPU and RSS figures add them up."""
+
+    def start(self):
+        self._engine_log = open(os.path.join(os.path.dirname(self.log_path), "engine.log"), "a")
+        self.engine_proc = subprocess.Popen(
+            [os.path.join(REPO, ".venv", "bin", "oml-server"), "engine"], env=self.env, cwd=REPO,
+            stdin=subprocess.DEVNULL, stdout=self._engine_log, stderr=subprocess.STDOUT)
+        labmod.wait_until(lambda: "connected to ARI" in open(self._engine_log.name).read(), 20,
+                          "engine connected", interval=0.05)
+        self._log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [os.path.join(REPO, ".venv", "bin", "oml-server"), "run", "--no-engine",
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT)
+        labmod.wait_until(self._healthy, 20, "API worker healthy", interval=0.05)
+        gevent.sleep(1)  # the engine's after-connect work (push, reconcile, presence)
+        return self
+
+    def _healthy(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"API worker exited ({self.proc.returncode}):\n{self.log()}")
+        try:
+            return self.http.get(self.url + "/api/v1/health/", timeout=1).json()["ari"] == "ok"
+        except (requests.RequestException, ValueError, KeyError):
+            return False
+
+    @property
+    def pids(self):
+        return [self.proc.pid, self.engine_proc.pid]
+
+    def stop(self):
+        super().stop()
+        proc = getattr(self, "engine_proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(2)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        if getattr(self, "_engine_log", None) is not None:
+            self._engine_log.close()
+
+
+def server_pids(server):
+    return getattr(server, "pids", None) or [server.proc.pid]
+
+
+def server_cpu(server):
+    return sum(cpu_seconds(pid) for pid in server_pids(server))
+
+
+def server_rss(server):
+    return sum(rss_mb(pid) for pid in server_pids(server))
+
+
 # -- the two drivers --------------------------------------------------------------------------
 
 class Barrier:
@@ -290,8 +352,8 @@ def run_engine(ctx, level, calls, rate, hold):
     free = gevent.queue.Queue()
     for a in agents:
         free.put(a)
-    server_pid, ast_pid = ctx["server"].proc.pid, ctx["asterisk_pid"]
-    cpu0, ast0, wall0 = cpu_seconds(server_pid), cpu_seconds(ast_pid), time.monotonic()
+    server, ast_pid = ctx["server"], ctx["asterisk_pid"]
+    cpu0, ast0, wall0 = server_cpu(server), cpu_seconds(ast_pid), time.monotonic()
     greenlets = []
 
     def one(i):
@@ -310,7 +372,7 @@ def run_engine(ctx, level, calls, rate, hold):
         gevent.sleep(1.0 / rate)
     gevent.joinall(greenlets)
     left = wait_empty(lab)
-    cpu, ast_cpu = cpu_seconds(server_pid) - cpu0, cpu_seconds(ast_pid) - ast0
+    cpu, ast_cpu = server_cpu(server) - cpu0, cpu_seconds(ast_pid) - ast0
     wall = time.monotonic() - wall0
     if barrier is not None:
         barrier.stop()
@@ -407,6 +469,9 @@ def main():
     ap.add_argument("--profile", default=None, metavar="FILE",
                     help="py-spy the server during the engine runs (collapsed stacks to FILE)")
     ap.add_argument("--database", choices=("auto", "postgresql", "sqlite"), default="auto")
+    ap.add_argument("--split", action="store_true",
+                    help="split deployment: `oml-server engine` + one API worker (two "
+                         "processes; CPU and RSS are their sum)")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args()
     levels = [int(x) for x in (args.levels or ("1,5,10" if args.quick else "1,50,100,200"))
@@ -436,7 +501,7 @@ def main():
         phone = labmod.SippPeer("agent_answer.xml").start()
         t = time.monotonic()
         campaign_id, agents = provision(database_url, n_agents)
-        server = Server(lab, database_url, workdir)
+        server = (SplitServer if args.split else Server)(lab, database_url, workdir)
         # The per-agent makeCall limit (10 a minute) guards against a runaway CRM; the bench
         # places more than that per agent on purpose.
         server.env.update(AGENT_ANSWER_TIMEOUT="15", CONTACT_ANSWER_TIMEOUT="15",
@@ -465,14 +530,14 @@ def main():
         run_engine(ctx, min(5, n_agents), min(5, n_agents), args.rate, 0.2)
         run_bare(ctx, min(5, n_agents), min(5, n_agents), args.rate, 0.2)
         ctx["engine_calls"] = 0
-        rss_start = rss_mb(server.proc.pid)
+        rss_start = server_rss(server)
         memory = [{"engine_calls": 0, "rss_mb": round(rss_start, 1)}]
 
         profiler = None
         if args.profile:
             profiler = subprocess.Popen(
                 [os.path.join(REPO, ".venv", "bin", "py-spy"), "record", "--pid",
-                 str(server.proc.pid), "--format", "raw", "--rate", "200", "--nonblocking",
+                 str(server_pids(server)[-1]), "--format", "raw", "--rate", "200", "--nonblocking",
                  "-o", args.profile], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             gevent.sleep(1)
         runs = {}
@@ -492,13 +557,13 @@ def main():
                     for f in res["failure_samples"]:
                         print("   ", f)
             memory.append({"engine_calls": ctx["engine_calls"],
-                           "rss_mb": round(rss_mb(server.proc.pid), 1)})
+                           "rss_mb": round(server_rss(server), 1)})
         while ctx["engine_calls"] < memory_calls:
             level = min(100, n_agents)
             run_engine(ctx, level, level, args.rate, 0.2)
             memory.append({"engine_calls": ctx["engine_calls"],
-                           "rss_mb": round(rss_mb(server.proc.pid), 1)})
-        rss_end = rss_mb(server.proc.pid)
+                           "rss_mb": round(server_rss(server), 1)})
+        rss_end = server_rss(server)
         if profiler is not None:
             profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
             profiler.wait(timeout=30)
@@ -523,7 +588,8 @@ def main():
             row["ratio_p95"] = median_ratio(runs[level], "p95_ms")
             table.append(row)
 
-        report = {"database": db_kind, "levels": levels, "repeats": repeats, "rate": args.rate,
+        report = {"database": db_kind, "deployment": "split" if args.split else "one process",
+                  "levels": levels, "repeats": repeats, "rate": args.rate,
                   "hold_s": hold, "single_calls": single, "quick": args.quick,
                   "flow": "agent originated; bridge + tone:ring; contact originated into the "
                           "app and added on answer",
@@ -535,7 +601,7 @@ def main():
                              "engine_calls": ctx["engine_calls"], "samples": memory},
                   "target": target_verdict(table)}
         os.makedirs(args.out, exist_ok=True)
-        name = "calls_quick" if args.quick else "calls"
+        name = ("calls_quick" if args.quick else "calls") + ("_split" if args.split else "")
         with open(os.path.join(args.out, f"{name}.json"), "w") as f:
             json.dump(report, f, indent=2)
         print_table(report)
@@ -574,7 +640,8 @@ def target_verdict(table):
 
 def print_table(report):
     print()
-    print(f"Click-to-call setup (database {report['database']}, {report['repeats']} repeats, "
+    print(f"Click-to-call setup ({report['deployment']}, database {report['database']}, "
+          f"{report['repeats']} repeats, "
           f"median of each figure; ratio = engine / bare ARI in the same repeat)")
     head = ("C", "engine p50", "p95", "bare p50", "p95", "ratio p50", "ratio p95",
             "engine CPU/call", "bare CPU/call", "Asterisk CPU/call", "failed", "left", "rows")
@@ -612,7 +679,8 @@ def plot(report, path):
                           f"{key[:3]}")
     ax.set_xlabel("concurrent bridged calls")
     ax.set_ylabel("setup: request -> both legs bridged (ms)")
-    ax.set_title(f"Click-to-call setup, {report['database']}, median of {report['repeats']} runs")
+    ax.set_title(f"Click-to-call setup ({report['deployment']}, {report['database']}), "
+                 f"median of {report['repeats']} runs")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()

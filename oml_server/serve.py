@@ -104,13 +104,17 @@ def _shut(sock):
 def serve(app, host, port, with_engine=True):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = None
-    if with_engine and app.config.get("ARI_ENABLED"):
+    if app.config.get("ARI_ENABLED"):
         try:
-            from ari_engine.runner import start_engine
+            from ari_engine.runner import install_backend, start_engine
         except ImportError:
             log.warning("ari_engine is not available; serving the API without calls")
         else:
-            engine = start_engine(app)
+            # Without the engine (split deployment) the API still places calls over ARI's REST;
+            # the one `oml-server engine` process handles their events.
+            engine = start_engine(app) if with_engine else None
+            if engine is None:
+                install_backend(app)
     server = DrainingWSGIServer(listening_socket(host, port), app, log=None, error_log=log)
     stop_requested = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop_requested.set)

@@ -62,7 +62,7 @@ def _retry_after(oldest, window):
     return (oldest + timedelta(seconds=window) - _now()).total_seconds()
 
 
-def _record(*keys, window):
+def _record(*keys, window, commit=True):
     now = _now()
     db.session.execute(delete(ThrottleEvent).where(
         ThrottleEvent.key.in_(keys), ThrottleEvent.created_at <= now - timedelta(seconds=window)))
@@ -72,7 +72,8 @@ def _record(*keys, window):
         db.session.execute(delete(ThrottleEvent).where(
             ThrottleEvent.created_at <= now - timedelta(seconds=longest)))
     db.session.add_all(ThrottleEvent(key=key, created_at=now) for key in keys)
-    db.session.commit()
+    if commit:
+        db.session.commit()
 
 
 def _login_keys(username, address):
@@ -109,8 +110,11 @@ def login_succeeded(username, address):
     db.session.commit()
 
 
-def count_call(agent_id):
-    """Count one click-to-call for `agent_id`, or raise Refused when over the limit."""
+def count_call(agent_id, commit=True):
+    """Count one click-to-call for `agent_id`, or raise Refused when over the limit.
+
+    `commit=False` leaves the count in the session's transaction: makeCall commits it with the
+    call's row (one transaction per call, not two), and calls `record_call` if that fails."""
     cfg = current_app.config
     window = cfg["MAKECALL_WINDOW_SECONDS"]
     key = f"call:{agent_id}"
@@ -118,4 +122,10 @@ def count_call(agent_id):
     if count >= cfg["MAKECALL_MAX_PER_WINDOW"]:
         db.session.rollback()
         raise Refused(_retry_after(oldest, window))
-    _record(key, window=window)
+    _record(key, window=window, commit=commit)
+
+
+def record_call(agent_id):
+    """Count a click-to-call whose uncommitted count was rolled back (the agent was busy): a
+    request refused that way still counts against the limit, in its own transaction."""
+    _record(f"call:{agent_id}", window=current_app.config["MAKECALL_WINDOW_SECONDS"])

@@ -40,3 +40,28 @@ def test_database_down_is_503(client, monkeypatch):
 def test_post_is_405(client):
     response = client.post("/api/v1/health/")
     assert response.status_code == 405
+
+
+def test_api_only_worker_places_calls_over_ari(app, monkeypatch):
+    """`oml-server run --no-engine` (split deployment) installs the ARI backend, so its
+    makeCall reaches Asterisk instead of answering "calls are not enabled"."""
+    from oml_server import serve as serve_module
+    from oml_server.services import telephony
+
+    served = {}
+    monkeypatch.setattr(serve_module, "DrainingWSGIServer",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop here")))
+    monkeypatch.setattr(serve_module, "listening_socket", lambda host, port: None)
+    app.config["ARI_ENABLED"] = True
+    previous = telephony.get_backend()
+    try:
+        try:
+            serve_module.serve(app, "127.0.0.1", 0, with_engine=False)
+        except RuntimeError as exc:
+            served["stopped"] = str(exc)
+        backend = telephony.get_backend()
+        assert type(backend).__name__ == "AriBackend" and backend.supervisor is None
+    finally:
+        app.config["ARI_ENABLED"] = False
+        telephony.set_backend(previous)
+    assert served == {"stopped": "stop here"}
