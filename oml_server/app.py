@@ -59,12 +59,25 @@ class SessionInterface(SecureCookieSessionInterface):
         return cookie_secure()
 
 
+_locale_choices = {}
+
+
 def select_locale():
     from flask import current_app, has_request_context
+    config = current_app.config
     if not has_request_context():  # CLI, engine: the configured default language
-        return current_app.config["BABEL_DEFAULT_LOCALE"]
-    languages = current_app.config["LANGUAGES"]
-    return request.accept_languages.best_match(languages) or current_app.config["BABEL_DEFAULT_LOCALE"]
+        return config["BABEL_DEFAULT_LOCALE"]
+    # Clients send the same few Accept-Language values: remember each one's choice rather
+    # than parse it on every request (bounded: emptied when full).
+    key = (request.headers.get("Accept-Language"), tuple(config["LANGUAGES"]),
+           config["BABEL_DEFAULT_LOCALE"])
+    choice = _locale_choices.get(key)
+    if choice is None:
+        choice = request.accept_languages.best_match(key[1]) or key[2]
+        if len(_locale_choices) >= 1000:
+            _locale_choices.clear()
+        _locale_choices[key] = choice
+    return choice
 
 
 def create_app(overrides=None, env=None):

@@ -13,6 +13,7 @@ from ..auth import AGENT, login_required
 from ..body import BodyError, read_body
 from ..errors import business_error
 from ..services import agent_presence
+from ..services.lookup import agent_id_of
 
 blp = Blueprint("agent_session", __name__, url_prefix="/api/v1",
                 description="Agent session in Asterisk: login, logout, pauses, ringing")
@@ -27,10 +28,10 @@ def _answer(ok):
 
 
 def _agent_id():
-    agent = g.user.agent
-    if agent is None:  # an Agente user without an agent profile: nothing to log in
+    agent_id = agent_id_of(g.user)
+    if agent_id is None:  # an Agente user without an agent profile: nothing to log in
         raise business_error(200)
-    return agent.id
+    return agent_id
 
 
 def _field(name):
@@ -109,7 +110,7 @@ def asterisk_reject_call():
 @blp.response(200, StatusSchema)
 def asterisk_disabled():
     """The agent's phone became unusable (always OK)."""
-    agent = g.user.agent
-    if agent is not None:
-        agent_presence.disabled(agent.id)
+    agent_id = agent_id_of(g.user)
+    if agent_id is not None:
+        agent_presence.disabled(agent_id)
     return OK

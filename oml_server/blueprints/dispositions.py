@@ -13,16 +13,17 @@ from ..auth import AGENT, login_required
 from ..body import BodyError, read_body
 from ..errors import business_error, forbidden
 from ..services import dispositions
+from ..services.lookup import agent_id_of
 
 blp = Blueprint("dispositions", __name__, url_prefix="/api/v1",
                 description="Dispositions: an agent's rating of a contact")
 
 
 def _agent():
-    agent = g.user.agent
-    if agent is None:  # an Agente without its profile cannot own dispositions
+    agent_id = agent_id_of(g.user)
+    if agent_id is None:  # an Agente without its profile cannot own dispositions
         raise forbidden(M.NO_PERMISSION)
-    return agent
+    return dispositions.AgentRef(agent_id)
 
 
 def _body():

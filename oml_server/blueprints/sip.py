@@ -13,7 +13,7 @@ blp = Blueprint("sip", __name__, url_prefix="/api/v1", description="SIP credenti
 
 
 @blp.route("/sip/credentials/agent/", methods=["GET"])
-@login_required(*AGENT)
+@login_required(*AGENT, orm_user=True)
 @blp.response(200, SipCredentialsSchema)
 def agent_credentials():
     """Issue ephemeral SIP credentials for the calling agent's phone.

@@ -3,7 +3,7 @@
 `campaign_for_request` runs the four ordered checks that database_metadata (§2.2) and
 new_contact (§2.3) share; `disposition_options` serves §2.5, whose misses are a plain 404.
 """
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from .. import messages as M
 from ..errors import data_errors, not_found
@@ -37,16 +37,18 @@ def campaign_for_request(user, data):
         campaign_id = lookup.parse_id(raw)
         if campaign_id is None:
             raise _campaign_error(M.INVALID_CAMPAIGN_ID)
-        campaign = lookup.campaign_by_id(campaign_id)
+        # The campaign and the access check in one query (the hot path of new_contact).
+        campaign, access = lookup.active_campaign_and_access(campaign_id, user)
     else:
         # An external id is any scalar; absent, null or structured values are not ids.
         if raw is None or isinstance(raw, (dict, list, bool)):
             raise _campaign_error(M.INVALID_CAMPAIGN_ID)
         campaign = lookup.campaign_by_external_id(system, raw)
+        access = campaign is not None and lookup.has_campaign_access(user, campaign)
 
     if campaign is None:
         raise _campaign_error(M.CAMPAIGN_NOT_FOUND)
-    if not lookup.has_campaign_access(user, campaign):
+    if not access:
         raise _campaign_error(M.CAMPAIGN_NO_PERMISSION)
     return campaign
 
@@ -82,11 +84,14 @@ def disposition_options(raw_campaign, raw_system=None):
     return _options_of(campaign.id)
 
 
+# Built once, run on the session's connection: plain rows, no ORM (this is a hot read).
+_OPTIONS = (select(DispositionOption.id, DispositionOption.name, DispositionOption.hidden)
+            .where(DispositionOption.campaign_id == bindparam("cid"))
+            .order_by(DispositionOption.id))
+
+
 def _options_of(campaign_id):
-    """The options' fields as plain rows (no ORM objects: this is a hot read)."""
-    rows = db.session.execute(select(DispositionOption.id, DispositionOption.name,
-                                     DispositionOption.hidden)
-                              .where(DispositionOption.campaign_id == campaign_id)
-                              .order_by(DispositionOption.id))
-    return [{"id": row.id, "name": row.name, "hidden": bool(row.hidden)} for row in rows]
+    """The options' fields as plain dicts."""
+    rows = db.session.connection().execute(_OPTIONS, {"cid": campaign_id})
+    return [{"id": id_, "name": name, "hidden": bool(hidden)} for id_, name, hidden in rows]
 

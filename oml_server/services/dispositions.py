@@ -6,18 +6,26 @@ OMniLeads' order (option, contact, duplicate, then the fields OMniLeads only tri
 saving); one disposition per (contact, campaign) is the database's unique constraint, so two
 agents racing for the same contact get one 201 and one 400, never two rows.
 """
-from sqlalchemy import select
+from sqlalchemy import bindparam, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import messages as M
 from ..database import is_unique_violation
 from ..errors import business_error, not_found
 from ..extensions import db
-from ..models import Contact, Disposition, DispositionOption
+from ..models import Campaign, Contact, Disposition, DispositionOption
 from . import contacts
 from .lookup import external_system, parse_id
 
 CALLID_MAX_LENGTH = 32
+
+
+class AgentRef:
+    """The calling agent as these functions use it: its id only (no profile load per request)."""
+    __slots__ = ("id",)
+
+    def __init__(self, agent_id):
+        self.id = agent_id
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -46,18 +54,57 @@ def own(agent, raw_id):
 
 # ----------------------------------------------------------------------------- field checks
 
+# Statements built once: the POST is a hot path, and building a statement costs about as
+# much CPU as running it on SQLite. Rows, not ORM objects, for the same reason.
+_OPTION = (select(DispositionOption.id, DispositionOption.hidden, DispositionOption.campaign_id,
+                  Campaign.database_id)
+           .join(Campaign, Campaign.id == DispositionOption.campaign_id)
+           .where(DispositionOption.id == bindparam("oid")))
+_CONTACT_DATABASE = select(Contact.database_id).where(Contact.id == bindparam("cid"))
+_CONTACT_BY_EXTERNAL_ID = select(Contact.id).where(Contact.database_id == bindparam("db"),
+                                                   Contact.external_id == bindparam("ext"))
+_TAKEN = (select(Disposition.id).where(Disposition.contact_id == bindparam("contact"),
+                                       Disposition.campaign_id == bindparam("campaign")).limit(1))
+_INSERT = insert(Disposition)
+# POST's usual case (an internal contact id) in one round trip: the option and its campaign's
+# database, the named contact's database, and whether that pair is already rated.
+_OPTION_CONTACT_TAKEN = _OPTION.add_columns(
+    select(Contact.database_id).where(Contact.id == bindparam("cid")).scalar_subquery(),
+    exists().where(Disposition.contact_id == bindparam("cid"),
+                   Disposition.campaign_id == DispositionOption.campaign_id))
+
+
+def _run(statement, params):
+    return db.session.connection().execute(statement, params)
+
+
 def _option(raw, keep=None):
-    """The option a body names. Missing, null, non-numeric, unknown and hidden options are all
-    "not found"; `keep` (the disposition's current option) stays allowed once hidden."""
+    """The option a body names, as a row (id, hidden, campaign_id, database_id). Missing,
+    null, non-numeric, unknown and hidden options are all "not found"; `keep` (the
+    disposition's current option) stays allowed once hidden."""
     option_id = parse_id(raw)
-    option = db.session.get(DispositionOption, option_id) if option_id is not None else None
+    option = _run(_OPTION, {"oid": option_id}).first() if option_id is not None else None
     if option is None or (option.hidden and (keep is None or option.id != keep)):
         raise business_error(idDispositionOption=M.OPTION_NOT_FOUND)
     return option
 
 
-def _contact(data, campaign):
-    """The contact `idContact` names, in the database of the option's campaign."""
+def _option_contact_taken(data):
+    """(option row, contact id, already rated?) for a body without idExternalSystem: the
+    checks of _option, _contact and _taken, in their order, from one query."""
+    option_id = parse_id(data.get("idDispositionOption"))
+    contact_id = parse_id(data.get("idContact"))
+    row = (_run(_OPTION_CONTACT_TAKEN, {"oid": option_id, "cid": contact_id}).first()
+           if option_id is not None else None)
+    if row is None or row.hidden:
+        raise business_error(idDispositionOption=M.OPTION_NOT_FOUND)
+    if contact_id is None or row[4] != row.database_id:
+        raise business_error(idContact=M.CONTACT_ID_NOT_FOUND)
+    return row, contact_id, bool(row[5])
+
+
+def _contact(data, database_id):
+    """The id of the contact `idContact` names, in the database of the option's campaign."""
     raw = data.get("idContact")
     raw_system = data.get("idExternalSystem")
     if raw_system not in (None, ""):
@@ -68,12 +115,10 @@ def _contact(data, campaign):
         contact = None
         if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) and str(raw) != "":
             external_id = str(int(raw)) if isinstance(raw, float) and raw.is_integer() else str(raw)
-            contact = db.session.scalar(select(Contact).where(
-                Contact.database_id == campaign.database_id, Contact.external_id == external_id))
+            contact = _run(_CONTACT_BY_EXTERNAL_ID, {"db": database_id, "ext": external_id}).scalar()
     else:
-        contact_id = parse_id(raw)
-        contact = db.session.get(Contact, contact_id) if contact_id is not None else None
-        if contact is not None and contact.database_id != campaign.database_id:
+        contact = parse_id(raw)
+        if contact is not None and _run(_CONTACT_DATABASE, {"cid": contact}).scalar() != database_id:
             contact = None
     if contact is None:
         raise business_error(idContact=M.CONTACT_ID_NOT_FOUND)
@@ -100,6 +145,8 @@ def _free_fields(data):
 
 
 def _taken(contact_id, campaign_id, exclude_id=None):
+    if exclude_id is None:
+        return _run(_TAKEN, {"contact": contact_id, "campaign": campaign_id}).scalar() is not None
     query = select(Disposition.id).where(Disposition.contact_id == contact_id,
                                          Disposition.campaign_id == campaign_id)
     if exclude_id is not None:
@@ -122,37 +169,33 @@ def _commit_or_duplicate():
         raise
 
 
-def _save_and_represent(disposition):
-    """Flush, build the representation, commit: reading the row after the commit would cost
-    a SELECT, because the commit expires it. A lost race on (contact, campaign), at the flush
-    or at the commit, becomes the duplicate error."""
-    try:
-        db.session.flush()
-    except IntegrityError as exc:
-        db.session.rollback()
-        if is_unique_violation(exc):
-            raise _duplicate()
-        raise
-    answer = representation(disposition)
-    _commit_or_duplicate()
-    return answer
-
-
 # ---------------------------------------------------------------------------------- writing
 
 def create(agent, data):
     """POST /disposition/: 201's representation."""
     try:
-        option = _option(data.get("idDispositionOption"))
-        contact = _contact(data, option.campaign)
-        if _taken(contact.id, option.campaign_id):
+        if data.get("idExternalSystem") in (None, ""):
+            option, contact_id, taken = _option_contact_taken(data)
+        else:
+            option = _option(data.get("idDispositionOption"))
+            contact_id = _contact(data, option.database_id)
+            taken = _taken(contact_id, option.campaign_id)
+        if taken:
             raise _duplicate()
         comments, callid = _free_fields(data)
-        disposition = Disposition(contact_id=contact.id, campaign_id=option.campaign_id,
-                                  agent_id=agent.id, option_id=option.id, callid=callid,
-                                  comments=comments)
-        db.session.add(disposition)
-        answer = _save_and_represent(disposition)
+        # One Core INSERT, not an ORM object and its flush (the Python defaults still apply).
+        try:
+            result = _run(_INSERT, {"contact_id": contact_id, "campaign_id": option.campaign_id,
+                                    "agent_id": agent.id, "option_id": option.id,
+                                    "callid": callid, "comments": comments})
+        except IntegrityError as exc:  # another agent rated it meanwhile
+            db.session.rollback()
+            if is_unique_violation(exc):
+                raise _duplicate()
+            raise
+        answer = {"id": result.inserted_primary_key[0], "idContact": contact_id,
+                  "callid": callid, "idDispositionOption": option.id, "comments": comments}
+        _commit_or_duplicate()
     except Exception:
         db.session.rollback()
         raise
@@ -163,11 +206,11 @@ def update(agent, disposition, data):
     """PUT /disposition/<id>/ on the agent's own `disposition`: every field is replaced."""
     try:
         option = _option(data.get("idDispositionOption"), keep=disposition.option_id)
-        contact = _contact(data, option.campaign)
-        if _taken(contact.id, option.campaign_id, exclude_id=disposition.id):
+        contact_id = _contact(data, option.database_id)
+        if _taken(contact_id, option.campaign_id, exclude_id=disposition.id):
             raise _duplicate()
         comments, callid = _free_fields(data)
-        disposition.contact_id = contact.id
+        disposition.contact_id = contact_id
         disposition.campaign_id = option.campaign_id
         disposition.option_id = option.id
         disposition.comments = comments
@@ -211,7 +254,7 @@ def create_with_contact(agent, data):
     write, and the contact and its disposition are committed as one transaction."""
     try:
         option = _option(data.get("idDispositionOption"))
-        campaign = option.campaign
+        campaign = db.session.get(Campaign, option.campaign_id)
         database = campaign.database
         values = _new_contact_values(database, data)
         forbid_duplicates = not campaign.allow_duplicate_phones
