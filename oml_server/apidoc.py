@@ -14,5 +14,6 @@ def request_body(schema, required=True):
                             "content": {ctype: {"schema": schema} for ctype in BODY_TYPES}}}
 
 
-def bearer():
-    return {"security": [{"bearer": []}]}
+# Every operation needs a Bearer token (or the web session) unless it says otherwise: the
+# document's default `security` is set in config (API_SPEC_OPTIONS); login and health opt out.
+NO_AUTH = {"security": []}

@@ -73,6 +73,7 @@ def load(env=None, instance_path=None):
         "MAKECALL_WINDOW_SECONDS": _int(env, "MAKECALL_WINDOW_SECONDS", 60),
         # flask-smorest / OpenAPI
         "API_TITLE": "OMniLeads-compatible REST API",
+        "API_SPEC_OPTIONS": {"security": [{"bearer": []}]},  # login and health opt out
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",
         "OPENAPI_URL_PREFIX": "/",

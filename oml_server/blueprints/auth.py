@@ -7,7 +7,7 @@ from schemas.auth import LoginFieldErrorsSchema, LoginRequestSchema, LoginRespon
 from schemas.common import DetailSchema
 
 from .. import messages as M
-from ..apidoc import request_body
+from ..apidoc import NO_AUTH, request_body
 from ..auth import csrf_token, issue_token, set_csrf_cookie, start_session
 from ..body import BodyError, read_body
 from ..errors import ContractError, Detail
@@ -29,7 +29,7 @@ def _required_fields(data, names):
 
 
 @blp.route("/login/", methods=["POST"])
-@blp.doc(**request_body(LoginRequestSchema))
+@blp.doc(**request_body(LoginRequestSchema), **NO_AUTH)
 @blp.response(200, LoginResponseSchema)
 @blp.alt_response(400, schema=LoginFieldErrorsSchema, description="Missing or blank fields")
 @blp.alt_response(404, schema=DetailSchema, description="Invalid Credentials or activate account")

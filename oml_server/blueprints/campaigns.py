@@ -6,7 +6,7 @@ from schemas.campaigns import (DatabaseMetadataRequestSchema, DatabaseMetadataRe
                                DispositionOptionSchema)
 from schemas.common import BusinessErrorSchema, DetailSchema
 
-from ..apidoc import bearer, request_body
+from ..apidoc import request_body
 from ..auth import AGENT, ALL_ROLES, login_required
 from ..body import BodyError, read_body
 from ..errors import data_errors
@@ -17,7 +17,7 @@ blp = Blueprint("campaigns", __name__, url_prefix="/api/v1", description="Campai
 
 @blp.route("/campaign/database_metadata/", methods=["POST"])
 @login_required(*ALL_ROLES)
-@blp.doc(**request_body(DatabaseMetadataRequestSchema), **bearer())
+@blp.doc(**request_body(DatabaseMetadataRequestSchema))
 @blp.response(200, DatabaseMetadataResponseSchema)
 @blp.alt_response(400, schema=BusinessErrorSchema, description="Unknown external system, "
                   "invalid or unknown campaign, or no access to it")
@@ -33,7 +33,6 @@ def database_metadata():
 
 @blp.route("/campaign/<campaign>/dispositionOptions/", methods=["GET"])
 @login_required(*AGENT)
-@blp.doc(**bearer())
 @blp.response(200, DispositionOptionSchema(many=True))
 @blp.alt_response(404, schema=DetailSchema, description="Unknown campaign")
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
@@ -44,7 +43,6 @@ def disposition_options(campaign):
 
 @blp.route("/campaign/<campaign>/dispositionOptions/<externalSystem>/", methods=["GET"])
 @login_required(*AGENT)
-@blp.doc(**bearer())
 @blp.response(200, DispositionOptionSchema(many=True))
 @blp.alt_response(404, schema=DetailSchema, description="Unknown external system or campaign")
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")

@@ -5,7 +5,7 @@ from flask_smorest import Blueprint
 from schemas.common import BusinessErrorSchema, DetailSchema
 from schemas.contacts import NewContactRequestSchema, NewContactResponseSchema
 
-from ..apidoc import bearer, request_body
+from ..apidoc import request_body
 from ..auth import CONTACT_WRITERS, login_required
 from ..body import BodyError, read_body
 from ..errors import data_errors
@@ -16,7 +16,7 @@ blp = Blueprint("contacts", __name__, url_prefix="/api/v1", description="Contact
 
 @blp.route("/new_contact/", methods=["POST"])
 @login_required(*CONTACT_WRITERS)
-@blp.doc(**request_body(NewContactRequestSchema), **bearer())
+@blp.doc(**request_body(NewContactRequestSchema))
 @blp.response(200, NewContactResponseSchema)
 @blp.alt_response(400, schema=BusinessErrorSchema, description="Campaign errors (as "
                   "database_metadata), incorrect fields, missing main phone, invalid values, "

@@ -8,7 +8,7 @@ from schemas.dispositions import (DispositionErrorSchema, DispositionRequestSche
                                   NewContactDispositionRequestSchema, NewContactDispositionSchema)
 
 from .. import messages as M
-from ..apidoc import bearer, request_body
+from ..apidoc import request_body
 from ..auth import AGENT, login_required
 from ..body import BodyError, read_body
 from ..errors import business_error, forbidden
@@ -36,7 +36,6 @@ def _body():
 
 @blp.route("/disposition/", methods=["GET"])
 @login_required(*AGENT)
-@blp.doc(**bearer())
 @blp.response(200, DispositionSchema(many=True))
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
 def list_dispositions():
@@ -46,7 +45,7 @@ def list_dispositions():
 
 @blp.route("/disposition/", methods=["POST"])
 @login_required(*AGENT)
-@blp.doc(**bearer(), **request_body(DispositionRequestSchema))
+@blp.doc(**request_body(DispositionRequestSchema))
 @blp.response(201, DispositionSchema)
 @blp.alt_response(400, schema=DispositionErrorSchema, description="Unknown option or contact, duplicate")
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
@@ -58,7 +57,6 @@ def create_disposition():
 
 @blp.route("/disposition/<id>/", methods=["GET"])
 @login_required(*AGENT)
-@blp.doc(**bearer())
 @blp.response(200, DispositionSchema)
 @blp.alt_response(404, schema=DetailSchema, description="Unknown id or another agent's")
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
@@ -69,7 +67,7 @@ def get_disposition(id):
 
 @blp.route("/disposition/<id>/", methods=["PUT"])
 @login_required(*AGENT)
-@blp.doc(**bearer(), **request_body(DispositionRequestSchema))
+@blp.doc(**request_body(DispositionRequestSchema))
 @blp.response(200, DispositionSchema)
 @blp.alt_response(400, schema=DispositionErrorSchema, description="Unknown option or contact, duplicate")
 @blp.alt_response(404, schema=DetailSchema, description="Unknown id or another agent's")
@@ -83,7 +81,7 @@ def update_disposition(id):
 
 @blp.route("/new_contact/disposition/", methods=["POST"])
 @login_required(*AGENT)
-@blp.doc(**bearer(), **request_body(NewContactDispositionRequestSchema))
+@blp.doc(**request_body(NewContactDispositionRequestSchema))
 @blp.response(201, NewContactDispositionSchema)
 @blp.alt_response(400, schema=NewContactDispositionErrorSchema,
                   description="Unknown option, invalid or duplicate contact")

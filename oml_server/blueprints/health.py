@@ -6,6 +6,7 @@ from sqlalchemy import text
 
 from schemas.health import HealthSchema
 
+from ..apidoc import NO_AUTH
 from ..extensions import db
 from ..services import telephony
 
@@ -15,6 +16,7 @@ blp = Blueprint("health", __name__, url_prefix="/api/v1", description="Health [e
 
 
 @blp.route("/health/", methods=["GET"])
+@blp.doc(**NO_AUTH)
 @blp.response(200, HealthSchema)
 @blp.alt_response(503, schema=HealthSchema, description="The database is not reachable")
 def health():

@@ -61,3 +61,13 @@ def test_swagger_ui_is_served_locally(client):
     assert page.status_code == 200
     assert b"swagger-ui" in page.data
     assert client.get("/swagger-ui/swagger-ui-bundle.js").status_code == 200
+
+
+def test_every_operation_but_login_and_health_needs_a_token(spec):
+    assert spec["security"] == [{"bearer": []}]
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    methods = {"get", "post", "put", "patch", "delete"}
+    open_operations = sorted(path for path, item in spec["paths"].items()
+                             for method, operation in item.items()
+                             if method in methods and operation.get("security") == [])
+    assert open_operations == ["/api/v1/health/", "/api/v1/login/"]
