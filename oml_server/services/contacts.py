@@ -153,13 +153,18 @@ def add(database, values, forbid_duplicate_phones=False, assigned_agent_id=None,
     try:
         db.session.flush()
     except IntegrityError as exc:
-        db.session.rollback()
-        if not is_unique_violation(exc):
-            raise
-        if "unique_phone" in str(exc.orig):
-            raise ContactInvalid("duplicate_phone")
-        raise ContactInvalid("duplicate_external_id", database.external_id_column)
+        raise _lost_race(exc, database)
     return contact
+
+
+def _lost_race(exc, database):
+    """Roll back after a failed insert and say which uniqueness rule a concurrent writer won."""
+    db.session.rollback()
+    if not is_unique_violation(exc):
+        return exc
+    if "unique_phone" in str(exc.orig):
+        return ContactInvalid("duplicate_phone")
+    return ContactInvalid("duplicate_external_id", database.external_id_column)
 
 
 _INSERT = insert(Contact)
@@ -178,12 +183,7 @@ def insert_row(database, values, forbid_duplicate_phones=False, assigned_agent_i
             "unique_phone": phone if forbid_duplicate_phones else None,
             "data": values, "assigned_agent_id": assigned_agent_id})
     except IntegrityError as exc:
-        db.session.rollback()
-        if not is_unique_violation(exc):
-            raise
-        if "unique_phone" in str(exc.orig):
-            raise ContactInvalid("duplicate_phone")
-        raise ContactInvalid("duplicate_external_id", database.external_id_column)
+        raise _lost_race(exc, database)
     return result.inserted_primary_key[0]
 
 
