@@ -16,8 +16,20 @@ class BodyError(Exception):
         self.message = message
 
 
-def read_body():
-    """The request's fields as a dict; {} for an empty body."""
+def read_body(error_style=None):
+    """The request's fields as a dict; {} for an empty body.
+
+    `error_style(message)` builds the endpoint's own error for a body that cannot be read;
+    without it BodyError is raised."""
+    if error_style is None:
+        return _read()
+    try:
+        return _read()
+    except BodyError as exc:
+        raise error_style(exc.message)
+
+
+def _read():
     mimetype = request.mimetype or ""
     raw = request.get_data(cache=True)
     if not raw:

@@ -50,6 +50,11 @@ def data_errors(errors, status=400):
     return business_error(status, message=M.DATA_ERRORS, errors=errors)
 
 
+def unreadable_as_data_errors(status=400):
+    """The error style of the business endpoints for a body that cannot be read."""
+    return lambda message: data_errors({"__all__": [message]}, status=status)
+
+
 def _http_detail(exc):
     from flask import request
     if exc.code == 405:

@@ -10,7 +10,7 @@ from schemas.agent_session import NoFieldsSchema, PauseRequestSchema, RingingReq
 
 from ..apidoc import request_body
 from ..auth import AGENT, login_required
-from ..body import BodyError, read_body
+from ..body import read_body
 from ..errors import business_error
 from ..services import agent_presence
 from ..services.lookup import agent_id_of
@@ -35,10 +35,7 @@ def _agent_id():
 
 
 def _field(name):
-    try:
-        return read_body().get(name)
-    except BodyError:
-        raise business_error(200)
+    return read_body(lambda message: business_error(200)).get(name)
 
 
 @blp.route("/asterisk_login/", methods=["POST"])

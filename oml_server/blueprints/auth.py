@@ -9,7 +9,7 @@ from schemas.common import DetailSchema
 from .. import messages as M
 from ..apidoc import NO_AUTH, request_body
 from ..auth import csrf_token, issue_token, set_csrf_cookie, start_session
-from ..body import BodyError, read_body
+from ..body import read_body
 from ..errors import ContractError, Detail
 from ..services import agent_presence, throttle, users
 
@@ -37,10 +37,7 @@ def _required_fields(data, names):
                   "from this address, or from this address: wait `Retry-After` seconds")
 def login():
     """Obtain a token (Bearer) for the other endpoints."""
-    try:
-        data = read_body()
-    except BodyError as exc:
-        raise Detail(400, exc.message)
+    data = read_body(lambda message: Detail(400, message))
     errors = _required_fields(data, ("username", "password"))
     if errors:
         raise ContractError(400, errors)

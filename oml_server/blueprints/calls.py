@@ -7,8 +7,8 @@ from schemas.common import DetailSchema
 
 from ..apidoc import request_body
 from ..auth import AGENT, ALL_ROLES, login_required
-from ..body import BodyError, read_body
-from ..errors import business_error, data_errors
+from ..body import read_body
+from ..errors import business_error, unreadable_as_data_errors
 from ..services import calls
 
 blp = Blueprint("calls", __name__, url_prefix="/api/v1", description="Calls")
@@ -25,10 +25,7 @@ def make_call():
     `{"status": "ERROR", "message": "Hubo errores en los datos recibidos", "errors": {field: [msg]}}`
     or `{"status": "ERROR", "message": "Error al ejecutar la llamada", "errors": [reason]}`.
     """
-    try:
-        data = read_body()
-    except BodyError as exc:
-        raise data_errors({"__all__": [exc.message]}, status=200)
+    data = read_body(unreadable_as_data_errors(status=200))
     request = calls.check_make_call(g.user, data)
     return {"status": "OK", "callId": calls.place(request)}
 

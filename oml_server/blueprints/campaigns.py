@@ -8,8 +8,8 @@ from schemas.common import BusinessErrorSchema, DetailSchema
 
 from ..apidoc import request_body
 from ..auth import AGENT, ALL_ROLES, login_required
-from ..body import BodyError, read_body
-from ..errors import data_errors
+from ..body import read_body
+from ..errors import unreadable_as_data_errors
 from ..services import campaigns
 
 blp = Blueprint("campaigns", __name__, url_prefix="/api/v1", description="Campaigns")
@@ -24,10 +24,7 @@ blp = Blueprint("campaigns", __name__, url_prefix="/api/v1", description="Campai
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
 def database_metadata():
     """The columns of a campaign's contact database: what new_contact takes."""
-    try:
-        data = read_body()
-    except BodyError as exc:
-        raise data_errors({"__all__": [exc.message]})
+    data = read_body(unreadable_as_data_errors())
     return campaigns.database_metadata(g.user, data)
 
 

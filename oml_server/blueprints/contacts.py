@@ -7,8 +7,8 @@ from schemas.contacts import NewContactRequestSchema, NewContactResponseSchema
 
 from ..apidoc import request_body
 from ..auth import CONTACT_WRITERS, login_required
-from ..body import BodyError, read_body
-from ..errors import data_errors
+from ..body import read_body
+from ..errors import unreadable_as_data_errors
 from ..services import contact_api
 
 blp = Blueprint("contacts", __name__, url_prefix="/api/v1", description="Contacts")
@@ -24,8 +24,5 @@ blp = Blueprint("contacts", __name__, url_prefix="/api/v1", description="Contact
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
 def new_contact():
     """Add a contact to a campaign's contact database (200, not 201)."""
-    try:
-        data = read_body()
-    except BodyError as exc:
-        raise data_errors({"__all__": [exc.message]})
+    data = read_body(unreadable_as_data_errors())
     return contact_api.new_contact(g.user, data)

@@ -10,7 +10,7 @@ from schemas.dispositions import (DispositionErrorSchema, DispositionRequestSche
 from .. import messages as M
 from ..apidoc import request_body
 from ..auth import AGENT, login_required
-from ..body import BodyError, read_body
+from ..body import read_body
 from ..errors import business_error, forbidden
 from ..services import dispositions
 from ..services.lookup import agent_id_of
@@ -28,10 +28,7 @@ def _agent():
 
 def _body():
     """The body, or this endpoint's own 400 when it cannot be read."""
-    try:
-        return read_body()
-    except BodyError as exc:
-        raise business_error(msg=exc.message)
+    return read_body(lambda message: business_error(msg=message))
 
 
 @blp.route("/disposition/", methods=["GET"])
