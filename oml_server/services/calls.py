@@ -98,14 +98,7 @@ def _check_internal(caller, data):
     errors = {}
     number = _phone(data.get("phone"), errors)
 
-    campaign = None
-    raw = data.get("idCampaign")
-    if _empty(raw):
-        errors["idCampaign"] = [M.FIELD_REQUIRED]
-    else:
-        campaign = lookup.campaign_by_id(lookup.parse_id(raw))
-        if campaign is None:
-            errors["idCampaign"] = [M.INVALID_CHOICE]
+    campaign = _campaign(data, errors, lambda raw: lookup.campaign_by_id(lookup.parse_id(raw)))
 
     agent = None
     raw = data.get("idAgent")
@@ -138,16 +131,10 @@ def _check_external(caller, system, data):
     errors = {}
     number = _phone(data.get("phone"), errors)
 
-    campaign = None
-    raw = data.get("idCampaign")
-    if _empty(raw):
-        errors["idCampaign"] = [M.FIELD_REQUIRED]
-    else:
-        # As OMniLeads: any of the system's campaigns (contract §2.4 names "active" only for
-        # internal ids).
-        campaign = lookup.campaign_by_external_id(system, raw, active_only=False)
-        if campaign is None:
-            errors["idCampaign"] = [M.INVALID_CHOICE]
+    # As OMniLeads: any of the system's campaigns (contract §2.4 names "active" only for
+    # internal ids).
+    campaign = _campaign(data, errors,
+                         lambda raw: lookup.campaign_by_external_id(system, raw, active_only=False))
 
     agent = None
     raw = data.get("idAgent")
@@ -175,6 +162,18 @@ def _check_external(caller, system, data):
     if errors:
         raise data_errors(errors, status=200)
     return ClickToCall(campaign, agent, contact, number)
+
+
+def _campaign(data, errors, find):
+    """The campaign `idCampaign` names (found by `find`), or None with its field error."""
+    raw = data.get("idCampaign")
+    if _empty(raw):
+        errors["idCampaign"] = [M.FIELD_REQUIRED]
+        return None
+    campaign = find(raw)
+    if campaign is None:
+        errors["idCampaign"] = [M.INVALID_CHOICE]
+    return campaign
 
 
 def _own_agent_id(user):
