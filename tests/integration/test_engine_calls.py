@@ -360,6 +360,38 @@ def test_inbound_goes_to_the_idlest_available_agent(agents, world, lab, phones, 
             a.session("logout")
 
 
+def test_inbound_tries_the_next_agent_when_one_does_not_answer(agents, world, lab, phones,
+                                                               workdir):
+    eva, fay, gus, hal = (agents[n] for n in ("eva", "fay", "gus", "hal"))
+    for a in (gus, hal):  # only eva and fay take calls here
+        a.session("logout")
+    eva.register(phones["noanswer"])
+    fay.register(phones["answer"])
+    try:
+        assert eva.session("login") == {"status": "OK"}  # eva first: idle longest, rung first
+        time.sleep(0.05)
+        assert fay.session("login") == {"status": "OK"}
+        log_dir = os.path.join(workdir, "caller-retry")
+        os.makedirs(log_dir, exist_ok=True)
+        t0 = time.monotonic()
+        peer = caller(lab, world.campaigns["inbound"], log_dir)
+        wait_until(lambda: len(lab.ari.bridges()) == 1 and
+                   len(lab.ari.bridges()[0]["channels"]) == 2,
+                   AGENT_ANSWER_TIMEOUT + 6, "bridged with the second agent")
+        waited = time.monotonic() - t0
+        names = {lab.ari.channel(c)["name"].split("-")[0] for c in lab.ari.bridges()[0]["channels"]}
+        assert f"PJSIP/{fay.ext}" in names and f"PJSIP/{eva.ext}" not in names, names
+        assert waited >= AGENT_ANSWER_TIMEOUT - 0.5  # eva's phone rang its full time first
+        assert fay.hangup() == {"status": "OK"}
+        wait_until(lambda: not peer.alive(), 5, "caller got BYE")
+        assert "RESULT answered" in caller_result(peer)
+        assert_nothing_left(lab)
+    finally:
+        for a in (eva, fay):
+            a.session("logout")
+        eva.register(phones["answer"])
+
+
 # -- Asterisk restart (last: it disturbs everything) ------------------------------------------
 
 def test_asterisk_restart_mid_call(agents, world, lab, phones, server):
