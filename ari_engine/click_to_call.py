@@ -17,7 +17,8 @@ import logging
 from collections import namedtuple
 
 from . import call_store, ids, reasons
-from .ari_client import AriError, AriNotFound
+from .ari_client import AriError
+from .cleanup import destroy_bridge, hang_up
 
 log = logging.getLogger(__name__)
 
@@ -192,17 +193,6 @@ def teardown(ari, call_id, extra_channels=(), skip=()):
     channels = dict.fromkeys((ids.agent_channel(call_id), ids.contact_channel(call_id),
                               *extra_channels))
     for channel_id in channels:
-        if channel_id in skip:
-            continue
-        try:
-            ari.hangup(channel_id)
-        except AriNotFound:
-            pass
-        except AriError as exc:
-            log.warning("call %s: hangup %s: %s", call_id, channel_id, exc)
-    try:
-        ari.bridge_destroy(ids.bridge(call_id))
-    except AriNotFound:
-        pass
-    except AriError as exc:
-        log.warning("call %s: destroy bridge: %s", call_id, exc)
+        if channel_id not in skip:
+            hang_up(ari, channel_id)
+    destroy_bridge(ari, ids.bridge(call_id))

@@ -18,7 +18,8 @@ from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession, Call, campaign_agents
 
 from . import call_store, ids, reasons
-from .ari_client import AriError, AriNotFound
+from .ari_client import AriError
+from .cleanup import destroy_bridge, hang_up
 from .click_to_call import ClickToCall
 
 log = logging.getLogger(__name__)
@@ -213,22 +214,10 @@ class Inbound:
         memo["torn_down"] = True
 
     def _hangup(self, channel_id):
-        if not channel_id:
-            return
-        try:
-            self.ari.hangup(channel_id)
-        except AriNotFound:
-            pass
-        except AriError as exc:
-            log.warning("hangup %s: %s", channel_id, exc)
+        hang_up(self.ari, channel_id)
 
     def _destroy_bridge(self, call):
-        try:
-            self.ari.bridge_destroy(ids.bridge(call.id))
-        except AriNotFound:
-            pass
-        except AriError as exc:
-            log.warning("destroy bridge of %s: %s", call.id, exc)
+        destroy_bridge(self.ari, ids.bridge(call.id))
 
 
 class Outbound(ClickToCall):

@@ -8,7 +8,7 @@ with a reason; orphans are hung up and destroyed.
 import logging
 
 from . import call_store, ids, reasons
-from .ari_client import AriError, AriNotFound
+from .cleanup import destroy_bridge, hang_up
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def reconcile(ari, dispatcher=None):
         if not present:
             was_bridged = call.state == "bridged"
             call_store.finish(call.id, "ended" if was_bridged else "failed", reasons.ASTERISK_LOST)
-            _destroy_bridge(ari, call.bridge_id)
+            destroy_bridge(ari, call.bridge_id)
             ended += 1
             continue
         if dispatcher is not None:
@@ -43,33 +43,13 @@ def reconcile(ari, dispatcher=None):
     hung = destroyed = 0
     for channel_id in channels:
         if ids.is_ours(channel_id) and channel_id not in owned_channels:
-            _hangup(ari, channel_id)
+            hang_up(ari, channel_id)
             hung += 1
     for bridge_id in bridges:
         if ids.is_ours(bridge_id) and bridge_id not in owned_bridges:
-            _destroy_bridge(ari, bridge_id)
+            destroy_bridge(ari, bridge_id)
             destroyed += 1
     summary = {"calls_ended": ended, "calls_kept": kept, "channels_hung_up": hung,
                "bridges_destroyed": destroyed}
     log.info("reconciled: %s", summary)
     return summary
-
-
-def _hangup(ari, channel_id):
-    try:
-        ari.hangup(channel_id)
-    except AriNotFound:
-        pass
-    except AriError as exc:
-        log.warning("orphan channel %s: %s", channel_id, exc)
-
-
-def _destroy_bridge(ari, bridge_id):
-    if not bridge_id:
-        return
-    try:
-        ari.bridge_destroy(bridge_id)
-    except AriNotFound:
-        pass
-    except AriError as exc:
-        log.warning("orphan bridge %s: %s", bridge_id, exc)
