@@ -11,11 +11,12 @@ from flask import current_app
 from oml_server import messages as M
 from oml_server.extensions import db
 from oml_server.models import AgentProfile
+from oml_server.services import engine_status
 from oml_server.services.telephony import CallNotPlaced
 
 from . import call_store, ids, reasons
 from .ari_client import AriError, AriUnavailable
-from .click_to_call import teardown
+from .flow import teardown_legs
 from .presence import Presence
 from .sip_accounts import SipAccounts
 
@@ -36,8 +37,20 @@ class AriBackend:
         self.presence = Presence(ari)
         self.sip = SipAccounts(ari, settings)
 
+    def engine_ready(self):
+        """In the engine's process: its websocket is up. In an API-only worker: the engine's
+        heartbeat in the database is fresh and connected (else a call placed now would ring an
+        agent into an app nobody listens to)."""
+        if self.supervisor is not None:
+            return self.supervisor.connected
+        return engine_status.cached(self.node)[0] == "ok"
+
+    @property
+    def node(self):
+        return self.settings.get("ASTERISK_NODE", "local")
+
     def place_click_to_call(self, call):
-        if self.supervisor is not None and not self.supervisor.connected:
+        if not self.engine_ready():
             raise CallNotPlaced(M.TELEPHONY_UNAVAILABLE)
         # makeCall's session already holds the agent (loaded with the user at authentication,
         # not expired by the call's commit): no query then.
@@ -55,26 +68,24 @@ class AriBackend:
                                channelId=channel_id, callerId=f'"{call.number}" <{call.number}>',
                                timeout=self.settings["AGENT_ANSWER_TIMEOUT"])
         except AriError as exc:
-            if _agent_offline(exc):
-                raise CallNotPlaced(M.AGENT_OFFLINE)  # the caller ends the row with it
             log.warning("call %s: originate failed: %s", call.id, exc)
-            call_store.finish(call.id, "failed", reasons.AGENT_UNREACHABLE)
-            raise CallNotPlaced(M.TELEPHONY_UNAVAILABLE)
+            raise CallNotPlaced(originate_error(exc))  # the caller ends the row with it
         # The device state (INUSE) is mirrored after the answer, not before: makeCall answers
         # once the originate is accepted, and the mirror is two ARI/database round trips.
         self._mirror_soon(call.agent_id)
 
     def hangup_call(self, call):
         """hangupCall: the row is ended first (reason hangup_requested, not the agent_hangup the
-        legs' StasisEnd would otherwise give), then both legs and the bridge go. A call not yet
-        bridged ends as failed."""
-        legs = [c for c in (call.agent_channel_id, call.contact_channel_id) if c]
+        legs' StasisEnd would otherwise give), then every leg and bridge goes. A call not yet
+        bridged ends as failed. A leg the engine records after this (the contact being
+        originated) is hung up by the engine when it sees the call ended."""
+        legs = call_store.legs_of(call.id)
         final = "ended" if call.state == "bridged" else "failed"
         call_store.finish(call.id, final, reasons.HANGUP_REQUESTED)
         if legs:
             if self.on_teardown is not None:
                 self.on_teardown(call.id)
-            teardown(self.ari, call.id, extra_channels=legs)
+            teardown_legs(self.ari, legs)
 
     def presence_changed(self, agent_id):
         return self._mirror(agent_id)
@@ -103,16 +114,24 @@ class AriBackend:
 
     def status(self):
         if self.supervisor is None:
-            try:
-                self.ari.asterisk_info(only="status")
-                return "ok"
-            except AriError:
-                return "down"
+            return engine_status.cached(self.node)[0]
         return "ok" if self.supervisor.connected else "connecting"
 
+    def problems(self):
+        """What the engine's connect-time check found missing in Asterisk."""
+        return engine_status.cached(self.node)[1]
 
-def _agent_offline(exc):
-    """A failed originate of the agent's leg means the phone is not registered: 500
-    "Allocation failed" (no contact), 404 (no such endpoint) or another refusal of the
-    endpoint; not when Asterisk itself is away or refusing us."""
-    return not isinstance(exc, AriUnavailable) and exc.status not in _TELEPHONY_STATUSES
+
+def originate_error(exc):
+    """What a failed originate of the agent's leg means, for the agent: 500 "Allocation
+    failed" is a phone with no registration; 404 an extension Asterisk does not know; Asterisk
+    away or refusing us is "telephony unavailable"; anything else is shown as Asterisk said."""
+    if isinstance(exc, AriUnavailable) or exc.status in _TELEPHONY_STATUSES:
+        return M.TELEPHONY_UNAVAILABLE
+    if exc.status == 500 and "allocation failed" in str(exc).lower():
+        return M.AGENT_OFFLINE
+    if exc.status == 404:
+        return M.AGENT_EXTENSION_UNKNOWN
+    if exc.status >= 500:
+        return M.TELEPHONY_UNAVAILABLE
+    return M.asterisk_refused(getattr(exc, "message", None) or str(exc))

@@ -1,5 +1,7 @@
 """The engine's view of the call state: the one implementation lives in
 `oml_server.services.call_state`, shared with the REST layer."""
-from oml_server.services.call_state import (ORDER, advance, fate, finish, get,  # noqa: F401
-                                            live_calls,
-                                            mark_on_call, now, ring_agent, set_fields)
+from oml_server.services.call_state import (ORDER, add_legs, advance, end_read,  # noqa: F401
+                                            call_of_leg, claim_agent, create, fate, finish, get,
+                                            leg_gone, legs_of, legs_to_clear, live_calls,
+                                            mark_on_call, node, now, release_agent, ring_agent,
+                                            row, set_fields)

@@ -1,26 +1,36 @@
-"""Routes ARI events to their call, one worker greenlet per live call.
+"""Routes ARI events to their call: one worker greenlet per call, one path for every event.
 
-Events are matched by channel id (ours carry the call id; a dialplan caller's channel is
-mapped when its call starts), never by scanning all calls, so the cost per event stays O(1).
-A call's events are handled in order by its own worker; different calls run concurrently.
-A handler that raises is logged and the loop goes on.
+The websocket reader calls `dispatch`, which touches memory only and never waits: it finds
+the event's call from the channel or bridge id (ours carry the call id; Asterisk-named ones
+were mapped when the call adopted them), queues the event on that call's worker and returns.
+Everything that needs the database or ARI runs in a worker:
+
+* a call's events are handled in order by its own worker (`flow.handle(ctx, event)`);
+* a dialplan hand-off (`StasisStart` with a kind a flow starts) gets a fresh call id here and
+  its flow's `start` runs first in that call's worker;
+* an event for a channel memory does not know (the worker idled out, the engine restarted) is
+  looked up in `call_legs` by a short-lived greenlet, its events held in order meanwhile;
+* endpoint state changes go to one presence worker, in order.
+
+A worker ends after `idle_seconds` without events (a quiet bridged call sends none) and its
+memory goes with it; the next event rebuilds it from the rows, so a worker's lifetime never
+loses a call. A handler that raises is logged and the loop goes on.
 """
 import logging
+import uuid
 
 import gevent
 from gevent.queue import Empty, Queue
 
-from oml_server.models import FINAL_CALL_STATES
-
 from . import call_store, ids
+from .flow import CallContext
 
 log = logging.getLogger(__name__)
 
 LINGER_SECONDS = 3.0  # a finished call's worker waits this long for trailing events
+UNKNOWN_CACHE = 20000  # channel ids known to belong to no call (endpoint channels outside Stasis)
 
-# Event types no flow reads (click_to_call lists its events; handoff and presence act on
-# StasisStart/End, Dial, ChannelEnteredBridge, ChannelHangupRequest, ChannelDestroyed and
-# EndpointStateChange only). The event stream drops them before parsing: of the ~50 events
+# Event types no flow reads. The event stream drops them before parsing: of the ~50 events
 # Asterisk sends per click-to-call, 33 are these (23 ChannelVarset alone).
 IGNORED_EVENTS = frozenset({
     "ChannelVarset", "ChannelDialplan", "ChannelCallerId", "ChannelConnectedLine",
@@ -29,74 +39,113 @@ IGNORED_EVENTS = frozenset({
     "BridgeBlindTransfer", "BridgeMerged", "BridgeVideoSourceChanged", "ChannelTalkingStarted",
     "ChannelTalkingFinished", "ChannelDtmfReceived", "ChannelHold", "ChannelUnhold",
     "DeviceStateChanged", "RecordingStarted", "RecordingFinished", "RecordingFailed",
+    "ChannelCreated",
 })
+# Events worth a database look-up when memory does not know their channel.
+RESOLVED_EVENTS = frozenset({"StasisStart", "StasisEnd", "ChannelHangupRequest",
+                             "ChannelDestroyed", "ChannelEnteredBridge", "Dial"})
+_RESOURCE_KEYS = ("channel", "peer", "caller", "bridge")
 
 
 class Dispatcher:
-    def __init__(self, app, flows, presence, starters):
-        """`flows`: call kind -> flow object with handle(call, event, memo).
-        `starters`: Stasis argument kind ("inbound", "outbound") -> callable(event) -> call id
-        for calls the dialplan hands to the app."""
+    def __init__(self, app, flows, presence, idle_seconds=600):
+        """`flows`: call kind -> flow. A flow with `starts` (a Stasis argument kind such as
+        "inbound") and `start(ctx, event)` also begins calls the dialplan hands over."""
         self.app = app
         self.flows = flows
+        self.starters = {f.starts: f for f in flows.values() if getattr(f, "starts", None)}
         self.presence = presence
-        self.starters = starters
-        self.workers = {}   # call id -> Queue
-        self.memos = {}     # call id -> scratch dict of the call's flow
-        self.foreign = {}   # Asterisk-chosen channel id -> call id
+        self.idle_seconds = idle_seconds
+        self.workers = {}     # call id -> Queue
+        self.contexts = {}    # call id -> CallContext
+        self.known = {}       # Asterisk-named channel id -> call id
+        self.unknown = {}     # channel ids the database knows no call of (bounded)
+        self.resolving = {}   # channel id -> events held while its call is looked up
+        self._presence = Queue()
+        self._presence_worker = gevent.spawn(self._presence_loop)
 
-    # -- routing ----------------------------------------------------------------------------
+    # -- routing (the websocket reader: memory only) -----------------------------------------
 
     def dispatch(self, event):
-        kind = event.get("type")
         try:
-            if kind == "EndpointStateChange":
-                with self.app.app_context():
-                    self.presence.endpoint_changed(event)
-                return
-            call_id = self.call_id_for(event)
-            if call_id is None and kind == "StasisStart":
-                call_id = self.start_foreign_call(event)
-            if call_id is not None:
-                self.enqueue(call_id, event)
+            self._route(event)
         except Exception:
-            log.exception("event %s could not be dispatched", kind)
+            log.exception("event %s could not be dispatched", event.get("type"))
 
-    def call_id_for(self, event):
-        for key in ("channel", "peer", "caller", "bridge"):
-            resource = event.get(key)
-            if not resource:
+    def _route(self, event):
+        kind = event.get("type")
+        if kind == "EndpointStateChange":
+            self._presence.put(event)
+            return
+        unresolved = None
+        for key in _RESOURCE_KEYS:
+            resource_id = (event.get(key) or {}).get("id")
+            if not resource_id:
                 continue
-            resource_id = resource.get("id")
-            call_id = ids.call_id_of(resource_id) or self.foreign.get(resource_id)
+            call_id = ids.call_id_of(resource_id) or self.known.get(resource_id)
             if call_id:
-                return call_id
-        return None
+                ctx = self.contexts.get(call_id)
+                if kind == "StasisStart" and ctx is not None and ctx.final and self._start(event):
+                    return  # a caller the dialplan sends back into the app: a new call
+                self.enqueue(call_id, event)
+                return
+            if unresolved is None and key != "bridge":
+                unresolved = resource_id
+        if kind == "StasisStart" and self._start(event):
+            return
+        if unresolved and kind in RESOLVED_EVENTS and unresolved not in self.unknown:
+            self._resolve(unresolved, event)
 
-    def start_foreign_call(self, event):
+    def _start(self, event):
         args = event.get("args") or []
-        starter = self.starters.get(args[0] if args else None)
-        if starter is None:
-            return None
-        with self.app.app_context():
-            call_id = starter(event)
-        if call_id:
-            self.foreign[event["channel"]["id"]] = call_id
-        return call_id
+        flow = self.starters.get(args[0] if args else None)
+        if flow is None:
+            return False
+        call_id = uuid.uuid4().hex
+        self.known[event["channel"]["id"]] = call_id
+        self.enqueue(call_id, dict(event, oml_start=flow.kind))
+        return True
+
+    def _resolve(self, channel_id, event):
+        held = self.resolving.get(channel_id)
+        if held is not None:
+            held.append(event)
+            return
+        self.resolving[channel_id] = [event]
+        gevent.spawn(self._look_up, channel_id)
+
+    def _look_up(self, channel_id):
+        call_id = None
+        try:
+            with self.app.app_context():
+                call_id = call_store.call_of_leg(channel_id)
+        except Exception:
+            log.exception("cannot look up the call of channel %s", channel_id)
+        # No yield from here on: events that arrive meanwhile are either held (and forwarded
+        # now, in order) or routed by the mapping set here.
+        held = self.resolving.pop(channel_id, [])
+        if call_id is None:
+            if len(self.unknown) >= UNKNOWN_CACHE:
+                self.unknown.clear()
+            self.unknown[channel_id] = True
+            return
+        self.known[channel_id] = call_id
+        for event in held:
+            self.enqueue(call_id, event)
 
     def adopt(self, channel_id, call_id):
-        """Route a channel Asterisk named to `call_id` (a caller's, or one restored at reconcile)."""
-        self.foreign[channel_id] = call_id
+        """Route an Asterisk-named channel's events to `call_id` from now on."""
+        self.known[channel_id] = call_id
+        self.unknown.pop(channel_id, None)
 
     def torn_down_elsewhere(self, call_id):
-        """The REST side (hangupCall, same process) is hanging up the call's legs and bridge:
-        its workers need not do it again when the legs' events arrive (each leg's hang-up and
-        the bridge's destruction would only answer 404)."""
-        memo = self.memos.get(call_id)
-        if memo is not None:
-            memo["torn_down"] = True
+        """The REST side (hangupCall, same process) ended the call and is hanging up its legs
+        and bridges: its worker need not do it again when the legs' events arrive."""
+        ctx = self.contexts.get(call_id)
+        if ctx is not None:
+            ctx.torn_down = True
 
-    # -- workers ----------------------------------------------------------------------------
+    # -- workers -----------------------------------------------------------------------------
 
     def enqueue(self, call_id, event):
         queue = self.workers.get(call_id)
@@ -106,59 +155,64 @@ class Dispatcher:
         queue.put(event)
 
     def _work(self, call_id, queue):
-        memo = self.memos.setdefault(call_id, {})
+        ctx = self.contexts[call_id] = CallContext(call_id)
         try:
             while True:
                 try:
-                    event = queue.get(timeout=LINGER_SECONDS if memo.get("final") else 600)
+                    event = queue.get(timeout=LINGER_SECONDS if ctx.final else self.idle_seconds)
                 except Empty:
                     return
-                self._handle(call_id, event, memo)
+                self._handle(ctx, event)
         finally:
             self.workers.pop(call_id, None)
-            self.memos.pop(call_id, None)
-            for channel_id in [c for c, owner in self.foreign.items() if owner == call_id]:
-                del self.foreign[channel_id]
+            self.contexts.pop(call_id, None)
+            for channel_id in [c for c, owner in self.known.items() if owner == call_id]:
+                del self.known[channel_id]
 
-    def _when_final(self, call, memo):
-        """`call`: the Call, or its (state, agent_id) row from call_store.fate."""
-        if call is not None and call.state in FINAL_CALL_STATES and not memo.get("final"):
-            memo["final"] = True
-            if call.agent_id is not None:  # the agent is free again: tell Asterisk
-                self.presence.mirror(call.agent_id)
-
-    def _handle(self, call_id, event, memo):
-        flow = self.flows.get(memo.get("kind"))
-        wanted = getattr(flow, "events", None)
-        if wanted is not None and event.get("type") not in wanted:
-            return  # a flow that lists its events ignores the rest: no database round trip
-        if memo.get("final") and memo.get("torn_down"):
-            return  # a final call stays final: its trailing events need no row either
-        light = getattr(flow, "handle_without_call", None)
-        if light is not None:
-            try:
-                if light(call_id, event, memo):
-                    return
-            except Exception:
-                log.exception("call %s: handler failed on %s", call_id, event.get("type"))
-                return
+    def _handle(self, ctx, event):
+        if ctx.final and ctx.torn_down:
+            return  # a finished call's trailing events change nothing
         with self.app.app_context():
             try:
-                by_id = getattr(flow, "handle_by_id", None)
-                if by_id is not None and by_id(call_id, event, memo):
-                    if memo.get("torn_down") and not memo.get("final"):
-                        self._when_final(call_store.fate(call_id), memo)  # it failed
+                ctx.begin_event()
+                flow = self._flow(ctx, event)
+                if flow is None:
                     return
-                call = call_store.get(call_id)
-                if call is None:
+                if event.get("oml_start"):
+                    if not flow.start(ctx, event):
+                        ctx.final = ctx.torn_down = True
                     return
-                if call.is_final and memo.get("torn_down"):
-                    self._when_final(call, memo)
-                    return
-                memo["kind"] = call.kind
-                self.flows[call.kind].handle(call, event, memo)
-                self._when_final(call_store.fate(call_id), memo)
+                if event["type"] in flow.events:
+                    flow.handle(ctx, event)
             except Exception:
-                log.exception("call %s: handler failed on %s", call_id, event.get("type"))
+                log.exception("call %s: handler failed on %s", ctx.call_id, event.get("type"))
                 from oml_server.extensions import db
                 db.session.rollback()
+
+    def _flow(self, ctx, event):
+        if ctx.kind is None:
+            ctx.kind = event.get("oml_start")
+        if ctx.kind is None:
+            args = event.get("args") or []
+            if args and args[0] in self.flows:  # our originates name the flow in appArgs
+                ctx.kind = args[0]
+            elif ctx.row is not None:
+                ctx.kind = ctx.row.kind
+        return self.flows.get(ctx.kind)
+
+    # -- presence ----------------------------------------------------------------------------
+
+    def _presence_loop(self):
+        while True:
+            event = self._presence.get()
+            try:
+                with self.app.app_context():
+                    self.presence.endpoint_changed(event)
+            except Exception:
+                log.exception("endpoint state change not applied")
+                from oml_server.extensions import db
+                with self.app.app_context():
+                    db.session.rollback()
+
+    def stop(self):
+        self._presence_worker.kill(block=False)

@@ -26,6 +26,20 @@ def call_id_of(resource_id):
     return rest.split("-", 1)[0] or None
 
 
+def role_of(resource_id):
+    """The role our own channel id names (`agent`, `contact`…; an attempt suffix such as
+    `-agent-3fa2` dropped), or None for a bridge or anything not ours."""
+    if not is_ours(resource_id):
+        return None
+    rest = resource_id[len(PREFIX):].partition("-")[2]
+    return rest.partition("-")[0].rstrip("0123456789") or None
+
+
+def attempt_channel(call_id, role, attempt):
+    """A channel id for one of several tries of the same role (an inbound call's agents)."""
+    return f"{PREFIX}{call_id}-{role}-{attempt}"
+
+
 def is_ours(resource_id):
     return call_id_of(resource_id) is not None
 

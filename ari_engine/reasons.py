@@ -18,6 +18,9 @@ CALLER_HANGUP = "caller_hangup"
 NO_AGENT_AVAILABLE = "no_agent_available"
 ASTERISK_LOST = "asterisk_lost"
 HANGUP_REQUESTED = "hangup_requested"
+INVALID_NUMBER = "invalid_number"      # an agent dialled something makeCall would refuse
+AGENT_BUSY = "agent_busy"              # an agent already on a call dialled again
+SETUP_LOST = "setup_lost"              # never reached Asterisk (e.g. a failure before originate)
 
 BUSY_CAUSES = {17}
 REJECT_CAUSES = {21}

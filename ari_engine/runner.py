@@ -1,21 +1,22 @@
-"""The engine: wires the ARI client, the flows, the dispatcher and the supervisor, and installs
-the telephony backend the REST layer uses. Runs inside `oml-server run` (greenlets beside the
-WSGI server) or alone as `oml-server engine`. One engine per Asterisk and app name."""
+"""The engine: wires the ARI client, the flows, the dispatcher, the supervisor and the sweep,
+and installs the telephony backend the REST layer uses. Runs inside `oml-server run`
+(greenlets beside the WSGI server) or alone as `oml-server engine`. One engine per Asterisk
+node and app name."""
 import logging
 
 import gevent
 
-from oml_server.services import telephony
+from oml_server.services import engine_status, telephony
 
-from . import ari_client, reconcile
+from . import ari_client, asterisk_check, sweep
 from .backend import AriBackend
 from .click_to_call import ClickToCall
 from .dispatcher import Dispatcher
+from .inbound import Inbound
+from .outbound import Outbound
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
-
-SWEEP_SECONDS = 30
 
 
 def make_client(config):
@@ -24,7 +25,8 @@ def make_client(config):
 
 
 def install_backend(app):
-    """API-only processes: REST calls to ARI, no event websocket."""
+    """API-only processes: REST calls to ARI, no event websocket; the engine's heartbeat in
+    the database says whether a call placed now will run."""
     backend = AriBackend(make_client(app.config), app.config)
     telephony.set_backend(backend)
     return backend
@@ -33,25 +35,20 @@ def install_backend(app):
 class Engine:
     def __init__(self, app):
         self.app = app
-        config = app.config
+        self.settings = config = app.config
+        self.node = config.get("ASTERISK_NODE", "local")
         self.ari = make_client(config)
-        self.flows = {"click_to_call": ClickToCall(self.ari, config)}
-        self.starters = {}
-        self._extend_flows(config)
         self.supervisor = Supervisor(config, self._dispatch, self._connected, self._disconnected)
         self.backend = AriBackend(self.ari, config, self.supervisor)
-        self.dispatcher = Dispatcher(app, self.flows, self.backend.presence, self.starters)
+        self.presence = self.backend.presence
+        self.flows = {flow.kind: flow for flow in
+                      (ClickToCall(self), Inbound(self), Outbound(self))}
+        self.dispatcher = Dispatcher(app, self.flows, self.presence,
+                                     idle_seconds=config.get("ENGINE_IDLE_SECONDS", 600))
         self.backend.on_teardown = self.dispatcher.torn_down_elsewhere
         self.startup_time = None
-        self._sweeper = None
-
-    def _extend_flows(self, config):
-        """Dialplan handoff flows (inbound to a campaign, outbound from an agent's phone)."""
-        try:
-            from .handoff import register
-        except ImportError:
-            return
-        register(self, config)
+        self.problems = None
+        self._loops = []
 
     def _dispatch(self, event):
         self.dispatcher.dispatch(event)
@@ -62,41 +59,73 @@ class Engine:
             startup = (info.get("status") or {}).get("startup_time")
             restarted = startup != self.startup_time
             self.startup_time = startup
+            problems = asterisk_check.check(self.ari, self.settings)
+            if problems != self.problems:  # said once, not at every reconnect
+                for problem in problems:
+                    log.error("Asterisk lacks what the engine needs: %s", problem)
+                self.problems = problems
             if restarted:
                 pushed, removed = self.backend.sip.push_all()
                 log.info("Asterisk started at %s: %d SIP accounts pushed, %d removed",
                          startup, pushed, removed)
             self.ari.subscribe("endpoint:PJSIP")
-            reconcile.reconcile(self.ari, self.dispatcher)
+            sweep.sweep(self.ari, self.dispatcher, self.settings, asterisk_started=startup)
             self.backend.presence.refresh_all(force=restarted)
+            engine_status.beat(self.node, True, startup=startup, problems=problems)
 
     def _disconnected(self):
         log.warning("ARI disconnected: makeCall answers 'telephony unavailable' until it is back")
+        self._beat()
 
-    def _sweep(self):
-        """Rotate expired SIP credentials and retry device-state mirrors, every few seconds."""
+    def _beat(self):
+        with self.app.app_context():
+            try:
+                engine_status.beat(self.node, self.supervisor.connected)
+            except Exception:
+                log.warning("heartbeat not written", exc_info=True)
+
+    def _heartbeat_loop(self):
         while True:
-            gevent.sleep(SWEEP_SECONDS)
+            gevent.sleep(self.settings.get("ENGINE_HEARTBEAT_SECONDS", 5))
+            self._beat()
+
+    def _sweep_loop(self):
+        """Rows against Asterisk, expired SIP credentials, device-state mirrors."""
+        while True:
+            gevent.sleep(self.settings.get("ENGINE_SWEEP_SECONDS", 30))
             if not self.supervisor.connected:
                 continue
             with self.app.app_context():
                 try:
+                    sweep.sweep(self.ari, self.dispatcher, self.settings,
+                                asterisk_started=self.startup_time)
                     self.backend.sip.rotate_expired()
                     self.backend.presence.refresh_all()
                 except Exception:
                     log.exception("periodic sweep failed")
+                    from oml_server.extensions import db
+                    db.session.rollback()
 
     def start(self):
         telephony.set_backend(self.backend)
         self.supervisor.start()
-        self._sweeper = gevent.spawn(self._sweep)
+        self._loops = [gevent.spawn(self._sweep_loop), gevent.spawn(self._heartbeat_loop)]
         return self
 
     def stop(self):
         self.supervisor.stop()
-        if self._sweeper is not None:
-            self._sweeper.kill(block=False)
+        for loop in self._loops:
+            loop.kill(block=False)
+        self.dispatcher.stop()
+        self._beat_stopped()
         telephony.set_backend(None)
+
+    def _beat_stopped(self):
+        with self.app.app_context():
+            try:
+                engine_status.beat(self.node, False)
+            except Exception:
+                log.debug("final heartbeat not written", exc_info=True)
 
 
 def start_engine(app):

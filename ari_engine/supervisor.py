@@ -6,6 +6,7 @@ with a short capped backoff when Asterisk goes away, and after every (re)connect
 endpoints, reconcile calls, refresh presence. Events are dispatched one by one; a failing
 handler never stops the loop.
 """
+import json
 import logging
 
 import gevent
@@ -57,7 +58,10 @@ class Supervisor:
                 log.info("connected to ARI (connection %d)", self.connections)
                 backoff = BACKOFF_START
                 self._run_hook(self.on_connected)
+                record = self._recorder()
                 for event in stream:
+                    if record is not None:
+                        record(event)
                     self.dispatch(event)
             except AriUnavailable as exc:
                 if self.connected:
@@ -73,6 +77,18 @@ class Supervisor:
             if not self._stopped:
                 gevent.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _recorder(self):
+        """ARI_EVENT_LOG=<file>: every event the app receives, one JSON object a line (for
+        post-mortems, and how tests/recordings/ were made)."""
+        path = self.settings.get("ARI_EVENT_LOG")
+        if not path:
+            return None
+        out = open(path, "a", buffering=1)
+
+        def record(event):
+            out.write(json.dumps(event) + "\n")
+        return record
 
     def _run_hook(self, hook):
         if hook is None:

@@ -85,6 +85,16 @@ def load(env=None, instance_path=None):
     cfg["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(env, cfg["SQLALCHEMY_DATABASE_URI"])
     # Connections to ARI (one per concurrent request to Asterisk; more wait their turn).
     cfg["ARI_POOL_SIZE"] = _int(env, "ARI_POOL_SIZE", 50)
+    # The engine (ari_engine/runner.py): the Asterisk node it drives (kept on every call and
+    # leg), how often it sweeps rows against Asterisk and beats its heartbeat, how long a quiet
+    # call's worker waits before leaving the call to its rows, and how young a leg the sweep
+    # leaves alone (its originate may still be on its way).
+    cfg["ASTERISK_NODE"] = env.get("ASTERISK_NODE", "local")
+    cfg["ENGINE_SWEEP_SECONDS"] = float(env.get("ENGINE_SWEEP_SECONDS") or 30)
+    cfg["ENGINE_HEARTBEAT_SECONDS"] = float(env.get("ENGINE_HEARTBEAT_SECONDS") or 5)
+    cfg["ENGINE_IDLE_SECONDS"] = float(env.get("ENGINE_IDLE_SECONDS") or 600)
+    cfg["ARI_EVENT_LOG"] = env.get("ARI_EVENT_LOG", "")
+    cfg["SWEEP_GRACE_SECONDS"] = float(env.get("SWEEP_GRACE_SECONDS") or 5)
     return cfg
 
 

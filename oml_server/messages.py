@@ -59,5 +59,12 @@ AGENT_OFFLINE = _("The agent's phone is not registered.")
 AGENT_BUSY = _("The agent is already on a call.")
 TELEPHONY_UNAVAILABLE = _("The telephony server is not reachable.")
 TELEPHONY_NOT_CONFIGURED = _("Calls are not enabled on this server.")
+AGENT_EXTENSION_UNKNOWN = _("The agent's extension does not exist in the telephony server.")
+
 TOO_MANY_LOGINS = _("Too many failed login attempts; try again in %(seconds)s seconds.")
 TOO_MANY_CALLS = _("Too many calls requested for this agent; try again shortly.")
+
+
+def asterisk_refused(error):
+    """Asterisk's own words, inside the localised sentence (rendered lazily, like the rest)."""
+    return _("The telephony server refused the call: %(error)s", error=error)

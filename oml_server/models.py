@@ -7,7 +7,7 @@ campaign forbids duplicates (`contacts.unique_phone`).
 """
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer,
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer,
                         String, Table, Text, UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -243,6 +243,8 @@ class Call(db.Model):
     agent_channel_id: Mapped[str | None] = mapped_column(String(64))
     contact_channel_id: Mapped[str | None] = mapped_column(String(64))
     bridge_id: Mapped[str | None] = mapped_column(String(64))
+    # The Asterisk node (engine) that runs the call: commands and sweeps go to it.
+    node: Mapped[str] = mapped_column(String(64), default="local", server_default="local")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     agent_answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     bridged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -251,6 +253,54 @@ class Call(db.Model):
     @property
     def is_final(self):
         return self.state in FINAL_CALL_STATES
+
+
+LEG_ROLES = ("agent", "contact", "caller", "transfer_target", "consult", "third_party", "snoop",
+             "supervisor", "main")
+
+
+class CallLeg(db.Model):
+    """One Asterisk channel or bridge of a call, ours or adopted (an inbound caller, an agent's
+    own phone). Events find their call through these rows when the engine's memory does not
+    know them (a worker that ended, a restart), and the sweep compares them with Asterisk.
+    `state` is live until the channel is gone (or handed back to the dialplan: released)."""
+    __tablename__ = "call_legs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    resource: Mapped[str] = mapped_column(String(8), default="channel")   # channel | bridge
+    asterisk_id: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(24))
+    node: Mapped[str] = mapped_column(String(64), default="local")
+    state: Mapped[str] = mapped_column(String(8), default="live")        # live | gone | released
+    hangup_cause: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (UniqueConstraint("node", "resource", "asterisk_id"),)
+
+
+class Event(db.Model):
+    """The outbox: one row per thing that happened (a call state change, an agent status…),
+    written in the same transaction as the change. Ids only grow: consumers resume after the
+    last id they saw."""
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(48))
+    call_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    agent_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    campaign_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EngineNode(db.Model):
+    """An engine's heartbeat: API-only workers read it to know whether calls can be placed."""
+    __tablename__ = "engine_nodes"
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    asterisk_startup: Mapped[str | None] = mapped_column(String(64))
+    # What the connect-time check found missing in Asterisk (modules, contexts): [text, …]
+    problems: Mapped[list] = mapped_column(JSON, default=list)
 
 
 class ThrottleEvent(db.Model):

@@ -6,4 +6,8 @@ class HealthSchema(Schema):
     status = fields.String(required=True, metadata={"enum": ["ok", "degraded"]})
     database = fields.String(required=True, metadata={"enum": ["ok", "error"]})
     ari = fields.String(required=True, metadata={
-        "description": "the telephony engine: ok, connecting, down, disabled (or error)"})
+        "description": "the telephony engine: ok, connecting (engine process, websocket "
+                       "down), disconnected / no_engine (API-only worker, from the engine's "
+                       "heartbeat), disabled (or error)"})
+    ari_problems = fields.List(fields.String(), metadata={
+        "description": "what the engine found missing in Asterisk when it connected"})

@@ -34,5 +34,6 @@ def health():
             pass
     ari = telephony.status()
     healthy = database == "ok" and ari in ("ok", "disabled")
-    body = {"status": "ok" if healthy else "degraded", "database": database, "ari": ari}
+    body = {"status": "ok" if healthy else "degraded", "database": database, "ari": ari,
+            "ari_problems": telephony.problems()}
     return body, (200 if database == "ok" else 503)

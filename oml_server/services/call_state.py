@@ -1,29 +1,51 @@
-"""Writes to the `calls` table and the agents' on-call state, shared by the REST layer and
-the ARI engine.
+"""Writes to the `calls` and `call_legs` tables and the agents' on-call state, shared by the
+REST layer and the ARI engine.
 
 States only move forward (requested → agent_ringing → agent_answered → contact_ringing →
 bridged → ended/failed): events can arrive late or twice, and the REST process and the engine
 both write, so every transition is a conditional UPDATE that never moves a call backwards or
-out of a final state. Each transition is its own short transaction.
+out of a final state. The one way back is explicit and conditional: an inbound call whose rung
+agent did not answer returns from agent_ringing to requested (`release_agent`).
+
+Each transition is one short transaction that also writes the legs it creates and its event
+in the outbox (`outbox.record`), so the record of what happened can never disagree with the
+rows.
 """
+import logging
 from datetime import datetime, timezone
 
+from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from oml_server.extensions import db
-from oml_server.models import FINAL_CALL_STATES, AgentSession, Call
+from oml_server.models import FINAL_CALL_STATES, AgentSession, Call, CallLeg
+
+from . import outbox
+
+log = logging.getLogger("oml.calls")
 
 ORDER = ("requested", "agent_ringing", "agent_answered", "contact_ringing", "bridged")
+EVENT_OF_STATE = {"requested": "call.requested", "agent_ringing": "call.agent_ringing",
+                  "agent_answered": "call.answered", "contact_ringing": "call.contact_ringing",
+                  "bridged": "call.bridged", "ended": "call.ended", "failed": "call.failed"}
 # Every write below is a Core statement on the table, not on the mapped class: the ORM's bulk
 # UPDATE path (compile state, session synchronisation) cost more CPU than the statement itself
 # on the engine's per-event path. Each is committed at once, which expires the session's
 # objects anyway, so nothing in the session needs updating.
 _calls = Call.__table__
+_legs = CallLeg.__table__
 _sessions = AgentSession.__table__
+_RETURNED = (_calls.c.agent_id, _calls.c.campaign_id, _calls.c.kind, _calls.c.number)
 
 
 def now():
     return datetime.now(timezone.utc)
+
+
+def node():
+    """The Asterisk node this process's engine drives (ASTERISK_NODE)."""
+    return current_app.config.get("ASTERISK_NODE", "local")
 
 
 def get(call_id):
@@ -31,48 +53,165 @@ def get(call_id):
 
 
 def fate(call_id):
-    """(state, agent_id) of a call, or None: one Core SELECT, no ORM object (the engine asks
-    after each event whether the call just ended)."""
+    """(state, agent_id) of a call, or None: one Core SELECT, no ORM object."""
     return db.session.execute(select(_calls.c.state, _calls.c.agent_id)
                               .where(_calls.c.id == call_id)).first()
 
 
+def row(call_id):
+    """The call's columns as a Core row (lighter than an ORM object), or None."""
+    return db.session.execute(select(_calls).where(_calls.c.id == call_id)).first()
+
+
 def end_read():
     """End the session's read transaction before writing (or before a slow wait), on SQLite
-    only. There (WAL) a read
-    transaction that later writes fails at once with "database is locked" (SQLITE_BUSY_SNAPSHOT,
-    no busy wait) if another greenlet committed meanwhile, e.g. while this one waited on ARI.
-    PostgreSQL has no such failure (READ COMMITTED: each statement sees the latest commits), and
-    there the extra COMMIT was a round trip plus a pool check-in/out per write."""
+    only. There (WAL) a read transaction that later writes fails at once with "database is
+    locked" (SQLITE_BUSY_SNAPSHOT, no busy wait) if another greenlet committed meanwhile, e.g.
+    while this one waited on ARI. PostgreSQL has no such failure (READ COMMITTED: each
+    statement sees the latest commits), and there the extra COMMIT was a round trip plus a
+    pool check-in/out per write."""
     if db.session.get_bind().dialect.name == "sqlite":
         db.session.commit()
 
 
-def _advance(call_id, state, fields):
-    earlier = ORDER[:ORDER.index(state)]
-    result = db.session.execute(
-        update(_calls).where(_calls.c.id == call_id, _calls.c.state.in_(earlier))
-        .values(state=state, **fields))
-    return result.rowcount == 1
+# -- legs -------------------------------------------------------------------------------------
+
+def _insert_ignoring_duplicates(table, rows):
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    db.session.execute(insert(table).values(rows).on_conflict_do_nothing())
 
 
-def advance(call_id, state, **fields):
-    """Move a live call forward to `state`; False when it is already there, past it, or final."""
+def _add_legs(call_id, legs):
+    """`legs`: (asterisk id, role) for channels, or (asterisk id, role, "bridge")."""
+    if not legs:
+        return
+    here, moment = node(), now()
+    _insert_ignoring_duplicates(_legs, [
+        {"call_id": call_id, "asterisk_id": leg[0], "role": leg[1],
+         "resource": leg[2] if len(leg) > 2 else "channel", "node": here, "state": "live",
+         "created_at": moment} for leg in legs])
+
+
+def add_legs(call_id, *legs):
+    """Record channels or bridges the engine created or adopted for a call (own transaction)."""
     end_read()
-    moved = _advance(call_id, state, fields)
+    _add_legs(call_id, legs)
     db.session.commit()
+
+
+def _mark_leg(asterisk_id, state, cause=None, resource="channel"):
+    db.session.execute(update(_legs).where(
+        _legs.c.node == node(), _legs.c.resource == resource, _legs.c.asterisk_id == asterisk_id,
+        _legs.c.state == "live").values(state=state, hangup_cause=cause, ended_at=now()))
+
+
+def leg_gone(asterisk_id, cause=None, state="gone", resource="channel"):
+    """The channel (or bridge) left Asterisk, or was handed back to the dialplan (`released`)."""
+    end_read()
+    _mark_leg(asterisk_id, state, cause, resource)
+    db.session.commit()
+
+
+def legs_to_clear(call_id):
+    """Every channel and bridge a call ever had but those handed back to the dialplan: what to
+    hang up when an event finds the call already ended (404s are cheap; a leftover is not)."""
+    return [tuple(r) for r in db.session.execute(
+        select(_legs.c.asterisk_id, _legs.c.role, _legs.c.resource).where(
+            _legs.c.call_id == call_id, _legs.c.state != "released").order_by(_legs.c.id)).all()]
+
+
+def legs_of(call_id, live_only=True):
+    """[(asterisk id, role, resource)] of a call, oldest first."""
+    query = select(_legs.c.asterisk_id, _legs.c.role, _legs.c.resource).where(
+        _legs.c.call_id == call_id).order_by(_legs.c.id)
+    if live_only:
+        query = query.where(_legs.c.state == "live")
+    return [tuple(r) for r in db.session.execute(query).all()]
+
+
+def call_of_leg(asterisk_id, resource="channel"):
+    """The call a channel (or bridge) of this node belongs to, or None."""
+    return db.session.scalar(select(_legs.c.call_id).where(
+        _legs.c.node == node(), _legs.c.resource == resource, _legs.c.asterisk_id == asterisk_id))
+
+
+# -- transitions ------------------------------------------------------------------------------
+
+def create(call_id, kind, legs=(), **fields):
+    """A new call row with its first legs and its event, in one transaction. Raises
+    IntegrityError (rolled back) when the agent already has a live call."""
+    end_read()
+    fields.setdefault("state", "requested")
+    fields.setdefault("number", "")
+    try:
+        db.session.execute(_calls.insert().values(
+            id=call_id, kind=kind, node=node(), created_at=now(), **fields))
+        _add_legs(call_id, legs)
+        outbox.record(EVENT_OF_STATE[fields["state"]], call_id=call_id,
+                      agent_id=fields.get("agent_id"), campaign_id=fields.get("campaign_id"),
+                      state=fields["state"], kind=kind, number=fields["number"],
+                      reason=fields.get("reason"))
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise
+    _logged(call_id, fields["state"], kind=kind, reason=fields.get("reason"))
+
+
+def _record(call_id, state, returned, **data):
+    outbox.record(EVENT_OF_STATE[state], call_id=call_id, agent_id=returned.agent_id,
+                  campaign_id=returned.campaign_id, state=state, kind=returned.kind,
+                  number=returned.number, **data)
+
+
+def _logged(call_id, state, **extra):
+    log.info("call %s %s%s", call_id, state,
+             "".join(f" {k}={v}" for k, v in extra.items() if v is not None),
+             extra={"call_id": call_id, "state": state, **extra})
+
+
+def _advance(call_id, state, fields, legs=()):
+    earlier = ORDER[:ORDER.index(state)]
+    returned = db.session.execute(
+        update(_calls).where(_calls.c.id == call_id, _calls.c.state.in_(earlier))
+        .values(state=state, **fields).returning(*_RETURNED)).first()
+    if returned is None:
+        return False
+    _add_legs(call_id, legs)
+    _record(call_id, state, returned)
+    return True
+
+
+def advance(call_id, state, legs=(), **fields):
+    """Move a live call forward to `state`, recording `legs` with it; False when it is already
+    there, past it, or final (nothing is written then)."""
+    end_read()
+    moved = _advance(call_id, state, fields, legs)
+    if moved:
+        db.session.commit()
+        _logged(call_id, state)
+    else:
+        db.session.rollback()
     return moved
 
 
 def ring_agent(call_id, agent_id, **fields):
-    """The agent's leg is about to be originated: the call moves to `agent_ringing` and the
-    agent is on a call, in one transaction. False (agent untouched) when the call is no longer
-    live before that (ended meanwhile by hangupCall)."""
+    """The agent's leg is about to be originated: the call moves to `agent_ringing`, the leg is
+    recorded and the agent is on a call, in one transaction. False (agent untouched) when the
+    call is no longer live before that (ended meanwhile by hangupCall)."""
     end_read()
-    moved = _advance(call_id, "agent_ringing", fields)
+    legs = [(fields["agent_channel_id"], "agent")] if fields.get("agent_channel_id") else []
+    moved = _advance(call_id, "agent_ringing", fields, legs)
     if moved:
         _set_on_call(agent_id, True)
-    db.session.commit()
+        db.session.commit()
+        _logged(call_id, "agent_ringing", agent=agent_id)
+    else:
+        db.session.rollback()
     return moved
 
 
@@ -82,23 +221,91 @@ def set_fields(call_id, **fields):
     db.session.commit()
 
 
-def finish(call_id, state, reason, hangup_cause=None):
+def finish(call_id, state, reason, hangup_cause=None, gone=None):
     """End a live call (state ended or failed) with a reason and free its agent, in one
-    conditional UPDATE so two enders racing cannot both win. False when already final."""
+    conditional UPDATE so two enders racing cannot both win; `gone` is the channel whose
+    departure ended it (its leg keeps the cause). Every live leg is marked gone in the same
+    transaction: the caller hangs them up next. False when already final."""
     assert state in FINAL_CALL_STATES
     end_read()
+    reason = reason[:255] if reason else None
     ended = db.session.execute(
         update(_calls).where(_calls.c.id == call_id, _calls.c.state.not_in(FINAL_CALL_STATES))
-        .values(state=state, reason=reason[:255] if reason else None, hangup_cause=hangup_cause,
+        .values(state=state, reason=reason, hangup_cause=hangup_cause,
                 ended_at=now(), active_agent_id=None)
-        .returning(_calls.c.agent_id)).first()
+        .returning(*_RETURNED)).first()
     if ended is None:
         db.session.rollback()
+        if gone:
+            leg_gone(gone, hangup_cause)
         return False
     if ended.agent_id is not None:
         _set_on_call(ended.agent_id, False)
+    if gone:
+        _mark_leg(gone, "gone", hangup_cause)
+    # The rest of its legs are being hung up by whoever ends it; one still in Asterisk later
+    # is the sweep's to find (it looks up present channels, whatever their leg state).
+    db.session.execute(update(_legs).where(_legs.c.call_id == call_id, _legs.c.state == "live")
+                       .values(state="gone", ended_at=now()))
+    _record(call_id, state, ended, reason=reason, hangup_cause=hangup_cause)
     db.session.commit()
+    _logged(call_id, state, reason=reason, cause=hangup_cause)
     return True
+
+
+def claim_agent(call_id, candidates, channel_id):
+    """Take the first of `candidates` (agent ids, best first) that is still free for a waiting
+    (requested) call and ring it on `channel_id`: the agent is on the call, the call is
+    agent_ringing, the leg is recorded, in one transaction. An agent someone else took first
+    (another inbound call, or a makeCall whose row already names it: the unique live-call
+    constraint) is skipped. The agent id, or None."""
+    for agent_id in candidates:
+        end_read()
+        claimed = db.session.execute(
+            update(_sessions).where(_sessions.c.agent_id == agent_id,
+                                    _sessions.c.on_call.is_(False))
+            .values(on_call=True, ringing=False, mirrored_state=None))
+        if claimed.rowcount != 1:
+            db.session.rollback()
+            continue
+        try:
+            moved = _advance(call_id, "agent_ringing", {
+                "agent_id": agent_id, "active_agent_id": agent_id,
+                "agent_channel_id": channel_id}, [(channel_id, "agent")])
+            if not moved:  # the call ended meanwhile: nobody is rung
+                db.session.rollback()
+                return None
+            db.session.commit()
+        except IntegrityError:  # the agent's makeCall row won the race
+            db.session.rollback()
+            continue
+        _logged(call_id, "agent_ringing", agent=agent_id)
+        return agent_id
+    return None
+
+
+def release_agent(call_id, channel_id, cause=None):
+    """The agent rung on `channel_id` did not take the inbound call: the call waits for an
+    agent again (agent_ringing → requested) and the agent is free. Only while that leg is still
+    the call's ringing agent leg: never moves a call that was answered or ended. Returns the
+    released agent id, or None."""
+    end_read()
+    ringing = (_calls.c.id == call_id, _calls.c.state == "agent_ringing",
+               _calls.c.agent_channel_id == channel_id)
+    agent_id = db.session.scalar(select(_calls.c.agent_id).where(*ringing))
+    released = agent_id is not None and db.session.execute(
+        update(_calls).where(*ringing, _calls.c.agent_id == agent_id)
+        .values(state="requested", agent_id=None, active_agent_id=None,
+                agent_channel_id=None)).rowcount == 1
+    _mark_leg(channel_id, "gone", cause)
+    if released:
+        _set_on_call(agent_id, False)
+        outbox.record("call.agent_released", call_id=call_id, agent_id=agent_id,
+                      hangup_cause=cause)
+    db.session.commit()
+    if released:
+        _logged(call_id, "requested", released_agent=agent_id, cause=cause)
+    return agent_id if released else None
 
 
 def mark_on_call(agent_id):
@@ -115,5 +322,8 @@ def _set_on_call(agent_id, on_call):
                        .values(**values))
 
 
-def live_calls():
-    return db.session.scalars(select(Call).where(Call.state.not_in(FINAL_CALL_STATES))).all()
+def live_calls(node_name=None):
+    query = select(Call).where(Call.state.not_in(FINAL_CALL_STATES))
+    if node_name is not None:
+        query = query.where(Call.node == node_name)
+    return db.session.scalars(query).all()

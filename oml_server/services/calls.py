@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timezone
 
+from flask import current_app
 from flask_babel import force_locale
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +21,7 @@ from ..database import is_unique_violation
 from ..errors import business_error, data_errors, not_found
 from ..extensions import db
 from ..models import Call, Contact
-from . import call_state, lookup, telephony, throttle
+from . import call_state, lookup, outbox, telephony, throttle
 from .contacts import PHONE_RE
 
 log = logging.getLogger(__name__)
@@ -202,11 +203,15 @@ def place(request):
         raise call_failed(M.TOO_MANY_CALLS)
     call = Call(id=call_id, kind="click_to_call", state="requested", campaign_id=campaign_id,
                 agent_id=agent_id, active_agent_id=agent_id, contact_id=contact_id,
-                number=request.number)
+                number=request.number, node=current_app.config.get("ASTERISK_NODE", "local"))
     db.session.add(call)
     session = db.session()
     session.expire_on_commit = False  # the row goes to the engine as written: no reload
     try:
+        # The event flushes the row first: a unique violation surfaces here or at commit.
+        outbox.record("call.requested", call_id=call_id, agent_id=agent_id,
+                      campaign_id=campaign_id, state="requested", kind="click_to_call",
+                      number=request.number)
         session.commit()
     except IntegrityError as exc:
         db.session.rollback()

@@ -89,6 +89,15 @@ def credentials_issued(agent_id, sip_user, sip_password):
     return _backend.credentials_issued(agent_id, sip_user, sip_password)
 
 
+def problems():
+    """What the engine found missing in Asterisk (modules, contexts); [] when nothing is known."""
+    try:
+        return list(getattr(_backend, "problems", lambda: [])())
+    except Exception:
+        log.warning("telephony problems unreadable", exc_info=True)
+        return []
+
+
 def status():
     """The engine's state for the health endpoint; "error" when even asking fails."""
     try:

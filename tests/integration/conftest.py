@@ -118,6 +118,10 @@ class Server:
                         AGENT_ANSWER_TIMEOUT=str(AGENT_ANSWER_TIMEOUT),
                         CONTACT_ANSWER_TIMEOUT=str(CONTACT_ANSWER_TIMEOUT),
                         INBOUND_WAIT_SECONDS=str(INBOUND_WAIT_SECONDS),
+                        # Workers leave quiet calls to their rows after 2 s (600 in production)
+                        # and the sweep runs every 3 s: every test proves both paths.
+                        ENGINE_IDLE_SECONDS=os.environ.get("OML_IT_IDLE_SECONDS", "2"),
+                        ENGINE_SWEEP_SECONDS=os.environ.get("OML_IT_SWEEP_SECONDS", "3"),
                         DIAL_TEMPLATE="PJSIP/{number}@trunk", PYTHONUNBUFFERED="1",
                         MAKECALL_MAX_PER_WINDOW="100000",  # tests call faster than any CRM loop
 

@@ -11,7 +11,8 @@ from tests.fake_telephony import FakeTelephony
 def test_healthy_without_an_engine(client, path):
     response = client.get(path)
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok", "ari": "disabled"}
+    assert response.get_json() == {"status": "ok", "database": "ok", "ari": "disabled",
+                                   "ari_problems": []}
 
 
 @pytest.mark.parametrize("ari, status", [("ok", "ok"), ("down", "degraded"),
@@ -25,7 +26,8 @@ def test_the_engine_state_is_reported(client, ari, status):
         telephony.set_backend(previous)
     assert response.status_code == 200
     assert response.get_json() == {"status": status, "database": "ok",
-                                   "ari": ari if isinstance(ari, str) else "error"}
+                                   "ari": ari if isinstance(ari, str) else "error",
+                                   "ari_problems": []}
 
 
 def test_database_down_is_503(client, monkeypatch):
@@ -34,7 +36,8 @@ def test_database_down_is_503(client, monkeypatch):
     monkeypatch.setattr(db.session, "execute", broken)
     response = client.get("/api/v1/health")
     assert response.status_code == 503
-    assert response.get_json() == {"status": "degraded", "database": "error", "ari": "disabled"}
+    assert response.get_json() == {"status": "degraded", "database": "error", "ari": "disabled",
+                                   "ari_problems": []}
 
 
 def test_post_is_405(client):

@@ -1,0 +1,18 @@
+"""The event outbox: what happened, written in the same transaction as the change itself.
+
+Every call state change, agent status change and disposition adds one row to `events` through
+`record`, before the caller commits: if the change is rolled back the event goes with it, and
+if it is committed the event is there. Webhooks, external sites and the event stream read the
+table in id order; nothing else writes it.
+"""
+from oml_server.extensions import db
+from oml_server.models import Event, utcnow
+
+_events = Event.__table__
+
+
+def record(type_, call_id=None, agent_id=None, campaign_id=None, **data):
+    """Add an event to the current transaction (the caller commits)."""
+    db.session.execute(_events.insert().values(
+        type=type_, call_id=call_id, agent_id=agent_id, campaign_id=campaign_id,
+        data=data, created_at=utcnow()))

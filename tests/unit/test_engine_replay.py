@@ -1,0 +1,470 @@
+"""The engine's production path — websocket dispatch, per-call workers, dialplan starters,
+flows and the sweep — driven by event sequences recorded from the lab Asterisk
+(tests/recordings/, made with tests/recordings/make_recordings.py) against a fake ARI that
+records the engine's requests. The call rows, legs, agent sessions and events are real.
+"""
+import json
+import os
+import re
+import uuid
+from types import SimpleNamespace
+
+import gevent
+import pytest
+from sqlalchemy import select
+
+from ari_engine import call_store, ids, reasons, sweep
+from ari_engine.ari_client import AriNotFound
+from ari_engine.backend import AriBackend
+from ari_engine.click_to_call import ClickToCall
+from ari_engine.dispatcher import Dispatcher
+from ari_engine.inbound import Inbound
+from ari_engine.outbound import Outbound
+from ari_engine.presence import Presence
+from oml_server.extensions import db
+from oml_server.models import AgentSession, Call, CallLeg, Event
+
+RECORDINGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recordings")
+SETTINGS = {"DIAL_TEMPLATE": "PJSIP/{number}@trunk", "CONTACT_ANSWER_TIMEOUT": 30,
+            "AGENT_ANSWER_TIMEOUT": 20, "INBOUND_WAIT_SECONDS": 30, "SWEEP_GRACE_SECONDS": 0,
+            "ASTERISK_NODE": "local"}
+
+
+class FakeAri:
+    """Records every request as (name, args, kwargs); `fail[name] = exc` makes it raise.
+    `channels_up` / `bridges_up` are what GET /channels and /bridges answer."""
+
+    def __init__(self):
+        self.requests, self.fail = [], {}
+        self.channels_up, self.bridges_up = [], []
+
+    def _do(self, name, *args, **kwargs):
+        self.requests.append((name, args, kwargs))
+        if name in self.fail:
+            raise self.fail[name]
+
+    def __getattr__(self, name):
+        if name in ("bridge_create", "bridge_add_channel", "hangup", "bridge_destroy",
+                    "originate", "answer", "ring", "ring_stop", "request", "device_state_put"):
+            return lambda *a, **k: self._do(name, *a, **k)
+        raise AttributeError(name)
+
+    def channels(self):
+        return [{"id": c} for c in self.channels_up]
+
+    def bridges(self):
+        return [{"id": b} for b in self.bridges_up]
+
+    def names(self):
+        return [r[0] for r in self.requests]
+
+    def hung_up(self):
+        return [r[1][0] for r in self.requests if r[0] == "hangup"]
+
+    def originated(self):
+        return [r[2].get("channelId") for r in self.requests if r[0] == "originate"]
+
+
+class Harness:
+    """The engine as `ari_engine.runner.Engine` wires it, minus the websocket and timers."""
+
+    def __init__(self, app, idle_seconds=600):
+        app.config.update(SETTINGS)
+        self.ari = FakeAri()
+        self.settings = app.config
+        self.presence = Presence(self.ari)
+        self.flows = {f.kind: f for f in (ClickToCall(self), Inbound(self), Outbound(self))}
+        self.dispatcher = Dispatcher(app, self.flows, self.presence, idle_seconds=idle_seconds)
+        self.backend = AriBackend(self.ari, app.config)
+        self.backend.on_teardown = self.dispatcher.torn_down_elsewhere
+        self.ids = {}  # placeholder / recorded id -> the id of this run
+
+    def feed(self, event):
+        self.dispatcher.dispatch(event)
+        self.settle()
+
+    def settle(self):
+        for _ in range(500):
+            gevent.sleep(0.001)
+            if not self.dispatcher.resolving and all(q.empty() for q in
+                                                      self.dispatcher.workers.values()):
+                gevent.sleep(0.001)
+                return
+        raise AssertionError("the engine did not settle")
+
+    def replay(self, name, call_id=None, campaign_id=None, stop=None, before=None):
+        """Feed a recording. `call_id`: the id of a call the REST side created (None: the
+        dialplan starts it). `stop(event)`: stop before that event (returns the rest).
+        `before(event)`: called before each event is fed."""
+        if call_id:
+            self.ids["CALLID"] = call_id
+        lines = open(os.path.join(RECORDINGS, name + ".jsonl")).read().splitlines()
+        for n, line in enumerate(lines):
+            event = json.loads(self._substitute(line))
+            if event["type"] == "StasisStart" and (event.get("args") or [None])[0] == "inbound":
+                event["args"][1] = str(campaign_id)
+            if stop is not None and stop(event):
+                return lines[n:]
+            if before is not None:
+                before(event)
+            self.feed(event)
+            if "CALLID" not in self.ids and event["type"] == "StasisStart":
+                self.ids["CALLID"] = self.dispatcher.known[event["channel"]["id"]]
+        return []
+
+    def resume(self, lines):
+        for line in lines:
+            self.feed(json.loads(self._substitute(line)))
+
+    def _substitute(self, line):
+        if "CALLID" in self.ids:
+            # An inbound call's agent legs carry a random attempt suffix: map the recorded
+            # one to the one this run originated.
+            for recorded in set(re.findall(r"oml-CALLID-agent-[0-9a-f]{6}", line)):
+                if recorded not in self.ids:
+                    ours = [c for c in self.ari.originated() if c and "-agent-" in c]
+                    self.ids[recorded] = ours[len([k for k in self.ids if "-agent-" in k])]
+        for key in sorted(self.ids, key=len, reverse=True):
+            line = line.replace(key, self.ids[key])
+        return line
+
+
+@pytest.fixture
+def engine(app):
+    return Harness(app)
+
+
+def online(make, ext, campaign=None, idle=0):
+    user = make.agent(sip_extension=ext)
+    session = db.session.get(AgentSession, user.agent.id) or AgentSession(agent_id=user.agent.id)
+    session.online = session.logged_in = True
+    db.session.add(session)
+    db.session.commit()
+    return user.agent
+
+
+def rest_click_to_call(engine, agent, number="5555000"):
+    """What makeCall does: the row, then the agent's leg recorded and originated."""
+    call_id = uuid.uuid4().hex
+    call_store.create(call_id, "click_to_call", agent_id=agent.id, active_agent_id=agent.id,
+                      number=number)
+    assert call_store.ring_agent(call_id, agent.id, agent_channel_id=ids.agent_channel(call_id))
+    return call_id
+
+
+def fresh(call_id):
+    db.session.expire_all()
+    return db.session.get(Call, call_id)
+
+
+def live_legs(call_id):
+    return db.session.scalars(select(CallLeg.asterisk_id).where(
+        CallLeg.call_id == call_id, CallLeg.state == "live")).all()
+
+
+def event_types(call_id):
+    return [e.type for e in db.session.scalars(
+        select(Event).where(Event.call_id == call_id).order_by(Event.id))]
+
+
+# -- whole recorded calls ---------------------------------------------------------------------
+
+CLICK_TO_CALL = ["agent_hangup", "contact_hangup", "contact_busy", "agent_no_answer",
+                 "agent_rejected"]
+
+
+@pytest.mark.parametrize("reason", CLICK_TO_CALL)
+def test_recorded_click_to_call_ends_with_its_reason(engine, make, reason):
+    agent = online(make, "1001")
+    call_id = rest_click_to_call(engine, agent)
+    engine.replay(f"click_to_call-{reason}", call_id)
+    call = fresh(call_id)
+    assert (call.reason, call.active_agent_id) == (reason, None)
+    assert call.state == ("ended" if reason.endswith("hangup") else "failed")
+    assert live_legs(call_id) == []
+    assert db.session.get(AgentSession, agent.id).on_call is False
+    types = event_types(call_id)
+    assert types[0] == "call.requested" and types[-1] == f"call.{call.state}"
+    assert types.count(f"call.{call.state}") == 1
+
+
+@pytest.mark.parametrize("reason", ["agent_hangup", "contact_hangup"])
+def test_recorded_inbound_call(engine, make, reason):
+    agent = online(make, "1005")
+    campaign = make.campaign(agents=[agent.user], type="inbound")
+    engine.replay(f"inbound-{reason}", campaign_id=campaign.id)
+    call_id = engine.ids["CALLID"]
+    call = fresh(call_id)
+    assert (call.kind, call.state, call.reason, call.agent_id) == \
+        ("inbound", "ended", reason, agent.id)
+    [originate] = [r for r in engine.ari.requests if r[0] == "originate"]
+    assert originate[1][0] == "PJSIP/1005"
+    assert live_legs(call_id) == []
+    assert "call.bridged" in event_types(call_id)
+
+
+@pytest.mark.parametrize("reason", ["agent_hangup", "contact_hangup"])
+def test_recorded_agent_dialled_call(engine, make, reason):
+    agent = online(make, "1004")
+    engine.replay(f"outbound-{reason}")
+    call = fresh(engine.ids["CALLID"])
+    assert (call.kind, call.state, call.reason, call.agent_id) == \
+        ("outbound", "ended", reason, agent.id)
+    assert engine.ari.names()[0] == "answer"  # the agent's own channel is answered first
+    assert live_legs(call.id) == []
+
+
+def test_inbound_with_nobody_available_goes_back_to_the_dialplan(make, app):
+    campaign = make.campaign(type="inbound")
+    engine = Harness(app)
+    engine.flows["inbound"].wait_seconds = 0
+    engine.replay("inbound-no_agent_available", campaign_id=campaign.id)
+    call = fresh(engine.ids["CALLID"])
+    assert (call.state, call.reason) == ("failed", "no_agent_available")
+    assert ("request", ("POST", "/channels/ast-1/continue"), {}) in engine.ari.requests
+    assert "ast-1" not in engine.ari.hung_up()  # handed back, never hung up
+    [leg] = db.session.scalars(select(CallLeg).where(CallLeg.call_id == call.id)).all()
+    assert leg.state == "released"
+
+
+# -- the idle worker --------------------------------------------------------------------------
+
+def bridged_at(event, role="contact"):
+    return event["type"] == "ChannelEnteredBridge" and event["channel"]["id"].endswith(role)
+
+
+@pytest.mark.parametrize("flow, ext, reason", [
+    ("click_to_call", "1001", "agent_hangup"), ("click_to_call", "1001", "contact_hangup"),
+    ("inbound", "1005", "agent_hangup"), ("inbound", "1005", "contact_hangup"),
+    ("outbound", "1004", "agent_hangup"), ("outbound", "1004", "contact_hangup")])
+def test_a_call_outlives_its_idle_worker(app, make, flow, ext, reason):
+    """A quiet bridged call's worker ends; the hang-up still finds the call (Asterisk-named
+    legs through call_legs) and ends it with its reason."""
+    engine = Harness(app, idle_seconds=0.02)
+    agent = online(make, ext)
+    campaign = make.campaign(agents=[agent.user], type="inbound")
+    call_id = rest_click_to_call(engine, agent) if flow == "click_to_call" else None
+    rest = engine.replay(f"{flow}-{reason}", call_id, campaign_id=campaign.id,
+                         stop=lambda e: e["type"] in ("ChannelHangupRequest", "StasisEnd"))
+    call_id = engine.ids["CALLID"]
+    assert fresh(call_id).state == "bridged"
+    gevent.sleep(0.1)
+    assert engine.dispatcher.workers == {} and engine.dispatcher.known == {}
+    engine.resume(rest)
+    call = fresh(call_id)
+    assert (call.state, call.reason) == ("ended", reason)
+    assert live_legs(call_id) == []
+
+
+# -- hang-ups at every step: nothing is dialled or bridged afterwards -------------------------
+
+STEPS = {
+    "agent_ringing": lambda e: e["type"] == "StasisStart",
+    "agent_answered": lambda e: e["type"] == "StasisStart" and e["channel"]["id"].endswith("contact"),
+    "contact_ringing": lambda e: e["type"] == "StasisStart" and e["channel"]["id"].endswith("contact"),
+    "bridged": lambda e: e["type"] in ("ChannelHangupRequest", "StasisEnd"),
+}
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+def test_hangup_call_at_each_step(engine, make, step):
+    agent = online(make, "1001")
+    call_id = rest_click_to_call(engine, agent)
+    rest = engine.replay("click_to_call-contact_hangup", call_id, stop=STEPS[step])
+    if step == "agent_answered":  # the engine answered the agent but had not dialled yet
+        engine.ari.requests.clear()
+    assert engine.backend.hangup_call(fresh(call_id)) is None
+    done = len(engine.ari.requests)
+    engine.resume(rest)
+    call = fresh(call_id)
+    assert (call.state, call.reason) == ("ended" if step == "bridged" else "failed",
+                                         "hangup_requested")
+    after = engine.ari.requests[done:]
+    contact = ids.contact_channel(call_id)
+    assert not any(r[0] == "originate" for r in after), after
+    assert not any(r[0] == "bridge_add_channel" and contact in str(r[1]) for r in after), after
+    if step in ("agent_answered", "contact_ringing"):  # the contact came up: hung up at once
+        assert contact in engine.ari.hung_up()
+    assert live_legs(call_id) == []
+
+
+def test_no_contact_is_dialled_when_the_call_ended_during_the_agents_answer(engine, make):
+    """hangupCall lands between the agent's answer and the contact's originate."""
+    agent = online(make, "1001")
+    call_id = rest_click_to_call(engine, agent)
+    hung = {}
+
+    def hang_up_once(event):
+        if event["type"] == "StasisStart" and not hung:
+            hung["done"] = engine.backend.hangup_call(fresh(call_id)) or True
+    engine.replay("click_to_call-contact_hangup", call_id, before=hang_up_once,
+                  stop=lambda e: e["channel"]["id"].endswith("contact")
+                  if "channel" in e else False)
+    assert "originate" not in engine.ari.names()
+    assert fresh(call_id).reason == "hangup_requested"
+
+
+# -- races ------------------------------------------------------------------------------------
+
+def test_inbound_skips_an_agent_whose_makecall_won_the_race(engine, make):
+    """makeCall committed its row (active_agent_id) but has not marked the agent on a call
+    yet: the inbound claim hits the unique constraint and rings the next agent."""
+    first, second = online(make, "1005"), online(make, "1006")
+    campaign = make.campaign(agents=[first.user, second.user], type="inbound")
+    db.session.add(Call(id=uuid.uuid4().hex, kind="click_to_call", state="requested",
+                        agent_id=first.id, active_agent_id=first.id, number="1"))
+    db.session.commit()
+    engine.replay("inbound-agent_hangup", campaign_id=campaign.id,
+                  stop=lambda e: e["type"] != "StasisStart")
+    call = fresh(engine.ids["CALLID"])
+    assert (call.state, call.agent_id) == ("agent_ringing", second.id)
+    assert [r[1][0] for r in engine.ari.requests if r[0] == "originate"] == ["PJSIP/1006"]
+
+
+def test_release_never_moves_an_answered_call_back(engine, make):
+    agent = online(make, "1005")
+    campaign = make.campaign(agents=[agent.user], type="inbound")
+    engine.replay("inbound-agent_hangup", campaign_id=campaign.id,
+                  stop=lambda e: e["type"] in ("ChannelHangupRequest", "StasisEnd"))
+    call = fresh(engine.ids["CALLID"])
+    assert call.state == "bridged"
+    assert call_store.release_agent(call.id, call.agent_channel_id) is None
+    assert fresh(call.id).state == "bridged"
+
+
+# -- agent-dialled refusals are calls on the record ---------------------------------------------
+
+def outbound_start(engine, channel_id, extension, number):
+    engine.feed({"type": "StasisStart", "args": ["outbound", number],
+                 "channel": {"id": channel_id, "name": f"PJSIP/{extension}-00000001",
+                             "state": "Ring"}})
+    return db.session.scalars(select(Call).where(Call.agent_channel_id == channel_id)).first()
+
+
+@pytest.mark.parametrize("number", ["55512; Dial(PJSIP/evil)", "12", "5551234x", ""])
+def test_agent_dialled_number_must_pass_the_phone_rule(engine, make, number):
+    online(make, "1102")
+    call = outbound_start(engine, "chan-x", "1102", number)
+    assert (call.state, call.reason) == ("failed", "invalid_number")
+    assert "chan-x" in engine.ari.hung_up()
+    assert "originate" not in engine.ari.names()
+
+
+def test_second_dial_from_a_busy_agent_is_refused_and_recorded(engine, make):
+    online(make, "1103")
+    assert outbound_start(engine, "chan-a", "1103", "3515550001").state == "contact_ringing"
+    busy = outbound_start(engine, "chan-b", "1103", "3515550002")
+    assert (busy.state, busy.reason, busy.active_agent_id) == ("failed", "agent_busy", None)
+    assert ("hangup", ("chan-b",), {"reason": "busy"}) in engine.ari.requests
+
+
+def test_unknown_phone_is_refused_and_recorded(engine, make):
+    call = outbound_start(engine, "chan-z", "9999", "3515550003")
+    assert (call.state, call.reason) == ("failed", "agent_unreachable")
+    assert "chan-z" in engine.ari.hung_up()
+
+
+# -- the sweep --------------------------------------------------------------------------------
+
+def test_sweep_ends_a_call_that_lost_a_leg_while_nobody_listened(engine, make):
+    """Reconnect with one leg gone: the contact hung up while the websocket was down."""
+    agent = online(make, "1001")
+    call_id = rest_click_to_call(engine, agent)
+    engine.replay("click_to_call-contact_hangup", call_id,
+                  stop=lambda e: e["type"] in ("ChannelHangupRequest", "StasisEnd"))
+    engine.ari.channels_up = [ids.agent_channel(call_id)]
+    engine.ari.bridges_up = [ids.bridge(call_id)]
+    summary = sweep.sweep(engine.ari, engine.dispatcher, engine.settings)
+    engine.settle()
+    assert summary["legs_lost"] == 1
+    call = fresh(call_id)
+    assert (call.state, call.reason) == ("ended", "contact_hangup")
+    assert ids.agent_channel(call_id) in engine.ari.hung_up()
+    assert ("bridge_destroy", (ids.bridge(call_id),), {}) in engine.ari.requests
+
+
+def test_sweep_ends_calls_whose_channels_are_all_gone_and_stuck_requests(engine, make):
+    agent, other = online(make, "1001"), online(make, "1002")
+    lost = rest_click_to_call(engine, agent)
+    stuck = uuid.uuid4().hex  # makeCall committed, then the process died before originating
+    call_store.create(stuck, "click_to_call", agent_id=other.id, active_agent_id=other.id)
+    db.session.execute(Call.__table__.update().where(Call.id == stuck).values(
+        created_at=call_store.now().replace(year=2020)))
+    db.session.commit()
+    summary = sweep.sweep(engine.ari, engine.dispatcher, engine.settings)
+    assert summary["calls_ended"] == 2
+    assert (fresh(lost).state, fresh(lost).reason) == ("failed", reasons.ASTERISK_LOST)
+    assert (fresh(stuck).state, fresh(stuck).reason) == ("failed", reasons.SETUP_LOST)
+    assert db.session.get(AgentSession, other.id).on_call is False
+    assert fresh(stuck).active_agent_id is None  # the agent can call again
+
+
+def test_sweep_hangs_up_orphans_and_keeps_live_calls(engine, make):
+    agent = online(make, "1001")
+    live = rest_click_to_call(engine, agent)
+    engine.ari.channels_up = [ids.agent_channel(live), "oml-deadbeef-agent", "someone-else"]
+    engine.ari.bridges_up = ["oml-deadbeef", "not-ours"]
+    summary = sweep.sweep(engine.ari, engine.dispatcher, engine.settings)
+    assert (summary["channels_hung_up"], summary["bridges_destroyed"]) == (1, 1)
+    assert engine.ari.hung_up() == ["oml-deadbeef-agent"]
+    assert fresh(live).state == "agent_ringing"
+
+
+def test_sweep_treats_404_as_done(engine, make):
+    engine.ari.channels_up = ["oml-deadbeef-agent"]
+    engine.ari.fail["hangup"] = AriNotFound(404, "Channel not found")
+    assert sweep.sweep(engine.ari, engine.dispatcher, engine.settings)["channels_hung_up"] == 1
+
+
+# -- reasons ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("state,agent_leg,cause,dialstatus,expected", [
+    ("bridged", True, 16, None, ("ended", "agent_hangup")),
+    ("bridged", False, 16, None, ("ended", "contact_hangup")),
+    ("agent_ringing", True, 0, None, ("failed", "agent_no_answer")),
+    ("agent_ringing", True, None, None, ("failed", "agent_no_answer")),
+    ("agent_ringing", True, 21, None, ("failed", "agent_rejected")),
+    ("agent_ringing", True, 17, None, ("failed", "agent_rejected")),
+    ("agent_ringing", True, 34, None, ("failed", "agent_unreachable")),
+    ("contact_ringing", True, 16, None, ("failed", "agent_hangup")),
+    ("contact_ringing", False, 17, "BUSY", ("failed", "contact_busy")),
+    ("contact_ringing", False, 17, None, ("failed", "contact_busy")),
+    ("contact_ringing", False, 0, "NOANSWER", ("failed", "contact_no_answer")),
+    ("contact_ringing", False, 34, "CHANUNAVAIL", ("failed", "contact_unreachable")),
+])
+def test_reason_for_a_leg_gone(state, agent_leg, cause, dialstatus, expected):
+    assert reasons.for_leg_gone(state, agent_leg, cause, dialstatus) == expected
+
+
+def test_soft_hangup_flags_are_not_q850_causes():
+    memo = {}
+    reasons.note_hangup(memo, "x", {"type": "ChannelHangupRequest", "cause": 16, "soft": True})
+    assert memo == {}  # ARI DELETE (AST_SOFTHANGUP_EXPLICIT), not "normal clearing"
+    reasons.note_hangup(memo, "x", {"type": "ChannelHangupRequest", "cause": 4, "soft": True})
+    assert memo == {"shutdown": True}
+    reasons.note_hangup(memo, "x", {"type": "ChannelDestroyed", "cause": 17})
+    assert memo["causes"] == {"x": 17}
+    assert reasons.for_leg_gone("bridged", True, 16, shutdown=True) == ("ended", "asterisk_lost")
+
+
+def test_the_event_reader_never_touches_the_database(engine, make, monkeypatch):
+    """dispatch() only queues: with the database unreachable it still returns at once, and
+    the events wait in order for their worker."""
+    agent = online(make, "1001")
+    call_id = rest_click_to_call(engine, agent)
+    calls = []
+
+    def refuse(*a, **k):
+        calls.append(1)
+        raise AssertionError("database used by the reader")
+    monkeypatch.setattr(db.session, "execute", refuse)
+    engine.dispatcher.dispatch({"type": "StasisStart", "args": ["inbound", "1"],
+                                "channel": {"id": "caller-1", "state": "Ring"}})
+    engine.dispatcher.dispatch({"type": "StasisEnd", "channel": {"id": "unknown-chan"}})
+    engine.dispatcher.dispatch({"type": "EndpointStateChange",
+                                "endpoint": {"technology": "PJSIP", "resource": "1001",
+                                             "state": "online"}})
+    engine.dispatcher.dispatch({"type": "ChannelDestroyed",
+                                "channel": {"id": ids.agent_channel(call_id)}, "cause": 16})
+    assert calls == []  # nothing ran yet: the workers have not been scheduled
+    assert set(engine.dispatcher.workers) == {call_id, engine.dispatcher.known["caller-1"]}
