@@ -63,3 +63,9 @@ def console_vendor(filename):
     folder = current_app.config.get("CONSOLE_VENDOR_DIR") or os.path.join(
         os.path.dirname(current_app.root_path), "console", "dist")
     return send_from_directory(folder, filename, max_age=3600)
+
+
+@plain_blueprint.route("/favicon.ico", methods=["GET"])
+def favicon():
+    """No icon: 204, so that browsers opening the login page log no failed request."""
+    return "", 204

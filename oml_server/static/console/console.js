@@ -103,22 +103,32 @@
     $("call-state").textContent = t("ringing");
     $("call-number").textContent = info.number;
     $("btn-answer").hidden = false;
-    api.post("/api/v1/asterisk_ringing/", { ringing: "true" });
+    api.post("/api/v1/asterisk_ringing/", { ringing: "true" }).then(poll);
+    // The ring-back of this page's click-to-call is answered at once (it may come before
+    // makeCall's answer: the call id is then learnt from the server).
     const mine = dialing && Date.now() - dialing.at < AUTO_ANSWER_MS &&
-      (!call.id || call.id === dialing.callId);
-    if (mine) { call.id = dialing.callId; dialing = null; }
+      (!call.id || !dialing.callId || call.id === dialing.callId);
+    if (mine) {
+      call.id = call.id || dialing.callId;
+      dialing = null;
+      answer();
+    } else {
+      $("btn-answer").focus();
+    }
     await describe(info);
-    if (mine) { answer(); } else { $("btn-answer").focus(); }
   }
 
   // What the call is: the API's record of it (named by the INVITE's header or by the
   // server's view of the agent's live call).
   async function describe(info) {
+    const current = call;
     const state = (await api.get("/api/v1/agent/state/")).body;
+    if (call !== current) { return; } // it ended meanwhile
     if (state && state.call && (!call.id || state.call.id === call.id)) {
       fillCall(state.call);
     } else if (call.id) {
       const record = (await api.get("/api/v1/calls/" + encodeURIComponent(call.id) + "/")).body;
+      if (call !== current) { return; }
       if (record && record.id) { fillCall({ id: record.id, number: record.number, campaign: record.campaign,
                                             contact: record.contact, contactData: {} }); }
     }
@@ -157,13 +167,14 @@
     $("call-state").textContent = t("on_call");
     $("btn-answer").hidden = true;
     $("btn-hangup").focus();
-    api.post("/api/v1/asterisk_ringing/", { ringing: "false" });
+    api.post("/api/v1/asterisk_ringing/", { ringing: "false" }).then(poll);
   }
 
   function ended() {
     const finished = call;
     call = null;
     $("call-panel").hidden = true;
+    window.setTimeout(poll, 300); // the engine records the end within moments
     if (!finished) { return; }
     if (!finished.answered) {
       api.post("/api/v1/asterisk_ringing/", { ringing: "false" });
@@ -232,13 +243,16 @@
   $("dial-form").addEventListener("submit", async function (e) {
     e.preventDefault();
     if (!phoneUp) { say(t("phone_unregistered"), "error"); return; }
+    dialing = { callId: null, at: Date.now() };
+    const pending = dialing;
     const answer = await api.post("/api/v1/makeCall/", {
       idCampaign: $("dial-campaign").value, idAgent: data.agentId, phone: $("dial-number").value.trim() });
     const body = answer.body || {};
     if (body.status === "OK") {
-      dialing = { callId: body.callId, at: Date.now() };
+      pending.callId = body.callId;
       say(t("dialing"), "");
     } else {
+      if (dialing === pending) { dialing = null; }
       const errors = body.errors ? (Array.isArray(body.errors) ? body.errors : Object.values(body.errors).flat()) : [];
       say((body.message || t("call_failed")) + (errors.length ? ": " + errors.join(" ") : ""), "error");
     }
