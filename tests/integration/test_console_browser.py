@@ -45,12 +45,38 @@ def browser():
         instance.close()
 
 
+PEER_CONNECTIONS_SCRIPT = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  window.__peerConnections = [];
+  window.RTCPeerConnection = function (...args) {
+    const pc = new Native(...args);
+    window.__peerConnections.push(pc);
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+})();
+"""
+
+BROWSER_RTP = """async () => {
+  const pc = window.__peerConnections[window.__peerConnections.length - 1];
+  let received = 0, sent = 0;
+  (await pc.getStats()).forEach((r) => {
+    if (r.type === "inbound-rtp" && r.kind === "audio") { received += r.packetsReceived; }
+    if (r.type === "outbound-rtp" && r.kind === "audio") { sent += r.packetsSent; }
+  });
+  return [received, sent];
+}"""
+
+
 class ConsolePage:
     """One agent's console in its own browser context, with its console errors recorded."""
 
     def __init__(self, browser, server, username, locale):
         self.username = username
         self.context = browser.new_context(locale=locale, viewport={"width": 1366, "height": 768})
+        # Keeps the page's peer connections reachable, to read the browser's own RTP counters.
+        self.context.add_init_script(PEER_CONNECTIONS_SCRIPT)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
@@ -182,6 +208,9 @@ def test_two_agents_take_an_inbound_call_disposition_it_pause_and_click_to_call(
         after = rtp_counts(lab, ext[first])
         assert after[0] - before[0] >= 20, (before, after)  # 50 packets/s at 20 ms
         assert after[1] - before[1] >= 20, (before, after)
+        # …and the browser's own counters agree: it receives and sends audio packets.
+        received, sent = ringing.evaluate(BROWSER_RTP)
+        assert received >= 20 and sent >= 20, (received, sent)
         call_id = api_get(server, first, "/api/v1/agent/state/")["call"]["id"]
         pages[first].shot("03-on-call")
 
