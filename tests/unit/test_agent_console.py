@@ -132,3 +132,15 @@ def test_state_is_for_agents_only(client, make):
     response = client.get("/api/v1/agent/state/", headers=make.headers(supervisor))
     assert response.status_code == 403
     assert client.get("/api/v1/agent/state/").status_code == 403
+
+
+def test_every_string_the_script_shows_is_in_both_catalogues():
+    import os
+    from oml_server.services.agent_console import CATALOGUE_DIR, catalogue
+    script = open(os.path.join(os.path.dirname(CATALOGUE_DIR), "console.js"), encoding="utf-8").read()
+    used = set(re.findall(r'\bt\("([a-z_]+)"\)', script))
+    used |= set(re.findall(r'"([a-z]+_failed)"', script))  # session(action, fields, failure)
+    used |= {f"state_{s}" for s in ("OFFLINE", "LOGGED_OUT", "READY", "PAUSED", "RINGING", "ONCALL")}
+    for locale in ("es", "en"):
+        assert used <= set(catalogue(locale)), (locale, used - set(catalogue(locale)))
+    assert set(catalogue("es")) == set(catalogue("en"))

@@ -85,6 +85,10 @@
     { registered: showPhone, incoming: incoming, answered: answered, ended: ended });
 
   async function startPhone() {
+    if (!window.JsSIP) { // console/dist not built on this server (`make console`)
+      say(t("no_phone_library"), "error");
+      return;
+    }
     const answer = await api.get("/api/v1/sip/credentials/agent/?webrtc=1");
     if (!answer.body || answer.body.status !== "OK") {
       say(t("no_credentials"), "error");
