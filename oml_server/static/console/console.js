@@ -168,6 +168,7 @@
   function answered() {
     if (!call) { return; }
     call.answered = true;
+    say("");
     $("call-state").textContent = t("on_call");
     $("btn-answer").hidden = true;
     $("btn-hangup").focus();
