@@ -211,6 +211,8 @@ def test_two_agents_take_an_inbound_call_disposition_it_pause_and_click_to_call(
         # …and the browser's own counters agree: it receives and sends audio packets.
         received, sent = ringing.evaluate(BROWSER_RTP)
         assert received >= 20 and sent >= 20, (received, sent)
+        print(f"RTP over 1 s on the agent's channel: Asterisk received {after[0] - before[0]}, "
+              f"sent {after[1] - before[1]}; browser totals: received {received}, sent {sent}")
         call_id = api_get(server, first, "/api/v1/agent/state/")["call"]["id"]
         pages[first].shot("03-on-call")
 
