@@ -116,13 +116,6 @@ def caller_with_number(lab, campaign_id, number, log_dir):
                                 "-timeout_error"]).start(settle=0)
 
 
-def agent_channel(lab, ext):
-    for channel in lab.ari.channels():
-        if channel["name"].startswith(f"PJSIP/{ext}-"):
-            return channel["id"]
-    return None
-
-
 def rtp_counts(lab, ext):
     """(packets received, packets sent) by Asterisk on the agent's channel, from `pjsip show
     channelstats` (columns: channel, uptime, codec, rx count, lost, pct, jitter, tx count…)."""
@@ -194,15 +187,9 @@ def test_two_agents_take_an_inbound_call_disposition_it_pause_and_click_to_call(
         ringing.click("#btn-answer")
         wait_until(lambda: any(len(b["channels"]) == 2 for b in lab.ari.bridges()), 8,
                    "caller bridged with the browser agent")
-        pages[first].wait_state("#agent-status", "ONCALL")
-        channel = agent_channel(lab, ext[first])
-        assert channel is not None
-        bridged = {lab.ari.channel(c)["name"].split("-")[0]
-                   for b in lab.ari.bridges() for c in b["channels"]}
-        assert f"PJSIP/{ext[first]}" in bridged
-
-        # Audio both ways: Asterisk receives the browser's (fake) microphone and sends it the
-        # caller's audio, packets counted on the agent's channel over one second.
+        # Audio both ways (measured first: the caller's recording lasts 4.7 s): Asterisk
+        # receives the browser's (fake) microphone and sends it the caller's audio, packets
+        # counted on the agent's channel over one second.
         before = rtp_counts(lab, ext[first])
         ringing.wait_for_timeout(1000)
         after = rtp_counts(lab, ext[first])
@@ -213,6 +200,10 @@ def test_two_agents_take_an_inbound_call_disposition_it_pause_and_click_to_call(
         assert received >= 20 and sent >= 20, (received, sent)
         print(f"RTP over 1 s on the agent's channel: Asterisk received {after[0] - before[0]}, "
               f"sent {after[1] - before[1]}; browser totals: received {received}, sent {sent}")
+        pages[first].wait_state("#agent-status", "ONCALL")
+        bridged = {lab.ari.channel(c)["name"].split("-")[0]
+                   for b in lab.ari.bridges() for c in b["channels"]}
+        assert f"PJSIP/{ext[first]}" in bridged
         call_id = api_get(server, first, "/api/v1/agent/state/")["call"]["id"]
         pages[first].shot("03-on-call")
 
