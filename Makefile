@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO   ?= lab/demo.yaml
 
-.PHONY: run test venv test-deps migrate demo lab-start lab-stop bench soak restart-under-load translations migration clean fuzz
+.PHONY: run test venv test-deps console browser migrate demo lab-start lab-stop bench soak restart-under-load translations migration clean fuzz
 
 $(BIN)/oml-server: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,22 @@ $(BIN)/oml-server: setup.cfg pyproject.toml
 
 venv: $(BIN)/oml-server
 
-test-deps: venv
+test-deps: venv console browser
 	$(BIN)/pip install -q -e '.[test]'
+
+# The agent console's phone library (JsSIP, pinned in console/package-lock.json) from the npm
+# registry, bundled into console/dist/ and served by the server at /console-vendor/.
+console: console/dist/jssip.min.js
+
+console/dist/jssip.min.js: console/package.json console/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then cd console && npm ci --no-audit --no-fund && npm run build; \
+	else echo "npm not found: the agent console (/agente/) has no phone (apt-get install npm)"; fi
+
+# The browser the console tests drive (Debian's chromium; never a downloaded build). Root only.
+browser:
+	@if [ "$$(id -u)" = 0 ] && ! command -v chromium >/dev/null 2>&1; then \
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium \
+		|| echo "chromium not installed: the browser tests will be skipped"; fi
 
 migrate: venv
 	$(BIN)/oml-server db upgrade
@@ -32,7 +46,7 @@ lab-start:
 lab-stop:
 	-bash asterisk-config/lab.sh stop
 
-run: demo lab-start
+run: demo console lab-start
 	$(BIN)/oml-server run --host $(HOST) --port $(PORT)
 
 test: test-deps

@@ -7,6 +7,10 @@ previous credentials stay valid in `<extension>-prev` until they expire, so a se
 tab asking for credentials does not log the first phone out. Expired ones are replaced by a
 random secret (Asterisk never checks the expiry itself). Memory-backed objects vanish when
 Asterisk restarts: `push_all` runs after every restart.
+
+An agent whose phone is the browser console (`agents.sip_webrtc`, set when the console asks
+for credentials with `?webrtc=1`) gets the endpoint settings WebRTC needs (Asterisk 16's
+`webrtc=yes`, spelled out so that switching back to a plain SIP phone resets each of them).
 """
 import base64
 import hashlib
@@ -37,6 +41,17 @@ def expiry_of(sip_user):
         return 0
 
 
+# What Asterisk 16's `webrtc=yes` implies, with its certificate generated per DTLS session (no
+# key files to ship to every Asterisk), and the plain-SIP values that undo each of them.
+WEBRTC_ENDPOINT = {
+    "use_avpf": "yes", "media_encryption": "dtls", "dtls_verify": "fingerprint",
+    "dtls_setup": "actpass", "dtls_auto_generate_cert": "yes", "ice_support": "yes",
+    "media_use_received_transport": "yes", "rtcp_mux": "yes"}
+PLAIN_ENDPOINT = {
+    "use_avpf": "no", "media_encryption": "no", "ice_support": "no",
+    "media_use_received_transport": "no", "rtcp_mux": "no"}
+
+
 class SipAccounts:
     def __init__(self, ari, settings):
         self.ari = ari
@@ -62,12 +77,18 @@ class SipAccounts:
             self._locked_auth(ext, ext)
         self._ensure_prev(ext)
         self.ari.dynamic_config_put("aor", ext, {"max_contacts": 1, "remove_existing": "yes"})
+        self._endpoint(agent)
+
+    def _endpoint(self, agent):
+        ext = agent.sip_extension
         name = " ".join(p for p in (agent.user.first_name, agent.user.last_name) if p) or agent.user.username
-        self.ari.dynamic_config_put("endpoint", ext, {
+        fields = {
             "context": self.context, "disallow": "all", "allow": "ulaw,alaw",
             "auth": f"{ext},{ext}-prev", "aors": ext, "identify_by": "username",
             "direct_media": "no", "rtp_symmetric": "yes", "force_rport": "yes",
-            "rewrite_contact": "no", "callerid": f'"{name}" <{ext}>'})
+            "rewrite_contact": "no", "callerid": f'"{name}" <{ext}>'}
+        fields.update(WEBRTC_ENDPOINT if agent.sip_webrtc else PLAIN_ENDPOINT)
+        self.ari.dynamic_config_put("endpoint", ext, fields)
 
     def _ensure_prev(self, ext):
         try:
@@ -100,6 +121,8 @@ class SipAccounts:
             self._auth(f"{agent.sip_extension}-prev", previous_user,
                        password_for(previous_user, self.key))
         self._auth(agent.sip_extension, sip_user, sip_password)
+        if previous_user:  # (a first push above already wrote the endpoint)
+            self._endpoint(agent)  # the phone may have changed: browser (WebRTC) or plain SIP
 
     def push_all(self):
         """Every active agent in, every deactivated one out. Returns (pushed, removed)."""

@@ -19,7 +19,8 @@ def _int(env, name, default):
     return int(value) if value not in (None, "") else default
 
 
-def _bool(env, name, default):
+def flag(env, name, default=False):
+    """A yes/no setting (or query parameter) of mapping `env`: 1/true/yes/on, else no."""
     value = env.get(name)
     if value in (None, ""):
         return default
@@ -50,15 +51,20 @@ def load(env=None, instance_path=None):
         "ARI_USER": env.get("ARI_USER", "oml"),
         "ARI_PASSWORD": env.get("ARI_PASSWORD", DEV_ARI_PASSWORD),
         "ARI_APP": env.get("ARI_APP", "omnileads"),
-        "ARI_ENABLED": _bool(env, "ARI_ENABLED", True),
+        "ARI_ENABLED": flag(env, "ARI_ENABLED", True),
         "DIAL_TEMPLATE": env.get("DIAL_TEMPLATE", "PJSIP/{number}@trunk"),
         "AGENT_ANSWER_TIMEOUT": _int(env, "AGENT_ANSWER_TIMEOUT", 25),
         "CONTACT_ANSWER_TIMEOUT": _int(env, "CONTACT_ANSWER_TIMEOUT", 45),
         "INBOUND_WAIT_SECONDS": _int(env, "INBOUND_WAIT_SECONDS", 60),
+        # The agent console's phone: SIP over WebSocket (default: ws:// next to ARI_URL; in
+        # production a wss:// URL behind TLS), its SIP domain, and where JsSIP was bundled.
+        "CONSOLE_SIP_WS_URL": env.get("CONSOLE_SIP_WS_URL", ""),
+        "CONSOLE_SIP_DOMAIN": env.get("CONSOLE_SIP_DOMAIN", ""),
+        "CONSOLE_VENDOR_DIR": env.get("CONSOLE_VENDOR_DIR", ""),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": _bool(env, "SESSION_COOKIE_SECURE", False),
+        "SESSION_COOKIE_SECURE": flag(env, "SESSION_COOKIE_SECURE", False),
         "PREFERRED_URL_SCHEME": env.get("PREFERRED_URL_SCHEME", "http"),
         # Behind N reverse proxies, trust their X-Forwarded-For/-Proto (0: trust no header).
         "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),

@@ -8,7 +8,7 @@ campaign forbids duplicates (`contacts.unique_phone`).
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer,
-                        String, Table, Text, UniqueConstraint)
+                        String, Table, Text, UniqueConstraint, false)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -65,6 +65,9 @@ class AgentProfile(db.Model):
     # SIP credentials the engine pushed to Asterisk (digest username `<expiry>:<ext>`).
     sip_username: Mapped[str | None] = mapped_column(String(64))
     sip_expires_at: Mapped[int | None] = mapped_column(Integer)
+    # The agent's phone is a browser (the console asked with ?webrtc=1): its endpoint is pushed
+    # with DTLS/ICE/AVPF. The last phone to ask for credentials decides (one contact per agent).
+    sip_webrtc: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     user: Mapped[User] = relationship(back_populates="agent")
 

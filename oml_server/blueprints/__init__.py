@@ -12,6 +12,7 @@ BLUEPRINT_MODULES = (
     "sip",             # sip credentials
     "calls",           # makeCall, hangupCall, call records
     "health",          # health [extension]
+    "console",         # the agent console page /agente/ and its state endpoint [extension]
 )
 
 

@@ -29,8 +29,11 @@ def sip_password(secret, sip_user):
     return base64.b64encode(digest).decode("ascii")
 
 
-def issue(agent, secret, ttl):
-    """New credentials for `agent`: (sip_user, sip_password). Raises CredentialsNotIssued."""
+def issue(agent, secret, ttl, webrtc=False):
+    """New credentials for `agent`: (sip_user, sip_password). Raises CredentialsNotIssued.
+
+    `webrtc`: the phone asking is a browser; the engine pushes the endpoint with WebRTC
+    settings (kept on the agent, so a restarted Asterisk gets them again)."""
     if not secret or not agent.sip_extension or ttl is None or int(ttl) <= 0:
         log.error("cannot issue SIP credentials: SIP_SECRET_KEY, EPHEMERAL_USER_TTL or the "
                   "agent's extension is not set (agent %s)", agent.id)
@@ -38,6 +41,7 @@ def issue(agent, secret, ttl):
     expires_at = int(time.time()) + int(ttl)
     user = f"{expires_at}:{agent.sip_extension}"
     password = sip_password(secret, user)
+    agent.sip_webrtc = bool(webrtc)  # read by the push below; committed with the credentials
     try:
         telephony.credentials_issued(agent.id, user, password)
     except Exception:

@@ -97,12 +97,41 @@ def _provision(database_url: str) -> World:
                           allow_duplicate_phones=True)
         lonely.agents = [created["ivy"].agent]
         db.session.add_all([manual, inbound, lonely])
+        console = _provision_console(created, database)
         db.session.commit()
         for name, user in created.items():
             world.agents[name] = {"user_id": user.id, "agent_id": user.agent.id,
                                   "ext": user.agent.sip_extension, "username": name}
-        world.campaigns = {"manual": manual.id, "inbound": inbound.id, "lonely": lonely.id}
+        world.campaigns = {"manual": manual.id, "inbound": inbound.id, "lonely": lonely.id,
+                           "console": console.id}
     return world
+
+
+CONSOLE_AGENTS = ("wanda", "walt")  # browser phones (tests/integration/test_console_browser.py)
+KNOWN_CALLER = {"TELEFONO": "5551234", "NOMBRE": "Carla Gómez"}
+
+
+def _provision_console(created, database):
+    """The browser agents' own campaign (so other tests' calls never reach them), its
+    disposition options (one hidden), a pause of the site and a caller the database knows."""
+    from oml_server.extensions import db
+    from oml_server.models import Campaign, Contact, DispositionOption, Pause
+    from oml_server.services import users
+    for name in CONSOLE_AGENTS:
+        created[name] = users.create_user(name, PASSWORD, "Agente", first_name=name.title())
+    db.session.flush()
+    campaign = Campaign(name="console", type="inbound", state="active", database=database,
+                        allow_duplicate_phones=True)
+    campaign.agents = [created[n].agent for n in CONSOLE_AGENTS]
+    db.session.add(campaign)
+    db.session.flush()
+    db.session.add_all([DispositionOption(campaign_id=campaign.id, name="Venta"),
+                        DispositionOption(campaign_id=campaign.id, name="No interesado"),
+                        DispositionOption(campaign_id=campaign.id, name="Antigua", hidden=True),
+                        Pause(name="Break", type="recreational"),
+                        Contact(database_id=database.id, main_phone=KNOWN_CALLER["TELEFONO"],
+                                data=dict(KNOWN_CALLER))])
+    return campaign
 
 
 class Server:

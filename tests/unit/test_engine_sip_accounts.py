@@ -152,3 +152,21 @@ def test_endpoint_events_set_online(make, ari):
     presence.endpoint_changed({"type": "EndpointStateChange", "endpoint": {
         "technology": "PJSIP", "resource": "1008", "state": "offline"}})
     assert db.session.get(AgentSession, agent.id).online is False
+
+
+def test_a_browser_phone_gets_webrtc_settings_and_a_plain_phone_loses_them(make, ari, accounts):
+    agent = make.agent(sip_extension=1007).agent
+    agent.sip_webrtc = True
+    user, password = issue(agent)
+    accounts.push(agent)
+    endpoint = ari.objects[("endpoint", "1007")]
+    assert {k: endpoint[k] for k in ("media_encryption", "dtls_verify", "dtls_setup", "ice_support",
+                                     "use_avpf", "rtcp_mux", "media_use_received_transport")} == {
+        "media_encryption": "dtls", "dtls_verify": "fingerprint", "dtls_setup": "actpass",
+        "ice_support": "yes", "use_avpf": "yes", "rtcp_mux": "yes",
+        "media_use_received_transport": "yes"}
+    agent.sip_webrtc = False  # the next credentials are for a SIP phone again
+    newer = f"{int(time.time()) + 7200}:1007"
+    accounts.credentials_issued(agent, newer, password_for(newer, KEY))
+    endpoint = ari.objects[("endpoint", "1007")]
+    assert (endpoint["media_encryption"], endpoint["ice_support"], endpoint["use_avpf"]) == ("no", "no", "no")

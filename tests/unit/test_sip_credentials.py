@@ -95,3 +95,16 @@ def test_agents_only_and_get_only(client, make):
     response = client.post("/api/v1/sip/credentials/agent/", headers=make.headers(agent, "en"))
     assert response.status_code == 405
     assert response.get_json() == {"detail": 'Method "POST" not allowed.'}
+
+
+def test_the_console_asks_for_a_webrtc_phone_and_a_plain_phone_takes_it_back(client, make,
+                                                                              fake_telephony):
+    agent = make.agent()
+
+    def webrtc_after(path):
+        assert client.get(path, headers=make.headers(agent)).get_json()["status"] == "OK"
+        db.session.expire_all()
+        return db.session.get(AgentProfile, agent.agent.id).sip_webrtc
+    assert webrtc_after("/api/v1/sip/credentials/agent/?webrtc=1") is True
+    assert webrtc_after("/api/v1/sip/credentials/agent/") is False
+    assert webrtc_after("/api/v1/sip/credentials/agent/?webrtc=nonsense") is False

@@ -1,0 +1,120 @@
+"""What the agent console (`/agente/`) needs from the server besides the contract's endpoints.
+
+* `page_data`: rendered into the page once: the agent, its campaigns (for click-to-call), the
+  site's pauses, where the browser's phone registers (SIP over WebSocket) and the JS catalogue.
+* `state`: the agent's session as the server knows it, polled by the page (`GET
+  /api/v1/agent/state/` [extension]), so what the agent sees changes when a supervisor acts.
+  It names the agent's live call with what the ringing screen shows: the number, the campaign
+  and the contact (the call's, else the campaign database's contact with that main phone: an
+  inbound caller is known by the number it calls from).
+"""
+import json
+import os
+from urllib.parse import urlsplit
+
+from flask import current_app
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import SYSTEM_PAUSES, AgentSession, Call, Campaign, Contact, Pause, campaign_agents
+
+CATALOGUE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static", "console", "i18n")
+
+
+def sip_ws_url(config):
+    """CONSOLE_SIP_WS_URL, else Asterisk's HTTP server next to ARI (`http://h:p/ari` ->
+    `ws://h:p/ws`; https -> wss)."""
+    if config.get("CONSOLE_SIP_WS_URL"):
+        return config["CONSOLE_SIP_WS_URL"]
+    parts = urlsplit(config["ARI_URL"])
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return f"{scheme}://{parts.netloc.rsplit('@', 1)[-1]}/ws"
+
+
+def sip_domain(config):
+    return config.get("CONSOLE_SIP_DOMAIN") or urlsplit(sip_ws_url(config)).hostname
+
+
+def catalogue(locale):
+    """The page's JS strings in `locale` (a small JSON file per language)."""
+    with open(os.path.join(CATALOGUE_DIR, f"{locale}.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def pauses():
+    """The site's pauses, then the system ones an agent may choose (after-call work)."""
+    rows = db.session.scalars(select(Pause).order_by(Pause.name)).all()
+    listed = [{"id": str(p.id), "name": p.name, "type": p.type} for p in rows]
+    return listed + [{"id": "0", "name": SYSTEM_PAUSES["0"], "type": "system"}]
+
+
+def campaigns_of(agent_id):
+    rows = db.session.scalars(
+        select(Campaign).join(campaign_agents, campaign_agents.c.campaign_id == Campaign.id)
+        .where(campaign_agents.c.agent_id == agent_id, Campaign.state == "active")
+        .order_by(Campaign.name)).all()
+    return [{"id": c.id, "name": c.name, "type": c.type} for c in rows]
+
+
+def page_data(user, locale, csrf_cookie, csrf_header):
+    agent = user.agent
+    config = current_app.config
+    name = " ".join(p for p in (user.first_name, user.last_name) if p) or user.username
+    return {"agentId": agent.id, "extension": agent.sip_extension, "name": name,
+            "campaigns": campaigns_of(agent.id), "pauses": pauses(),
+            "sip": {"wsUrl": sip_ws_url(config), "domain": sip_domain(config)},
+            "csrf": {"cookie": csrf_cookie, "header": csrf_header},
+            "locale": locale, "messages": catalogue(locale)}
+
+
+def _status(row, call):
+    """One word for the badge: OFFLINE (phone not registered), LOGGED_OUT, RINGING, ONCALL,
+    PAUSED, READY."""
+    if row is None or not row.online:
+        return "OFFLINE"
+    if call is not None:
+        return "ONCALL" if call.state in ("agent_answered", "contact_ringing", "bridged") else "RINGING"
+    if row.ringing:
+        return "RINGING"
+    if not row.logged_in:
+        return "LOGGED_OUT"
+    return "PAUSED" if row.paused else "READY"
+
+
+def _pause_name(pause_id):
+    if pause_id is None:
+        return None
+    if pause_id in SYSTEM_PAUSES:
+        return SYSTEM_PAUSES[pause_id]
+    pause = db.session.get(Pause, int(pause_id)) if pause_id.isdigit() else None
+    return pause.name if pause is not None else pause_id
+
+
+def _contact_of(call, campaign):
+    if call.contact_id is not None:
+        return db.session.get(Contact, call.contact_id)
+    if campaign is None or not call.number:
+        return None
+    return db.session.scalar(select(Contact).where(Contact.database_id == campaign.database_id,
+                                                   Contact.main_phone == call.number)
+                             .order_by(Contact.id).limit(1))
+
+
+def call_summary(call):
+    campaign = db.session.get(Campaign, call.campaign_id) if call.campaign_id else None
+    contact = _contact_of(call, campaign)
+    return {"id": call.id, "kind": call.kind, "state": call.state, "number": call.number,
+            "campaign": call.campaign_id, "campaignName": campaign.name if campaign else None,
+            "contact": contact.id if contact else None,
+            "contactData": dict(contact.data) if contact else {}}
+
+
+def state(agent_id):
+    row = db.session.get(AgentSession, agent_id)
+    call = db.session.scalar(select(Call).where(Call.active_agent_id == agent_id))
+    paused = bool(row and row.paused)
+    return {"status": "OK", "state": _status(row, call),
+            "online": bool(row and row.online), "logged_in": bool(row and row.logged_in),
+            "paused": paused, "pause_id": row.pause_id if paused else None,
+            "pause_name": _pause_name(row.pause_id) if paused else None,
+            "call": call_summary(call) if call is not None else None}

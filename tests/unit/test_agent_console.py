@@ -1,0 +1,146 @@
+"""The agent console's server side: the page at /agente/ (web session, es/en, only our own
+resources), the phone library route, and the agent state it polls [extension]."""
+import json
+import re
+
+from oml_server.extensions import db
+from oml_server.models import Call
+from oml_server.services import agent_presence
+from tests.fake_telephony import fake_telephony  # noqa: F401 (fixture)
+from tests.unit.test_web_session import web_login
+
+
+def page_data(response):
+    text = response.get_data(as_text=True)
+    blob = re.search(r'<script id="console-data" type="application/json">(.*?)</script>', text, re.S)
+    return json.loads(blob.group(1))
+
+
+def test_console_needs_a_logged_in_agent(client, make):
+    response = client.get("/agente/")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/accounts/login/?next=/agente/")
+    web_login(client, make.user("Supervisor"))
+    assert client.get("/agente").status_code == 302  # a supervisor has no phone here
+
+
+def test_console_page_shows_the_agents_campaigns_and_pauses(app, client, make):
+    agent = make.agent(first_name="Ana", last_name="Pérez")
+    other = make.agent()
+    mine = make.campaign(agents=[agent], name="ventas")
+    make.campaign(agents=[other], name="ajena")
+    make.campaign(agents=[agent], name="cerrada", state="finished")
+    make.pause(name="Almuerzo")
+    web_login(client, agent)
+    response = client.get("/agente/")
+    assert response.status_code == 200
+    data = page_data(response)
+    assert data["agentId"] == agent.agent.id and data["name"] == "Ana Pérez"
+    assert [c["id"] for c in data["campaigns"]] == [mine.id]
+    assert [p["name"] for p in data["pauses"]] == ["Almuerzo", "ACW"]
+    assert data["sip"] == {"wsUrl": "ws://127.0.0.1:8088/ws", "domain": "127.0.0.1"}
+    assert data["csrf"] == {"cookie": "csrftoken", "header": "X-CSRFToken"}
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "connect-src 'self' ws://127.0.0.1:8088/ws" in csp
+    html = response.get_data(as_text=True)
+    # Nothing the browser loads comes from elsewhere.
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "Consola de agente" in html and data["messages"]["state_READY"] == "Disponible"
+
+
+def test_console_speaks_the_browsers_language(client, make):
+    web_login(client, make.agent())
+    response = client.get("/agente/", headers={"Accept-Language": "en-GB,en;q=0.9"})
+    html = response.get_data(as_text=True)
+    assert '<html lang="en">' in html and "Agent console" in html
+    assert page_data(response)["messages"]["state_READY"] == "Ready"
+
+
+def test_sip_websocket_url_follows_the_settings(app, client, make):
+    web_login(client, make.agent())
+    app.config["CONSOLE_SIP_WS_URL"] = "wss://pbx.example.org:8089/ws"
+    try:
+        data = page_data(client.get("/agente/"))
+    finally:
+        app.config["CONSOLE_SIP_WS_URL"] = ""
+    assert data["sip"] == {"wsUrl": "wss://pbx.example.org:8089/ws", "domain": "pbx.example.org"}
+
+
+def test_vendor_route_serves_only_the_phone_library(client, app, tmp_path):
+    (tmp_path / "jssip.min.js").write_text("var JsSIP = {};")
+    (tmp_path / "secret.txt").write_text("no")
+    app.config["CONSOLE_VENDOR_DIR"] = str(tmp_path)
+    try:
+        response = client.get("/console-vendor/jssip.min.js")
+        assert response.status_code == 200 and b"JsSIP" in response.data
+        assert client.get("/console-vendor/secret.txt").status_code == 404
+        assert client.get("/console-vendor/../config.py").status_code == 404
+    finally:
+        app.config["CONSOLE_VENDOR_DIR"] = ""
+
+
+def set_session(user, **fields):
+    row = agent_presence.session_for(user.agent.id)
+    for name, value in fields.items():
+        setattr(row, name, value)
+    db.session.commit()
+
+
+def get_state(client, make, user):
+    response = client.get("/api/v1/agent/state/", headers=make.headers(user))
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_state_is_the_servers_truth(client, make, fake_telephony):
+    agent = make.agent()
+    pause = make.pause(name="Baño")
+    assert get_state(client, make, agent)["state"] == "OFFLINE"
+    set_session(agent, online=True)
+    assert get_state(client, make, agent)["state"] == "LOGGED_OUT"
+    client.post("/api/v1/asterisk_login/", headers=make.headers(agent))
+    assert get_state(client, make, agent)["state"] == "READY"
+    client.post("/api/v1/asterisk_pause/", headers=make.headers(agent), json={"pause_id": pause.id})
+    body = get_state(client, make, agent)
+    assert (body["state"], body["pause_id"], body["pause_name"]) == ("PAUSED", str(pause.id), "Baño")
+    # A supervisor's pause (00) shows as such.
+    client.post("/api/v1/asterisk_pause/", headers=make.headers(agent), json={"pause_id": "00"})
+    assert get_state(client, make, agent)["pause_name"] == "Supervision"
+
+
+def test_state_names_the_live_call_and_finds_the_caller_by_number(client, make):
+    agent = make.agent()
+    database = make.contact_database(columns=("TELEFONO", "NOMBRE"), external_id=None)
+    campaign = make.campaign(agents=[agent], database=database, type="inbound", name="soporte")
+    contact = make.contact(database, phone="5551234", NOMBRE="Carla")
+    set_session(agent, online=True, logged_in=True)
+    db.session.add(Call(id="c" * 32, kind="inbound", campaign_id=campaign.id, agent_id=agent.agent.id,
+                        active_agent_id=agent.agent.id, number="5551234", state="agent_ringing"))
+    db.session.commit()
+    body = get_state(client, make, agent)
+    assert body["state"] == "RINGING"
+    assert body["call"] == {"id": "c" * 32, "kind": "inbound", "state": "agent_ringing",
+                            "number": "5551234", "campaign": campaign.id, "campaignName": "soporte",
+                            "contact": contact.id,
+                            "contactData": {"TELEFONO": "5551234", "NOMBRE": "Carla"}}
+    other = make.agent()
+    assert get_state(client, make, other)["call"] is None  # only one's own call
+
+
+def test_state_is_for_agents_only(client, make):
+    supervisor = make.user("Supervisor")
+    response = client.get("/api/v1/agent/state/", headers=make.headers(supervisor))
+    assert response.status_code == 403
+    assert client.get("/api/v1/agent/state/").status_code == 403
+
+
+def test_every_string_the_script_shows_is_in_both_catalogues():
+    import os
+    from oml_server.services.agent_console import CATALOGUE_DIR, catalogue
+    script = open(os.path.join(os.path.dirname(CATALOGUE_DIR), "console.js"), encoding="utf-8").read()
+    used = set(re.findall(r'\bt\("([a-z_]+)"\)', script))
+    used |= set(re.findall(r'"([a-z]+_failed)"', script))  # session(action, fields, failure)
+    used |= {f"state_{s}" for s in ("OFFLINE", "LOGGED_OUT", "READY", "PAUSED", "RINGING", "ONCALL")}
+    for locale in ("es", "en"):
+        assert used <= set(catalogue(locale)), (locale, used - set(catalogue(locale)))
+    assert set(catalogue("es")) == set(catalogue("en"))
