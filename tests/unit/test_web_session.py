@@ -1,6 +1,8 @@
 """The web session of OMniLeads' agent console (contract §1.3): login form, CSRF, logout."""
 import re
 
+import pytest
+
 from tests.factories import PASSWORD
 
 PROTECTED = "/api/v1/asterisk_login/"
@@ -70,3 +72,69 @@ def test_security_headers_on_every_response(client):
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def _form(user, **extra):
+    return {"username": user.username, "password": PASSWORD, **extra}
+
+
+def test_login_without_any_csrf_token_and_no_session_is_refused(client, make):
+    """Login CSRF: a page elsewhere posting the form straight away (no GET, no cookie)."""
+    agent = make.agent()
+    response = client.post("/accounts/login/", data=_form(agent))
+    assert response.status_code == 400
+    assert "CSRF" in response.get_data(as_text=True)
+    assert client.get("/api/v1/disposition/").status_code == 403
+
+
+def test_login_with_a_form_token_but_no_cookie_is_refused(client, make):
+    agent = make.agent()
+    response = client.post("/accounts/login/", data=_form(agent, csrfmiddlewaretoken="made-up"))
+    assert response.status_code == 400
+    assert client.get("/api/v1/disposition/").status_code == 403
+
+
+def test_login_with_a_form_token_other_than_the_cookie_is_refused(client, make):
+    agent = make.agent()
+    client.set_cookie("csrftoken", "the-cookie-value")
+    response = client.post("/accounts/login/", data=_form(agent, csrfmiddlewaretoken="another-value"))
+    assert response.status_code == 400
+    assert client.get("/api/v1/disposition/").status_code == 403
+
+
+def test_login_with_a_non_ascii_token_is_refused_not_crashed(client, make):
+    agent = make.agent()
+    client.set_cookie("csrftoken", "abc")
+    response = client.post("/accounts/login/", data=_form(agent, csrfmiddlewaretoken="ábc"))
+    assert response.status_code == 400
+
+
+def test_login_with_matching_cookie_and_form_token_needs_no_prior_session(client, make):
+    """Django's double submit: the cookie and the form field agree, whatever set them."""
+    agent = make.agent()
+    client.set_cookie("csrftoken", "same-value-in-both")
+    response = client.post("/accounts/login/", data=_form(agent, csrfmiddlewaretoken="same-value-in-both"))
+    assert response.status_code == 302
+    assert client.get("/api/v1/disposition/").status_code == 200
+
+
+def _login_to(client, agent, target):
+    page = client.get("/accounts/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    response = client.post("/accounts/login/", query_string={"next": target},
+                           data=_form(agent, csrfmiddlewaretoken=token))
+    assert response.status_code == 302
+    return response.headers["Location"]
+
+
+def test_next_keeps_a_local_path(client, make):
+    assert _login_to(client, make.agent(), "/agente/console/?x=1") == "/agente/console/?x=1"
+
+
+@pytest.mark.parametrize("target", [
+    "//evil.example/", "/\t/evil.example", "/\\evil.example", "/\\/evil.example",
+    "\\\\evil.example", "https://evil.example/", "javascript:alert(1)", "/\n/evil.example",
+    "/\r\n/evil.example", "/\x00/evil", " //evil.example", "evil.example", "/%0a\x7f/evil",
+])
+def test_next_falls_back_to_the_default_for_anything_but_a_local_path(client, make, target):
+    assert _login_to(client, make.agent(), target) == "/docs"
