@@ -56,6 +56,8 @@ def load(env=None, instance_path=None):
         "CONTACT_ANSWER_TIMEOUT": _int(env, "CONTACT_ANSWER_TIMEOUT", 45),
         "INBOUND_WAIT_SECONDS": _int(env, "INBOUND_WAIT_SECONDS", 60),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024),
+        # Django's name: OMniLeads' own console scripts log in and read `sessionid` (§1.3).
+        "SESSION_COOKIE_NAME": "sessionid",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": _bool(env, "SESSION_COOKIE_SECURE", False),

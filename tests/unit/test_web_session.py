@@ -45,8 +45,19 @@ def test_session_cookie_flags(client, make):
     response = client.post("/accounts/login/", data={"username": agent.username, "password": PASSWORD,
                                                      "csrfmiddlewaretoken": token})
     cookies = response.headers.getlist("Set-Cookie")
-    session_cookie = next(c for c in cookies if c.startswith("session="))
+    session_cookie = next(c for c in cookies if c.startswith("sessionid="))
     assert "HttpOnly" in session_cookie and "SameSite=Lax" in session_cookie
+
+
+def test_a_script_reads_the_sessionid_cookie_by_name_and_uses_it(app, client, make):
+    """OMniLeads' console harness logs in through the form, then carries `sessionid` alone."""
+    agent = make.agent()
+    web_login(client, agent)
+    assert client.get_cookie("session") is None
+    sessionid = client.get_cookie("sessionid").value
+    other = app.test_client()
+    other.set_cookie("sessionid", sessionid)
+    assert other.get("/api/v1/disposition/").status_code == 200
 
 
 def test_login_form_rejects_bad_password_and_missing_csrf(client, make):
