@@ -10,9 +10,16 @@ from gevent import monkey
 
 monkey.patch_all()
 
-from oml_server import create_app  # noqa: E402
+import sys  # noqa: E402
 
-app = create_app()
+from oml_server import create_app, logging_setup  # noqa: E402
+from oml_server.config import InsecureConfiguration  # noqa: E402
+
+try:
+    logging_setup.configure()
+    app = create_app()
+except (InsecureConfiguration, logging_setup.BadLogSetting) as exc:  # gunicorn shows the sentence
+    sys.exit(f"oml-server: {exc}")
 
 if app.config["ARI_ENABLED"]:
     from ari_engine.runner import install_backend  # noqa: E402

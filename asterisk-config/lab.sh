@@ -190,7 +190,10 @@ prepare_dir() {
     DIR="$1"
     command -v asterisk >/dev/null 2>&1 || die "asterisk not installed (run: $0 install)"
     if pid_alive "$DIR"; then
-        die "an Asterisk already runs from $DIR (pid $(cat "$DIR/asterisk.pid")); stop it first"
+        # One of ours, left behind (a `make run` killed hard, say): restart it rather than
+        # refuse, so the new start's settings (ports, ARI password) are the ones in force.
+        log "an Asterisk already runs from $DIR (pid $(cat "$DIR/asterisk.pid")): restarting it"
+        cmd_stop "$DIR"
     fi
     mkdir -p "$DIR"
     DIR="$(cd "$DIR" && pwd)"
@@ -210,7 +213,9 @@ cmd_start() {
     prepare_dir "${1:-$LAB_DIR}"
     local started
     started="$(date +%s.%N)"
-    nohup asterisk -C "$DIR/etc/asterisk.conf" -f -n </dev/null >"$DIR/log/console.log" 2>&1 &
+    # Its own session: a Ctrl-C meant for whoever started it (`make run`) does not reach it;
+    # `lab.sh stop` does. (setsid does not fork here: a background job is no group leader.)
+    nohup setsid asterisk -C "$DIR/etc/asterisk.conf" -f -n </dev/null >"$DIR/log/console.log" 2>&1 &
     local pid=$!
     echo "$pid" > "$DIR/asterisk.pid"
     local deadline=$(( $(date +%s) + START_TIMEOUT ))
