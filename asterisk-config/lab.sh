@@ -7,6 +7,9 @@
 #   lab.sh stop [DIR]     stop that private Asterisk ("core stop now", then by PID)
 #   lab.sh status [DIR]   say whether it runs and whether ARI answers
 #   lab.sh cli [DIR] CMD  run one CLI command against the private instance
+#   lab.sh phone EXT      an agent's SIPp phone: credentials from the running server (the demo
+#                         lab's user for EXT, or --username U --password P), registers, answers
+#                         with audio until Ctrl-C (lab/phone.py; OML_API, default :8000)
 #
 # Environment (defaults): LAB_DIR=/tmp/oml-lab ARI_PORT=8088 SIP_PORT=5070 TRUNK_PORT=5090
 #   ARI_USER=oml ARI_PASSWORD=oml-lab-secret ARI_APP=omnileads RTP_START=30000 RTP_END=39999
@@ -270,6 +273,13 @@ cmd_status() {
     echo "stopped"; return 3
 }
 
+cmd_phone() {
+    command -v sipp >/dev/null 2>&1 || die "sipp not installed (run: $0 install)"
+    local py="$HERE/../.venv/bin/python"
+    [ -x "$py" ] || die "no $py: run \`make run\` (or \`make venv\`) first"
+    exec "$py" "$HERE/../lab/phone.py" --sip-port "$SIP_PORT" "$@"
+}
+
 cmd_cli() {
     DIR="${1:-$LAB_DIR}"; shift || true
     asterisk -C "$DIR/etc/asterisk.conf" -rx "$*"
@@ -282,5 +292,6 @@ case "${1:-}" in
     stop)    shift; cmd_stop "$@" ;;
     status)  shift; cmd_status "$@" ;;
     cli)     shift; cmd_cli "$@" ;;
-    *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    phone)   shift; cmd_phone "$@" ;;
+    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
