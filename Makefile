@@ -22,7 +22,7 @@ test-deps: venv
 # Secrets are generated once into instance/secrets.env (mode 0600) and reused: the server
 # refuses to start without real ones (README "Configuration").
 SECRETS ?= instance/secrets.env
-WITH_SECRETS = set -a && . ./$(SECRETS) && set +a &&
+WITH_SECRETS = set -a && . $(abspath $(SECRETS)) && set +a &&
 
 secrets: venv
 	$(BIN)/oml-server secrets $(SECRETS)
@@ -41,8 +41,8 @@ lab-stop:
 	-bash asterisk-config/lab.sh stop
 
 # Ctrl-C stops the server and the lab Asterisk it started (scripts/run.sh).
-run: venv
-	BIN=$(BIN) HOST=$(HOST) PORT=$(PORT) DEMO=$(DEMO) SECRETS=$(SECRETS) bash scripts/run.sh
+run: demo
+	BIN=$(BIN) HOST=$(HOST) PORT=$(PORT) SECRETS=$(SECRETS) bash scripts/run.sh
 
 test: test-deps
 	bash scripts/test.sh

@@ -1,24 +1,21 @@
 #!/usr/bin/env bash
-# `make run`: real secrets (generated once into instance/secrets.env, mode 0600, reused after),
-# the database and the demo data, the lab Asterisk when it is installed, then the server in the
-# foreground. Ctrl-C (or the server exiting any other way) stops the lab Asterisk it started.
+# `make run`, after `make demo` (secrets generated once into instance/secrets.env, mode 0600,
+# and reused; the database migrated; the demo data loaded): the lab Asterisk when it is
+# installed, with the same ARI password, then the server in the foreground. Ctrl-C (or the
+# server exiting any other way) stops the lab Asterisk it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${BIN:-.venv/bin}"
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
-DEMO="${DEMO:-lab/demo.yaml}"
 SECRETS="${SECRETS:-instance/secrets.env}"
 
-"$BIN/oml-server" secrets "$SECRETS"
 set -a
 # shellcheck disable=SC1090
 . "$SECRETS"
 set +a
 # The engine talks to the lab on the port lab.sh starts it on (ARI_PORT, 8088 by default).
 export ARI_URL="${ARI_URL:-http://127.0.0.1:${ARI_PORT:-8088}/ari}"
-"$BIN/oml-server" db upgrade
-"$BIN/oml-server" provision "$DEMO" >/dev/null
 
 if command -v asterisk >/dev/null 2>&1; then
     trap 'bash asterisk-config/lab.sh stop' EXIT
