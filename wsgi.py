@@ -18,8 +18,9 @@ from oml_server.config import InsecureConfiguration  # noqa: E402
 try:
     logging_setup.configure()
     app = create_app()
-except (InsecureConfiguration, logging_setup.BadLogSetting) as exc:  # gunicorn shows the sentence
-    sys.exit(f"oml-server: {exc}")
+except (InsecureConfiguration, logging_setup.BadLogSetting) as exc:
+    print(f"oml-server: {exc}", file=sys.stderr)
+    sys.exit(3)  # gunicorn's "worker failed to boot": the master stops instead of respawning
 
 if app.config["ARI_ENABLED"]:
     from ari_engine.runner import install_backend  # noqa: E402

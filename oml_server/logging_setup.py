@@ -47,3 +47,5 @@ def configure(env=None, stream=None):
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Alembic announces each of its plugins at INFO whenever it is imported (every start).
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(root.level, logging.WARNING))

@@ -91,9 +91,13 @@ def _free_port():
 @pytest.mark.parametrize("command", [
     [os.path.join(os.path.dirname(sys.executable), "oml-server"), "run", "--port", "PORT"],
     [sys.executable, "-c", "import wsgi"],  # what `gunicorn wsgi:app` imports in each worker
-], ids=["oml-server run", "wsgi"])
+    # and gunicorn itself stops (worker boot error) instead of respawning workers forever
+    [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-k", "gevent", "-w", "1",
+     "-b", "127.0.0.1:PORT", "wsgi:app"],
+], ids=["oml-server run", "wsgi", "gunicorn"])
 def test_the_server_refuses_to_start_without_secrets(tmp_path, command):
-    command = [str(_free_port()) if part == "PORT" else part for part in command]
+    port = str(_free_port())
+    command = [part.replace("PORT", port) for part in command]
     done = subprocess.run(command, cwd=REPO, env=_env(tmp_path, **_without_secrets()),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
