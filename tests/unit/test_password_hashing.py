@@ -30,8 +30,9 @@ def test_a_real_scrypt_hash_lets_other_greenlets_run():
     hashed = []
     count, elapsed = _ticks_during(lambda: hashed.append(passwords.hash_password("pw", "scrypt")))
     assert hashed[0].startswith("scrypt:")
-    # On the hub the ticker would have ticked once (before the hash) in the whole time.
-    assert count >= max(3, int(elapsed / 0.005) // 3), (count, elapsed)
+    # On the hub the ticker ticks once (before the hash) in the whole ~100 ms; off it, about
+    # every 5 ms (4 leaves room for a busy machine).
+    assert count >= 4, (count, elapsed)
 
 
 def test_checking_a_real_scrypt_hash_lets_other_greenlets_run():
@@ -44,4 +45,4 @@ def test_checking_a_real_scrypt_hash_lets_other_greenlets_run():
 
     count, elapsed = _ticks_during(check_both)
     assert results == [True, False]
-    assert count >= max(3, int(elapsed / 0.005) // 3), (count, elapsed)
+    assert count >= 4, (count, elapsed)
