@@ -25,10 +25,10 @@ def start_response(status, headers, exc_info=None):
 
 def seconds(wsgi, n):
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/new_contact/"}
-    started = time.perf_counter()
+    started = time.process_time()  # CPU of this process: other load on the box does not count
     for _ in range(n):
         wsgi(dict(environ), start_response)
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def main():
