@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO   ?= lab/demo.yaml
 
-.PHONY: run test venv test-deps console browser migrate demo lab-start lab-stop bench soak restart-under-load translations migration clean fuzz
+.PHONY: run test venv test-deps console browser secrets migrate demo lab-start lab-stop bench soak restart-under-load translations migration clean fuzz
 
 $(BIN)/oml-server: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,21 +33,30 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends chromium \
 		|| echo "chromium not installed: the browser tests will be skipped"; fi
 
-migrate: venv
-	$(BIN)/oml-server db upgrade
+# Secrets are generated once into instance/secrets.env (mode 0600) and reused: the server
+# refuses to start without real ones (README "Configuration").
+SECRETS ?= instance/secrets.env
+WITH_SECRETS = set -a && . $(abspath $(SECRETS)) && set +a &&
+
+secrets: venv
+	$(BIN)/oml-server secrets $(SECRETS)
+
+migrate: secrets
+	$(WITH_SECRETS) $(BIN)/oml-server db upgrade
 
 demo: migrate
-	$(BIN)/oml-server provision $(DEMO)
+	$(WITH_SECRETS) $(BIN)/oml-server provision $(DEMO)
 
-lab-start:
-	@if command -v asterisk >/dev/null 2>&1; then bash asterisk-config/lab.sh start; \
-	else echo "lab Asterisk not installed (sudo bash asterisk-config/lab.sh install): serving without calls"; fi
+lab-start: secrets
+	@if command -v asterisk >/dev/null 2>&1; then $(WITH_SECRETS) bash asterisk-config/lab.sh start; \
+	else echo "lab Asterisk not installed (sudo bash asterisk-config/lab.sh install)"; fi
 
 lab-stop:
 	-bash asterisk-config/lab.sh stop
 
-run: demo console lab-start
-	$(BIN)/oml-server run --host $(HOST) --port $(PORT)
+# Ctrl-C stops the server and the lab Asterisk it started (scripts/run.sh).
+run: demo console
+	BIN=$(BIN) HOST=$(HOST) PORT=$(PORT) SECRETS=$(SECRETS) bash scripts/run.sh
 
 test: test-deps
 	bash scripts/test.sh

@@ -10,9 +10,17 @@ from gevent import monkey
 
 monkey.patch_all()
 
-from oml_server import create_app  # noqa: E402
+import sys  # noqa: E402
 
-app = create_app()
+from oml_server import create_app, logging_setup  # noqa: E402
+from oml_server.config import InsecureConfiguration  # noqa: E402
+
+try:
+    logging_setup.configure()
+    app = create_app()
+except (InsecureConfiguration, logging_setup.BadLogSetting) as exc:
+    print(f"oml-server: {exc}", file=sys.stderr)
+    sys.exit(3)  # gunicorn's "worker failed to boot": the master stops instead of respawning
 
 if app.config["ARI_ENABLED"]:
     from ari_engine.runner import install_backend  # noqa: E402

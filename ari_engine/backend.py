@@ -110,7 +110,15 @@ class AriBackend:
 
     def credentials_issued(self, agent_id, sip_user, sip_password):
         agent = db.session.get(AgentProfile, agent_id)
-        self.sip.credentials_issued(agent, sip_user, sip_password)
+        try:
+            self.sip.credentials_issued(agent, sip_user, sip_password)
+        except AriError as exc:
+            if not _unreachable(exc):
+                raise
+            # Answered anyway (contract §2.9): the credentials are stored, and the engine
+            # pushes every agent's stored credentials when it (re)connects to Asterisk.
+            log.warning("SIP credentials of agent %s not pushed yet (Asterisk unreachable: %s); "
+                        "pushed when the engine reconnects", agent_id, exc)
 
     def status(self):
         if self.supervisor is None:
@@ -135,3 +143,8 @@ def originate_error(exc):
     if exc.status >= 500:
         return M.TELEPHONY_UNAVAILABLE
     return M.asterisk_refused(getattr(exc, "message", None) or str(exc))
+
+
+def _unreachable(exc):
+    """Asterisk did not answer (or its HTTP server said it cannot now), as opposed to refusing."""
+    return isinstance(exc, AriUnavailable) or exc.status in (502, 503, 504)

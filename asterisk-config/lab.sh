@@ -7,6 +7,9 @@
 #   lab.sh stop [DIR]     stop that private Asterisk ("core stop now", then by PID)
 #   lab.sh status [DIR]   say whether it runs and whether ARI answers
 #   lab.sh cli [DIR] CMD  run one CLI command against the private instance
+#   lab.sh phone EXT      an agent's SIPp phone: credentials from the running server (the demo
+#                         lab's user for EXT, or --username U --password P), registers, answers
+#                         with audio until Ctrl-C (lab/phone.py; OML_API, default :8000)
 #
 # Environment (defaults): LAB_DIR=/tmp/oml-lab ARI_PORT=8088 SIP_PORT=5070 TRUNK_PORT=5090
 #   ARI_USER=oml ARI_PASSWORD=oml-lab-secret ARI_APP=omnileads RTP_START=30000 RTP_END=39999
@@ -190,7 +193,10 @@ prepare_dir() {
     DIR="$1"
     command -v asterisk >/dev/null 2>&1 || die "asterisk not installed (run: $0 install)"
     if pid_alive "$DIR"; then
-        die "an Asterisk already runs from $DIR (pid $(cat "$DIR/asterisk.pid")); stop it first"
+        # One of ours, left behind (a `make run` killed hard, say): restart it rather than
+        # refuse, so the new start's settings (ports, ARI password) are the ones in force.
+        log "an Asterisk already runs from $DIR (pid $(cat "$DIR/asterisk.pid")): restarting it"
+        cmd_stop "$DIR"
     fi
     mkdir -p "$DIR"
     DIR="$(cd "$DIR" && pwd)"
@@ -210,7 +216,9 @@ cmd_start() {
     prepare_dir "${1:-$LAB_DIR}"
     local started
     started="$(date +%s.%N)"
-    nohup asterisk -C "$DIR/etc/asterisk.conf" -f -n </dev/null >"$DIR/log/console.log" 2>&1 &
+    # Its own session: a Ctrl-C meant for whoever started it (`make run`) does not reach it;
+    # `lab.sh stop` does. (setsid does not fork here: a background job is no group leader.)
+    nohup setsid asterisk -C "$DIR/etc/asterisk.conf" -f -n </dev/null >"$DIR/log/console.log" 2>&1 &
     local pid=$!
     echo "$pid" > "$DIR/asterisk.pid"
     local deadline=$(( $(date +%s) + START_TIMEOUT ))
@@ -265,6 +273,13 @@ cmd_status() {
     echo "stopped"; return 3
 }
 
+cmd_phone() {
+    command -v sipp >/dev/null 2>&1 || die "sipp not installed (run: $0 install)"
+    local py="$HERE/../.venv/bin/python"
+    [ -x "$py" ] || die "no $py: run \`make run\` (or \`make venv\`) first"
+    exec "$py" "$HERE/../lab/phone.py" --sip-port "$SIP_PORT" "$@"
+}
+
 cmd_cli() {
     DIR="${1:-$LAB_DIR}"; shift || true
     asterisk -C "$DIR/etc/asterisk.conf" -rx "$*"
@@ -277,5 +292,6 @@ case "${1:-}" in
     stop)    shift; cmd_stop "$@" ;;
     status)  shift; cmd_status "$@" ;;
     cli)     shift; cmd_cli "$@" ;;
-    *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    phone)   shift; cmd_phone "$@" ;;
+    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -120,8 +120,15 @@ def server_rss_kib(proc, kind):
     return rss_kib(proc.pid)
 
 
+_SECRETS = {}
+
+
 def server_env(db_url):
-    env = dict(os.environ)
+    from oml_server import secrets_file
+    # One set per run (every server of the run accepts the others' tokens); the server
+    # refuses to start without real secrets.
+    _SECRETS or _SECRETS.update(secrets_file.generate())
+    env = {**_SECRETS, **os.environ}
     env.update(DATABASE_URL=db_url, ARI_ENABLED="0", PYTHONUNBUFFERED="1")
     env.pop("OML_ENV", None)
     return env

@@ -127,8 +127,10 @@ def provision(database_url, agents):
     from oml_server.models import Campaign, ContactDatabase
     from oml_server.services import users
 
+    from oml_server import secrets_file
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "ARI_ENABLED": False,
-                      "TESTING": True, "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000"})
+                      "TESTING": True, "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+                      **secrets_file.generate()})
     with app.app_context():
         upgrade()
         created = [users.create_user(f"bench{i:03d}", PASSWORD, "Agente") for i in range(agents)]

@@ -11,6 +11,7 @@ from . import config as config_module
 from . import messages as M
 from . import errors
 from .extensions import api, babel, db, jwt, migrate
+from .request_log import RequestLog
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -85,12 +86,14 @@ def create_app(overrides=None, env=None):
     app.json = JSONProvider(app)
     app.config.update(config_module.load(env, app.instance_path))
     app.config.update(overrides or {})
-    config_module.check_production(app.config)
+    app.config.setdefault("JWT_SECRET_KEY", app.config["SECRET_KEY"])
+    config_module.check_secrets(app.config)
     app.url_map.strict_slashes = False
     app.wsgi_app = TrailingSlash(app.wsgi_app)
     proxies = app.config.get("TRUSTED_PROXIES", 0)
     if proxies:  # only then X-Forwarded-For/-Proto decide the client address and the scheme
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0)
+    app.wsgi_app = RequestLog(app.wsgi_app)  # outermost: every answer, the path as sent
     app.session_interface = SessionInterface()
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         os.makedirs(app.instance_path, exist_ok=True)

@@ -4,6 +4,7 @@ Tokens are JWTs from flask-jwt-extended with an absolute expiry (they never slid
 user's `token_version`, so a password change or a deactivation cuts every older token off.
 """
 import functools
+import hmac
 import secrets
 import time
 from datetime import timedelta
@@ -187,7 +188,7 @@ def _user_from_session():
     if request.method not in SAFE_METHODS:
         expected = session.get("csrf")
         sent = request.headers.get(CSRF_HEADER, "")
-        if not expected or not secrets.compare_digest(sent, expected):
+        if not tokens_match(sent, expected):
             raise forbidden(M.CSRF_FAILED)
     return user
 
@@ -218,6 +219,15 @@ def login_required(*roles, orm_user=False):
         wrapper._oml_roles = roles
         return wrapper
     return decorator
+
+
+def tokens_match(sent, expected):
+    """Whether a CSRF token sent matches the expected one: both present, compared in constant
+    time (as bytes: compare_digest refuses non-ASCII text, and a header may carry some)."""
+    if not sent or not expected:
+        return False
+    return hmac.compare_digest(sent.encode("utf-8", "surrogateescape"),
+                               expected.encode("utf-8", "surrogateescape"))
 
 
 def start_session(response, user):

@@ -17,12 +17,29 @@ def main():
                      help="OMniLeads-compatible contact-center server.")
     cli.add_command(shell_command)
     cli.add_command(routes_command)
+    cli.add_command(secrets_command)  # needs no app: it makes what the app needs to start
     cli.main(prog_name="oml-server")
 
 
 def _create_app():
-    from . import create_app
-    return create_app()
+    from . import create_app, logging_setup
+    from .config import InsecureConfiguration
+    try:
+        logging_setup.configure()  # before the app, so whatever it logs is in the chosen format
+        return create_app()
+    except (InsecureConfiguration, logging_setup.BadLogSetting) as exc:  # a sentence, not a traceback
+        click.echo(f"oml-server: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.command("secrets")
+@click.argument("path", type=click.Path(dir_okay=False), default="instance/secrets.env")
+def secrets_command(path):
+    """Generate SECRET_KEY, SIP_SECRET_KEY and ARI_PASSWORD into PATH (mode 0600) unless it
+    has them already; a shell sources it (`set -a; . PATH; set +a`). Used by `make run`."""
+    from . import secrets_file
+    _, created = secrets_file.ensure(path)
+    click.echo(f"{'generated' if created else 'kept'} secrets in {path}", err=True)
 
 
 def register_commands(app):
@@ -49,12 +66,10 @@ def run_command(host, port, engine):
 @with_appcontext
 def engine_command():
     """Run the ARI engine alone (split deployment: API workers elsewhere, one engine per app)."""
-    import logging
     import signal
 
     import gevent.event
     from ari_engine.runner import start_engine
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = start_engine(current_app._get_current_object())
     stopped = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stopped.set)

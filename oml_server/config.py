@@ -1,7 +1,10 @@
 """Configuration from environment variables.
 
-Every setting has a development default so `make run` works with nothing set; production mode
-(`OML_ENV=production`) refuses to start while any secret still has its development value.
+Secrets fail closed: SECRET_KEY, SIP_SECRET_KEY and ARI_PASSWORD (the last only with ARI
+enabled) must be set, and to something other than the development values in this repository,
+unless development is asked for explicitly with `OML_ENV=development`. Anyone can read those
+values here: a server signing tokens with one would let anyone mint an Administrador token.
+`make run` generates real ones (oml_server/secrets_file.py).
 """
 import os
 
@@ -10,8 +13,12 @@ DEV_SIP_SECRET_KEY = "dev-sip-secret-change-me"
 DEV_ARI_PASSWORD = "oml-lab-secret"
 
 
+DEVELOPMENT_VALUES = {"SECRET_KEY": DEV_SECRET_KEY, "SIP_SECRET_KEY": DEV_SIP_SECRET_KEY,
+                      "ARI_PASSWORD": DEV_ARI_PASSWORD}
+
+
 class InsecureConfiguration(RuntimeError):
-    """Production mode was asked for with development secrets."""
+    """A secret is missing or has its public development value, and development was not asked for."""
 
 
 def _int(env, name, default):
@@ -32,12 +39,15 @@ def load(env=None, instance_path=None):
     env = os.environ if env is None else env
     instance_path = instance_path or os.path.join(os.getcwd(), "instance")
     default_db = "sqlite:///" + os.path.join(instance_path, "oml.sqlite3")
-    secret = env.get("SECRET_KEY", DEV_SECRET_KEY)
+    development = env.get("OML_ENV") == "development"
+
+    def secret(name):  # the development value only when development was asked for
+        return env.get(name) or (DEVELOPMENT_VALUES[name] if development else None)
+
     token_ttl = _int(env, "TOKEN_EXPIRED_AFTER_SECONDS", 32400)
     cfg = {
-        "OML_ENV": env.get("OML_ENV", "development"),
-        "SECRET_KEY": secret,
-        "JWT_SECRET_KEY": secret,
+        "OML_ENV": env.get("OML_ENV") or "production",
+        "SECRET_KEY": secret("SECRET_KEY"),  # JWT_SECRET_KEY follows it (app.create_app)
         "JWT_ALGORITHM": "HS256",
         "JWT_DECODE_ALGORITHMS": ["HS256"],
         "TOKEN_EXPIRED_AFTER_SECONDS": token_ttl,
@@ -45,11 +55,11 @@ def load(env=None, instance_path=None):
         "BABEL_DEFAULT_LOCALE": env.get("DEFAULT_LANGUAGE", "es"),
         "LANGUAGES": ["es", "en"],
         "PASSWORD_HASH_METHOD": env.get("PASSWORD_HASH_METHOD", "scrypt"),
-        "SIP_SECRET_KEY": env.get("SIP_SECRET_KEY", DEV_SIP_SECRET_KEY),
+        "SIP_SECRET_KEY": secret("SIP_SECRET_KEY"),
         "EPHEMERAL_USER_TTL": _int(env, "EPHEMERAL_USER_TTL", 28800),
         "ARI_URL": env.get("ARI_URL", "http://127.0.0.1:8088/ari"),
         "ARI_USER": env.get("ARI_USER", "oml"),
-        "ARI_PASSWORD": env.get("ARI_PASSWORD", DEV_ARI_PASSWORD),
+        "ARI_PASSWORD": secret("ARI_PASSWORD"),
         "ARI_APP": env.get("ARI_APP", "omnileads"),
         "ARI_ENABLED": flag(env, "ARI_ENABLED", True),
         "DIAL_TEMPLATE": env.get("DIAL_TEMPLATE", "PJSIP/{number}@trunk"),
@@ -62,6 +72,8 @@ def load(env=None, instance_path=None):
         "CONSOLE_SIP_DOMAIN": env.get("CONSOLE_SIP_DOMAIN", ""),
         "CONSOLE_VENDOR_DIR": env.get("CONSOLE_VENDOR_DIR", ""),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024),
+        # Django's name: OMniLeads' own console scripts log in and read `sessionid` (§1.3).
+        "SESSION_COOKIE_NAME": "sessionid",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": flag(env, "SESSION_COOKIE_SECURE", False),
@@ -127,14 +139,18 @@ def normalize_database_url(url):
     return url
 
 
-def check_production(cfg):
-    """Refuse development secrets in production mode."""
-    if cfg.get("OML_ENV") != "production":
+def check_secrets(cfg):
+    """Refuse to run with a missing secret or a development one, unless OML_ENV=development."""
+    if cfg.get("OML_ENV") == "development":
         return
-    weak = [name for name, dev in (("SECRET_KEY", DEV_SECRET_KEY),
-                                   ("SIP_SECRET_KEY", DEV_SIP_SECRET_KEY),
-                                   ("ARI_PASSWORD", DEV_ARI_PASSWORD))
-            if not cfg.get(name) or cfg.get(name) == dev]
+    needed = [name for name in DEVELOPMENT_VALUES
+              if name != "ARI_PASSWORD" or cfg.get("ARI_ENABLED")]
+    weak = [name for name in needed
+            if not cfg.get(name) or cfg.get(name) == DEVELOPMENT_VALUES[name]]
     if weak:
         raise InsecureConfiguration(
-            "OML_ENV=production refuses development secrets; set " + ", ".join(weak))
+            "refusing to start without real secrets: set " + ", ".join(weak) + " in the "
+            "environment (long random values, e.g. `python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))'`; `make run` generates them into "
+            "instance/secrets.env), or OML_ENV=development to use the repository's public "
+            "development values (never in production)")

@@ -102,7 +102,6 @@ def _shut(sock):
 
 
 def serve(app, host, port, with_engine=True):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = None
     if app.config.get("ARI_ENABLED"):
         try:

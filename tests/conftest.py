@@ -45,6 +45,9 @@ def database_url(tmp_path_factory):
 
 TEST_CONFIG = {
     "TESTING": True,
+    # The suite's own secrets: the app refuses to start without real ones (config.check_secrets).
+    "SECRET_KEY": "test-suite-token-signing-key-not-the-development-one",
+    "SIP_SECRET_KEY": "test-suite-sip-key-not-the-development-one",
     "ARI_ENABLED": False,
     "TOKEN_EXPIRED_AFTER_SECONDS": 32400,
     "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # production hashes cost ~0.1 s each

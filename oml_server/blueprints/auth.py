@@ -1,4 +1,6 @@
 """Login (contract §2.1) and the web session pages OMniLeads' agent console uses (§1.3)."""
+from urllib.parse import urlsplit
+
 from flask import Blueprint as FlaskBlueprint
 from flask import redirect, render_template, request, session
 from flask_smorest import Blueprint
@@ -8,7 +10,8 @@ from schemas.common import DetailSchema
 
 from .. import messages as M
 from ..apidoc import NO_AUTH, request_body
-from ..auth import csrf_token, issue_token, set_csrf_cookie, start_session
+from ..auth import (CSRF_COOKIE, csrf_token, issue_token, set_csrf_cookie, start_session,
+                    tokens_match)
 from ..body import read_body
 from ..errors import ContractError, Detail
 from ..services import agent_presence, throttle, users
@@ -82,7 +85,9 @@ def web_login():
     """The HTML login form: a session cookie plus the `csrftoken` cookie (contract §1.3)."""
     error = None
     if request.method == "POST":
-        if request.form.get("csrfmiddlewaretoken") != session.get("csrf"):
+        # Checked against the csrftoken cookie even before any session exists: otherwise a
+        # page elsewhere could log a victim's browser into the attacker's account (login CSRF).
+        if not tokens_match(request.form.get("csrfmiddlewaretoken"), request.cookies.get(CSRF_COOKIE)):
             error = M.CSRF_FAILED
         else:
             try:
@@ -108,11 +113,21 @@ def render_template_response(error, token):
                                          next=request.args.get("next", "")), status)
 
 
+DEFAULT_NEXT = "/docs"
+
+
 def _safe_next(target):
-    # Only local paths: an open redirect would let a phishing link borrow our login page.
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return "/docs"
+    r"""`target` when it is a path on this server, else the default page. An open redirect
+    would let a phishing link borrow our login page. Browsers read `\` as `/` and drop tabs
+    and newlines, so `/\evil` and `/<tab>/evil` lead to other hosts just like `//evil`."""
+    if not target or not target.startswith("/"):
+        return DEFAULT_NEXT
+    if any(c == "\\" or c <= " " or c == "\x7f" for c in target):
+        return DEFAULT_NEXT
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
+        return DEFAULT_NEXT
+    return target
 
 
 @plain_blueprint.route("/agente/logout/", methods=["GET"], strict_slashes=False)

@@ -11,7 +11,11 @@ config = context.config
 
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# Only where nothing set logging up (oml_server.logging_setup keeps LOG_FORMAT for these lines
+# too), and never disabling loggers that exist already (the request log, in a process that
+# migrates and then serves).
+if not logging.getLogger().handlers:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 

@@ -249,9 +249,26 @@ def _contact_error(kind):
     return business_error(contacto=M.CONTACT_DATA_INVALID)
 
 
+class _PhoneTakenMeanwhile(Exception):
+    """Another request took the phone's no-duplicates slot between our check and our insert."""
+
+
 def create_with_contact(agent, data):
     """POST /new_contact/disposition/: all or nothing — every check runs before the first
-    write, and the contact and its disposition are committed as one transaction."""
+    write, and the contact and its disposition are committed as one transaction.
+
+    A phone already in a campaign that forbids duplicates is accepted, as OMniLeads 2.6.3
+    does: a returning caller's disposition must never be lost. The contact is then a new row
+    that does not hold the phone's no-duplicates slot (`unique_phone` stays empty), so
+    new_contact and imports still refuse that phone, and the earlier contact and its
+    disposition are untouched."""
+    try:
+        return _create_with_contact(agent, data, phone_free=None)
+    except _PhoneTakenMeanwhile:  # lost the race for the slot: the same, without it
+        return _create_with_contact(agent, data, phone_free=False)
+
+
+def _create_with_contact(agent, data, phone_free):
     try:
         option = _option(data.get("idDispositionOption"))
         campaign = db.session.get(Campaign, option.campaign_id)
@@ -259,13 +276,16 @@ def create_with_contact(agent, data):
         values = _new_contact_values(database, data)
         forbid_duplicates = not campaign.allow_duplicate_phones
         try:
-            contacts.check_duplicates(database, values, forbid_duplicates)
+            contacts.check_duplicates(database, values, forbid_duplicates and phone_free is None)
         except contacts.ContactInvalid as exc:
-            raise _contact_error(exc.kind)
+            if exc.kind != "duplicate_phone":
+                raise _contact_error(exc.kind)
+            phone_free = False
         comments, callid = _free_fields(data)
         # A preview campaign hands each contact to one agent: this one, who just spoke to it.
         assigned = agent.id if campaign.type == "preview" else None
-        contact = contacts.build(database, values, forbid_duplicates, assigned_agent_id=assigned)
+        holds_slot = forbid_duplicates and phone_free is not False
+        contact = contacts.build(database, values, holds_slot, assigned_agent_id=assigned)
         db.session.add(contact)
         try:
             db.session.flush()
@@ -273,8 +293,9 @@ def create_with_contact(agent, data):
             db.session.rollback()
             if not is_unique_violation(exc):
                 raise
-            raise _contact_error("duplicate_phone" if "unique_phone" in str(exc.orig)
-                                 else "duplicate_external_id")
+            if "unique_phone" in str(exc.orig):
+                raise _PhoneTakenMeanwhile()
+            raise _contact_error("duplicate_external_id")
         disposition = Disposition(contact_id=contact.id, campaign_id=campaign.id,
                                   agent_id=agent.id, option_id=option.id, callid=callid,
                                   comments=comments)

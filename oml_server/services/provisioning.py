@@ -22,7 +22,6 @@ from flask_babel import force_locale
 from marshmallow import ValidationError
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
-from werkzeug.security import check_password_hash
 
 from schemas.provisioning import KINDS, ProvisioningSchema
 
@@ -307,7 +306,7 @@ class _Run:
             self._apply(user, item, {"role": "role", "first_name": "first_name",
                                      "last_name": "last_name", "email": "email",
                                      "active": "is_active"})
-            if "password" in item and not check_password_hash(user.password_hash, item["password"]):
+            if "password" in item and not user_service.check_password(user.password_hash, item["password"]):
                 user_service.set_password(user, item["password"])
             if wants_agent:
                 had_agent = user.agent is not None

@@ -1,10 +1,12 @@
 """Ephemeral SIP credentials for an agent's phone (contract §2.9).
 
 `sip_user = "<expiry unix time>:<extension>"` and `sip_password = base64(HMAC-SHA1(secret,
-sip_user))`: the TURN-style scheme a SIP proxy can check without a database. The engine may
-also push them to Asterisk (`telephony.credentials_issued`) so a plain PJSIP endpoint accepts
-them; they are pushed first and stored second, so a failed push leaves no record of
-credentials that do not work.
+sip_user))`: the TURN-style scheme a SIP proxy can check without a database. The engine also
+pushes them to Asterisk (`telephony.credentials_issued`) so a plain PJSIP endpoint accepts
+them. They are stored first: while Asterisk is unreachable the backend answers them anyway
+(as OMniLeads does, from the HMAC alone) and the engine pushes the stored ones when Asterisk
+is back (`SipAccounts.push_all` at every (re)connect). A push Asterisk refuses is an error,
+and the stored credentials go back to what they were.
 """
 import base64
 import hashlib
@@ -42,17 +44,22 @@ def issue(agent, secret, ttl, webrtc=False):
     user = f"{expires_at}:{agent.sip_extension}"
     password = sip_password(secret, user)
     agent.sip_webrtc = bool(webrtc)  # read by the push below; committed with the credentials
+    previous = (agent.sip_username, agent.sip_expires_at)
+    _store(agent, user, expires_at)
     try:
         telephony.credentials_issued(agent.id, user, password)
     except Exception:
-        log.warning("SIP credentials of agent %s could not be pushed to Asterisk", agent.id,
-                    exc_info=True)
+        log.warning("SIP credentials of agent %s refused by Asterisk", agent.id, exc_info=True)
+        _store(agent, *previous)
         raise CredentialsNotIssued()
+    return user, password
+
+
+def _store(agent, sip_user, expires_at):
     try:
-        agent.sip_username, agent.sip_expires_at = user, expires_at
+        agent.sip_username, agent.sip_expires_at = sip_user, expires_at
         db.session.commit()
     except SQLAlchemyError:
         db.session.rollback()
         log.warning("SIP credentials of agent %s could not be stored", agent.id, exc_info=True)
         raise CredentialsNotIssued()
-    return user, password

@@ -17,8 +17,10 @@ The backend contract (duck-typed; every method may raise):
   Return the device state written (a short string, stored in `AgentSession.mirrored_state`) or
   None when nothing was written. Failures are logged by the caller, never fatal: the engine
   re-mirrors every row whose `mirrored_state` is NULL when it (re)connects.
-* `credentials_issued(agent_id, sip_user, sip_password)` — make freshly issued ephemeral SIP
-  credentials usable (push them to Asterisk). Raising makes the credentials request fail.
+* `credentials_issued(agent_id, sip_user, sip_password)` — make freshly issued (and already
+  stored) ephemeral SIP credentials usable (push them to Asterisk). Return without pushing
+  while Asterisk is unreachable (they are pushed at the next connect); raising makes the
+  credentials request fail.
 * `status()` — "ok", "connecting", "down" or "disabled", for the health endpoint.
 """
 import logging

@@ -1,10 +1,11 @@
 """Users, agents and their credentials."""
 from flask import current_app
 from sqlalchemy import select
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import ROLES, AgentProfile, AgentSession, User
+from ..passwords import check_password
+from ..passwords import hash_password as _hash
 
 _dummy_hashes = {}
 
@@ -19,12 +20,12 @@ def _dummy_hash():
     username costs the same time as one with a wrong password (no username probing by timing)."""
     method = _method()
     if method not in _dummy_hashes:
-        _dummy_hashes[method] = generate_password_hash("not-a-password", method=method)
+        _dummy_hashes[method] = _hash("not-a-password", method)
     return _dummy_hashes[method]
 
 
 def hash_password(password):
-    return generate_password_hash(password, method=_method())
+    return _hash(password, _method())
 
 
 def set_password(user, password):
@@ -37,9 +38,9 @@ def check_credentials(username, password):
     """The active user with these credentials, or None."""
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
-        check_password_hash(_dummy_hash(), password)
+        check_password(_dummy_hash(), password)
         return None
-    if not check_password_hash(user.password_hash, password) or not user.is_active:
+    if not check_password(user.password_hash, password) or not user.is_active:
         return None
     return user
 

@@ -220,7 +220,7 @@ def _form_login(client, user, **kwargs):
 
 def test_session_cookie_is_httponly_samesite_not_secure_over_http(app, make):
     response = _form_login(app.test_client(), make.agent())
-    session = _cookie_flags(response, "session")
+    session = _cookie_flags(response, "sessionid")
     assert "HttpOnly" in session and "SameSite=Lax" in session and "Secure" not in session
     csrf = _cookie_flags(response, "csrftoken")
     assert "SameSite=Lax" in csrf and "HttpOnly" not in csrf  # the page's script copies it
@@ -228,14 +228,14 @@ def test_session_cookie_is_httponly_samesite_not_secure_over_http(app, make):
 
 def test_cookies_are_secure_over_https(app, make):
     response = _form_login(app.test_client(), make.agent(), base_url="https://localhost")
-    assert "Secure" in _cookie_flags(response, "session")
+    assert "Secure" in _cookie_flags(response, "sessionid")
     assert "Secure" in _cookie_flags(response, "csrftoken")
 
 
 def test_cookies_are_secure_when_configured(app, make, monkeypatch):
     monkeypatch.setitem(app.config, "SESSION_COOKIE_SECURE", True)
     response = _form_login(app.test_client(), make.agent())
-    assert "Secure" in _cookie_flags(response, "session")
+    assert "Secure" in _cookie_flags(response, "sessionid")
     assert "Secure" in _cookie_flags(response, "csrftoken")
 
 
@@ -250,4 +250,4 @@ def test_forwarded_proto_counts_only_behind_a_trusted_proxy(database_url, make):
     for app, secure in ((untrusted, False), (trusted, True)):
         with app.app_context():
             response = _form_login(app.test_client(), user, headers=headers)
-            assert ("Secure" in _cookie_flags(response, "session")) is secure
+            assert ("Secure" in _cookie_flags(response, "sessionid")) is secure

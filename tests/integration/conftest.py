@@ -24,6 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lab import (REPO, Lab, SippPeer, free_udp_port, missing_programs,  # noqa: E402
                  wait_until)
 
+from oml_server import secrets_file  # noqa: E402
+
 SIP_SECRET = "engine-test-sip-secret"
 PASSWORD = "engine-test-pass"
 AGENT_ANSWER_TIMEOUT = 3
@@ -74,7 +76,7 @@ def _provision(database_url: str) -> World:
     from flask_migrate import upgrade
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "ARI_ENABLED": False,
-                      "TESTING": True})
+                      "TESTING": True, **secrets_file.generate()})
     world = World()
     with app.app_context():
         upgrade()
@@ -141,7 +143,8 @@ class Server:
         self.port = free_tcp_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(workdir, "server.log")
-        self.env = dict(os.environ, DATABASE_URL=database_url, ARI_URL=lab.ari_url,
+        self.env = dict({**secrets_file.generate(), **os.environ}, DATABASE_URL=database_url,
+                        ARI_URL=lab.ari_url,
                         ARI_USER=lab.user, ARI_PASSWORD=lab.password, ARI_APP=lab.app,
                         ARI_ENABLED="1", SIP_SECRET_KEY=SIP_SECRET,
                         AGENT_ANSWER_TIMEOUT=str(AGENT_ANSWER_TIMEOUT),

@@ -22,6 +22,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from oml_server import secrets_file  # noqa: E402
+
 PASSWORD = "fault-test-pass"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -122,7 +124,8 @@ def provision_writers(database_url: str, agents: int = 1) -> dict:
 
     # A cheap hash: these accounts exist for a few seconds; logins should not dominate the run.
     app = create_app({"SQLALCHEMY_DATABASE_URI": _psycopg2(database_url), "ARI_ENABLED": False,
-                      "TESTING": True, "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000"})
+                      "TESTING": True, "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+                      **secrets_file.generate()})
     with app.app_context():
         upgrade()
         created = []
@@ -158,7 +161,8 @@ def add_agents(database_url: str, prefix: str, count: int, campaign_id: int,
     from oml_server.services import users
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": _psycopg2(database_url), "ARI_ENABLED": False,
-                      "TESTING": True, "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000"})
+                      "TESTING": True, "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+                      **secrets_file.generate()})
     with app.app_context():
         campaign = db.session.get(Campaign, campaign_id)
         created = [users.create_user(f"{prefix}{i:02d}", password, "Agente")
@@ -199,7 +203,8 @@ class ApiServer:
         self.engine = engine
         path = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
         # Test clients call and log in faster than any CRM loop: lift the abuse limits.
-        self.env = dict(os.environ, DATABASE_URL=database_url, PYTHONUNBUFFERED="1",
+        self.env = dict({**secrets_file.generate(), **os.environ}, DATABASE_URL=database_url,
+                        PYTHONUNBUFFERED="1",
                         ARI_ENABLED="1" if engine else "0", PYTHONPATH=path,
                         MAKECALL_MAX_PER_WINDOW="1000000", LOGIN_MAX_FAILURES_PER_ADDRESS="1000000")
         self.env.pop("FLASK_APP", None)

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import itertools
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -107,7 +108,7 @@ class Lab:
 
     def __init__(self, directory: Optional[str] = None, ari_port: Optional[int] = None,
                  sip_port: Optional[int] = None, trunk_port: Optional[int] = None,
-                 app: str = "omnileads", user: str = "oml", password: str = "oml-lab-secret",
+                 app: str = "omnileads", user: str = "oml", password: Optional[str] = None,
                  rtp_start: int = 40000, rtp_end: int = 49999):
         env = os.environ
         self.ari_port = int(ari_port or env.get("OML_LAB_ARI_PORT", 18088))
@@ -116,7 +117,8 @@ class Lab:
         self.dir = directory or env.get("OML_LAB_DIR") or tempfile.mkdtemp(prefix="oml-lab-")
         self.app = app
         self.user = user
-        self.password = password
+        # Never the repository's development password: the server refuses to use it.
+        self.password = password or secrets.token_urlsafe(16)
         self.rtp_start, self.rtp_end = rtp_start, rtp_end
         self.ari_url = f"http://127.0.0.1:{self.ari_port}/ari"
         self.ari: Optional[AriClient] = None

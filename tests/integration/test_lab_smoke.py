@@ -214,3 +214,31 @@ def test_device_state_roundtrip(lab, events):
     with pytest.raises(AriError) as err:
         lab.ari.device_state_put("Custom:nope", "INUSE")
     assert err.value.status == 409
+
+
+def _dialled_by_an_agent(lab, events, number):
+    """Send `number` through the [agents] dialplan (as an agent phone dialling it would) and
+    return the StasisStart args of the leg that reaches our app, or None within 1.5 s."""
+    call_id = uuid.uuid4().hex[:12]
+    lab.ari.originate(f"Local/{number}@agents", appArgs=f"probe,{call_id}",
+                      channelId=f"{call_id}-probe")
+    try:
+        event = events.wait_for(lambda e: e.get("type") == "StasisStart"
+                                and e.get("args", [None])[0] == "outbound"
+                                and e["args"][1:] == [number], 1.5, f"outbound {number}")
+        return event["args"]
+    except TimeoutError:
+        return None
+    finally:
+        lab.clean()
+
+
+@pytest.mark.parametrize("number", ["3511234567", "+543511234567", "*72#", "5"])
+def test_agents_dialplan_passes_digits_plus_star_hash(lab, events, number):
+    assert _dialled_by_an_agent(lab, events, number) == ["outbound", number]
+
+
+@pytest.mark.parametrize("number", ["3511234567abc", "351-1234567", "351.evil", "+54x"])
+def test_agents_dialplan_refuses_any_other_character(lab, events, number):
+    """Toll fraud through the dial string: trailing text never reaches the engine."""
+    assert _dialled_by_an_agent(lab, events, number) is None

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from ari_engine.ari_client import AriNotFound, AriUnavailable
+from ari_engine.ari_client import AriError, AriNotFound, AriUnavailable
 from ari_engine.presence import Presence, device_state_for
 from ari_engine.sip_accounts import SipAccounts, password_for
 from oml_server.extensions import db
@@ -170,3 +170,55 @@ def test_a_browser_phone_gets_webrtc_settings_and_a_plain_phone_loses_them(make,
     accounts.credentials_issued(agent, newer, password_for(newer, KEY))
     endpoint = ari.objects[("endpoint", "1007")]
     assert (endpoint["media_encryption"], endpoint["ice_support"], endpoint["use_avpf"]) == ("no", "no", "no")
+
+
+class RefusingAri(ConfigAri):
+    def dynamic_config_put(self, kind, obj_id, fields):
+        raise AriError(403, "dynamic configuration is not allowed")
+
+
+@pytest.fixture
+def ari_backend(app, monkeypatch):
+    from ari_engine.backend import AriBackend
+    from oml_server.services import telephony
+    monkeypatch.setitem(app.config, "SIP_SECRET_KEY", KEY)  # the API's key is the engine's
+
+    def install(fake):
+        backend = AriBackend(fake, {**app.config, "SIP_SECRET_KEY": KEY})
+        previous.append(telephony.set_backend(backend))
+        return backend
+    previous = []
+    yield install
+    telephony.set_backend(previous[0])
+
+
+def test_credentials_are_answered_while_asterisk_is_unreachable_and_pushed_at_reconnect(
+        client, make, ari, ari_backend):
+    """Contract §2.9: answered from the HMAC alone; valid in Asterisk once it is back."""
+    agent = make.agent(sip_extension=1005)
+    backend = ari_backend(ari)
+    ari.down = True
+    response = client.get("/api/v1/sip/credentials/agent/", headers=make.headers(agent))
+    body = response.get_json()
+    assert body["status"] == "OK", body
+    assert body["sip_user"].endswith(":1005")
+    assert body["sip_password"] == password_for(body["sip_user"], KEY)
+    assert ari.objects == {}
+    ari.down = False
+    backend.sip.push_all()  # what the engine does when it (re)connects
+    auth = ari.objects[("auth", "1005")]
+    assert (auth["username"], auth["password"]) == (body["sip_user"], body["sip_password"])
+
+
+def test_credentials_asterisk_refuses_are_an_error_and_the_previous_ones_stay(
+        client, make, ari_backend):
+    agent = make.agent(sip_extension=1006)
+    ari_backend(ConfigAri())
+    first = client.get("/api/v1/sip/credentials/agent/", headers=make.headers(agent)).get_json()
+    assert first["status"] == "OK"
+    ari_backend(RefusingAri())
+    response = client.get("/api/v1/sip/credentials/agent/", headers=make.headers(agent))
+    assert response.get_json() == {"status": "ERROR", "message": "Error al generar sip password"}
+    db.session.expire_all()
+    profile = db.session.get(type(agent.agent), agent.agent.id)
+    assert profile.sip_username == first["sip_user"]

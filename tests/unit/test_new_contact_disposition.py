@@ -157,13 +157,53 @@ def test_same_external_id_in_another_database_is_fine(client, world, make):
     assert world.post(client, world.body()).status_code == 201
 
 
-def test_duplicate_phone_where_the_campaign_forbids_it(client, make):
+def _contacts_with_phone(phone):
+    db.session.expire_all()
+    return db.session.scalars(select(Contact).where(Contact.main_phone == phone)
+                              .order_by(Contact.id)).all()
+
+
+def test_a_returning_callers_phone_is_accepted_where_the_campaign_forbids_duplicates(client, make):
+    """OMniLeads 2.6.3 answers 201: the disposition of a returning caller is never lost. The
+    second contact is a new row; the first keeps its data, its disposition and the phone's
+    no-duplicates slot, so new_contact still refuses that phone."""
+    world = World(make, allow_duplicate_phones=False)
+    first = world.post(client, world.body())
+    assert first.status_code == 201
+    second = world.post(client, world.body(idExternalContact="crm-2", NOMBRE="Ana otra vez",
+                                           comments="volvió a llamar"))
+    assert second.status_code == 201, second.get_json()
+    assert second.get_json()["comments"] == "volvió a llamar"
+    assert _counts() == (2, 2)
+    old, new = _contacts_with_phone("3511111111")
+    assert old.unique_phone == "3511111111" and old.data["NOMBRE"] == "Ana"
+    assert new.unique_phone is None and new.data["NOMBRE"] == "Ana otra vez"
+    assert db.session.get(Disposition, second.get_json()["id"]).contact_id == new.id
+    response = client.post("/api/v1/new_contact/", headers=world.headers,
+                           json={"idCampaign": str(world.campaign.id), "TELEFONO": "3511111111"})
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == {"__all__": ["Ya existe un contacto con el mismo teléfono."]}
+
+
+def test_a_phone_new_to_a_no_duplicates_campaign_holds_its_slot(client, make):
     world = World(make, allow_duplicate_phones=False)
     assert world.post(client, world.body()).status_code == 201
-    response = world.post(client, world.body(idExternalContact="crm-2"))
-    assert response.status_code == 400
-    assert response.get_json() == CONTACT_INVALID
-    assert _counts() == (1, 1)
+    [contact] = _contacts_with_phone("3511111111")
+    assert contact.unique_phone == "3511111111"
+
+
+def test_the_phones_slot_taken_between_check_and_insert_still_answers_201(client, make, monkeypatch):
+    """Two returning callers' dispositions racing: the loser becomes a row without the slot."""
+    world = World(make, allow_duplicate_phones=False)
+    make.contact(world.database, phone="3511111111")
+    holder = _contacts_with_phone("3511111111")[0]
+    holder.unique_phone = "3511111111"
+    db.session.commit()
+    monkeypatch.setattr(dispositions_service.contacts, "check_duplicates", lambda *a, **k: None)
+    response = world.post(client, world.body())
+    assert response.status_code == 201, response.get_json()
+    assert [c.unique_phone for c in _contacts_with_phone("3511111111")] == ["3511111111", None]
+    assert _counts() == (2, 1)
 
 
 def test_duplicate_phone_allowed_by_default(client, world):

@@ -61,7 +61,7 @@ def test_issued_credentials_are_stored_and_pushed(client, make, app, fake_teleph
     assert fake_telephony.credentials == [(agent.agent.id, body["sip_user"], body["sip_password"])]
 
 
-def test_a_failed_push_is_an_error_and_stores_nothing(client, make, frozen_time):
+def test_a_push_the_backend_refuses_is_an_error_and_stores_nothing(client, make, frozen_time):
     agent = make.agent()
     previous = telephony.set_backend(FakeTelephony(push_error=ConnectionError("ARI down")))
     try:
