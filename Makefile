@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO   ?= lab/demo.yaml
 
-.PHONY: run test venv test-deps console browser secrets migrate demo lab-start lab-stop bench soak restart-under-load translations migration clean fuzz
+.PHONY: run test venv test-deps console browser secrets migrate demo lab-start lab-stop bench soak restart-under-load long-calls translations migration clean fuzz
 
 $(BIN)/oml-server: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,13 @@ soak: test-deps
 # (CLIENTS=N DURATION=S; SQLite, then PostgreSQL when one answers).
 restart-under-load: test-deps
 	$(BIN)/python bench/restart_under_load.py --clients $(or $(CLIENTS),20) --duration $(or $(DURATION),60)
+
+# Click-to-call, inbound and agent-dialled calls held bridged and silent for 11 minutes (past the
+# engine's 10-minute worker idle limit), then ended from each side (about 23 minutes). The suite
+# does the same with a 3-second hold and a 2-second idle limit.
+long-calls: test-deps
+	OML_LONG_CALL_SECONDS=$(or $(SECONDS_HELD),660) OML_IT_IDLE_SECONDS=600 \
+		$(BIN)/python -m pytest -p no:cacheprovider -m integration -v tests/integration/test_long_calls.py
 
 translations:
 	$(BIN)/pybabel compile -d oml_server/translations

@@ -79,13 +79,12 @@ class AriBackend:
         legs' StasisEnd would otherwise give), then every leg and bridge goes. A call not yet
         bridged ends as failed. A leg the engine records after this (the contact being
         originated) is hung up by the engine when it sees the call ended."""
-        legs = call_store.legs_of(call.id)
         final = "ended" if call.state == "bridged" else "failed"
-        call_store.finish(call.id, final, reasons.HANGUP_REQUESTED)
-        if legs:
+        ended = call_store.finish(call.id, final, reasons.HANGUP_REQUESTED)
+        if ended and ended.legs:
             if self.on_teardown is not None:
                 self.on_teardown(call.id)
-            teardown_legs(self.ari, legs)
+            teardown_legs(self.ari, ended.legs)
 
     def presence_changed(self, agent_id):
         return self._mirror(agent_id)

@@ -17,6 +17,7 @@ memory goes with it; the next event rebuilds it from the rows, so a worker's lif
 loses a call. A handler that raises is logged and the loop goes on.
 """
 import logging
+import re
 import uuid
 
 import gevent
@@ -45,6 +46,10 @@ IGNORED_EVENTS = frozenset({
 RESOLVED_EVENTS = frozenset({"StasisStart", "StasisEnd", "ChannelHangupRequest",
                              "ChannelDestroyed", "ChannelEnteredBridge", "Dial"})
 _RESOURCE_KEYS = ("channel", "peer", "caller", "bridge")
+# The channels we adopt are named by Asterisk (`[<systemname>-]<epoch>.<sequence>`); a channel
+# another ARI application named itself is never one of our legs, so no look-up for it (the
+# endpoint subscription delivers every PJSIP channel's events, not only our app's).
+_ASTERISK_NAMED = re.compile(r"\d+\.\d+$")
 
 
 class Dispatcher:
@@ -61,6 +66,8 @@ class Dispatcher:
         self.known = {}       # Asterisk-named channel id -> call id
         self.unknown = {}     # channel ids the database knows no call of (bounded)
         self.resolving = {}   # channel id -> events held while its call is looked up
+        self.stopped = False
+        self._greenlets = set()
         self._presence = Queue()
         self._presence_worker = gevent.spawn(self._presence_loop)
 
@@ -93,7 +100,8 @@ class Dispatcher:
                 unresolved = resource_id
         if kind == "StasisStart" and self._start(event):
             return
-        if unresolved and kind in RESOLVED_EVENTS and unresolved not in self.unknown:
+        if unresolved and kind in RESOLVED_EVENTS and unresolved not in self.unknown \
+                and _ASTERISK_NAMED.search(unresolved):
             self._resolve(unresolved, event)
 
     def _start(self, event):
@@ -148,10 +156,12 @@ class Dispatcher:
     # -- workers -----------------------------------------------------------------------------
 
     def enqueue(self, call_id, event):
+        if self.stopped:
+            return  # a timer firing after the engine stopped
         queue = self.workers.get(call_id)
         if queue is None:
             queue = self.workers[call_id] = Queue()
-            gevent.spawn(self._work, call_id, queue)
+            self._greenlets.add(gevent.spawn(self._work, call_id, queue))
         queue.put(event)
 
     def _work(self, call_id, queue):
@@ -164,6 +174,7 @@ class Dispatcher:
                     return
                 self._handle(ctx, event)
         finally:
+            self._greenlets.discard(gevent.getcurrent())
             self.workers.pop(call_id, None)
             self.contexts.pop(call_id, None)
             for channel_id in [c for c, owner in self.known.items() if owner == call_id]:
@@ -215,4 +226,7 @@ class Dispatcher:
                     db.session.rollback()
 
     def stop(self):
-        self._presence_worker.kill(block=False)
+        """Stop handling events: the presence worker and every call worker end now (their
+        calls live on in the rows; the next engine's sweep picks them up)."""
+        self.stopped = True
+        gevent.killall([self._presence_worker, *self._greenlets], block=False)

@@ -87,10 +87,9 @@ class Flow:
     def end(self, ctx, final, reason, cause=None, gone=None):
         """End the call with its reason, then hang up every leg but `gone` (already gone) and
         destroy its bridges. False when someone else ended it first (it is torn down anyway)."""
-        legs = call_store.legs_of(ctx.call_id)
         ended = call_store.finish(ctx.call_id, final, reason, hangup_cause=cause, gone=gone)
-        self.teardown(ctx, skip=gone, legs=legs)
-        self.call_over(ctx)
+        self.teardown(ctx, skip=gone, legs=ended.legs if ended else [])
+        self.call_over(ctx, agent_id=ended.agent_id if ended else None)
         return ended
 
     def teardown(self, ctx, skip=None, legs=None, again=False):
@@ -103,14 +102,16 @@ class Flow:
         teardown_legs(self.ari, legs if legs is not None else call_store.legs_of(ctx.call_id),
                       skip=skip)
 
-    def call_over(self, ctx):
+    def call_over(self, ctx, agent_id=None):
         """Once per call: tell Asterisk its agent is free again."""
         if ctx.final:
             return
         ctx.final = True
-        fate = call_store.fate(ctx.call_id)
-        if fate is not None and fate.agent_id is not None:
-            self.engine.presence.mirror(fate.agent_id)
+        if agent_id is None:
+            fate = call_store.fate(ctx.call_id)
+            agent_id = fate.agent_id if fate is not None else None
+        if agent_id is not None:
+            self.engine.presence.mirror(agent_id)
 
     def stop_ringback(self, ctx):
         playback_id = ctx.scratch.pop("ringback", None)

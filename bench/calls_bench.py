@@ -134,6 +134,10 @@ def provision(database_url, agents):
     with app.app_context():
         upgrade()
         created = [users.create_user(f"bench{i:03d}", PASSWORD, "Agente") for i in range(agents)]
+        # Logged in over and over beside the calls (--logins): a production hash (scrypt).
+        from werkzeug.security import generate_password_hash
+        login_user = users.create_user("bench-login", PASSWORD, "Supervisor")
+        login_user.password_hash = generate_password_hash(PASSWORD, method="scrypt")
         db.session.flush()
         database = ContactDatabase(name="bench", columns=["TELEFONO"], main_phone="TELEFONO",
                                    other_phones=[], external_id_column=None)
@@ -371,7 +375,8 @@ def run_engine(ctx, level, calls, rate, hold):
 
     for i in range(calls):
         greenlets.append(gevent.spawn(one, i))
-        gevent.sleep(1.0 / rate)
+        if rate:  # 0: a burst, every request sent at the same moment
+            gevent.sleep(1.0 / rate)
     gevent.joinall(greenlets)
     left = wait_empty(lab)
     cpu, ast_cpu = server_cpu(server) - cpu0, cpu_seconds(ast_pid) - ast0
@@ -416,7 +421,8 @@ def run_bare(ctx, level, calls, rate, hold):
     greenlets = []
     for i in range(calls):
         greenlets.append(gevent.spawn(one, i))
-        gevent.sleep(1.0 / rate)
+        if rate:
+            gevent.sleep(1.0 / rate)
     gevent.joinall(greenlets)
     if barrier is not None:
         barrier.stop()
@@ -474,6 +480,10 @@ def main():
     ap.add_argument("--split", action="store_true",
                     help="split deployment: `oml-server engine` + one API worker (two "
                          "processes; CPU and RSS are their sum)")
+    ap.add_argument("--bursts", default=None,
+                    help="comma-separated burst sizes: N makeCalls sent at the same moment")
+    ap.add_argument("--logins", type=float, default=20.0,
+                    help="logins per second beside 20 steady calls (0: skip that section)")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args()
     levels = [int(x) for x in (args.levels or ("1,5,10" if args.quick else "1,50,100,200"))
@@ -483,13 +493,15 @@ def main():
     single = args.single_calls or (5 if args.quick else 10)
     memory_calls = args.memory_calls if args.memory_calls is not None else (
         0 if args.quick else 1000)
+    bursts = [int(x) for x in (args.bursts or ("20" if args.quick else "20,100")).split(",")
+              if x]
 
     missing = labmod.missing_programs()
     if missing:
         print(f"lab not installed ({', '.join(missing)}): asterisk-config/lab.sh install")
         return 2
     workdir = tempfile.mkdtemp(prefix="oml-calls-bench-")
-    n_agents = max(levels)
+    n_agents = max(levels + bursts + [20])
     lab = labmod.Lab(ari_port=free_tcp_port(), sip_port=labmod.free_udp_port(),
                      trunk_port=labmod.free_udp_port(), app=f"oml-bench-{os.getpid()}",
                      rtp_start=40000, rtp_end=49999)
@@ -506,6 +518,8 @@ def main():
         server = (SplitServer if args.split else Server)(lab, database_url, workdir)
         # The per-agent makeCall limit (10 a minute) guards against a runaway CRM; the bench
         # places more than that per agent on purpose.
+        # Production sweep and idle settings (the integration suite's are aggressive on purpose).
+        server.env.update(ENGINE_SWEEP_SECONDS="30", ENGINE_IDLE_SECONDS="600")
         server.env.update(AGENT_ANSWER_TIMEOUT="15", CONTACT_ANSWER_TIMEOUT="15",
                           ARI_POOL_SIZE=str(n_agents + 20), MAKECALL_MAX_PER_WINDOW="1000000")
         server.start()
@@ -560,6 +574,28 @@ def main():
                         print("   ", f)
             memory.append({"engine_calls": ctx["engine_calls"],
                            "rss_mb": round(server_rss(server), 1)})
+        burst_runs = {}
+        for size in bursts:
+            for r in range(repeats):
+                for driver, fn in (("engine", run_engine), ("bare", run_bare)):
+                    res = fn(ctx, size, size, 0, hold)
+                    burst_runs.setdefault(size, {}).setdefault(driver, []).append(res)
+                    print(f"burst {size:<4} {driver:6} run {r + 1}: p50 {res['p50_ms']} ms "
+                          f"p95 {res['p95_ms']} ms max {res['max_ms']} ms, {res['failures']} "
+                          f"failed, cpu {res['cpu_ms_per_call']} ms/call", flush=True)
+        login_runs = {}
+        if args.logins:
+            for r in range(repeats):
+                for beside in (False, True):
+                    stop = gevent.event.Event()
+                    logger = gevent.spawn(login_load, server, args.logins, stop) if beside else None
+                    res = run_engine(ctx, 20, 20, args.rate, hold)
+                    stop.set()
+                    done = logger.get() if logger is not None else 0
+                    login_runs.setdefault(beside, []).append(res)
+                    print(f"20 calls {'with' if beside else 'without'} {args.logins:g} logins/s "
+                          f"run {r + 1}: p50 {res['p50_ms']} ms p95 {res['p95_ms']} ms"
+                          + (f" (logins: {done})" if beside else ""), flush=True)
         while ctx["engine_calls"] < memory_calls:
             level = min(100, n_agents)
             run_engine(ctx, level, level, args.rate, 0.2)
@@ -590,7 +626,26 @@ def main():
             row["ratio_p95"] = median_ratio(runs[level], "p95_ms")
             table.append(row)
 
-        report = {"database": db_kind, "deployment": "split" if args.split else "one process",
+        burst_table = []
+        for size in bursts:
+            row = {"burst": size}
+            for driver in ("engine", "bare"):
+                rs = burst_runs[size][driver]
+                row[driver] = {k: median([x[k] for x in rs]) for k in
+                               ("p50_ms", "p95_ms", "max_ms", "cpu_ms_per_call")}
+                row[driver]["failures"] = sum(x["failures"] for x in rs)
+            row["ratio_p95"] = median_ratio(burst_runs[size], "p95_ms")
+            row["ratio_cpu"] = median_ratio(burst_runs[size], "cpu_ms_per_call")
+            burst_table.append(row)
+        logins = None
+        if login_runs:
+            logins = {"rate": args.logins,
+                      "without_p95_ms": median([x["p95_ms"] for x in login_runs[False]]),
+                      "with_p95_ms": median([x["p95_ms"] for x in login_runs[True]]),
+                      "ratio_p95": round(statistics.median(
+                          w["p95_ms"] / o["p95_ms"] for w, o in
+                          zip(login_runs[True], login_runs[False]) if o["p95_ms"]), 2)}
+        report = {"database": db_kind, "bursts": burst_table, "logins_beside": logins, "deployment": "split" if args.split else "one process",
                   "levels": levels, "repeats": repeats, "rate": args.rate,
                   "hold_s": hold, "single_calls": single, "quick": args.quick,
                   "flow": "agent originated; bridge + tone:ring; contact originated into the "
@@ -607,6 +662,7 @@ def main():
         with open(os.path.join(args.out, f"{name}.json"), "w") as f:
             json.dump(report, f, indent=2)
         print_table(report)
+        print_bursts(report)
         plot(report, os.path.join(args.out, f"{name}_latency.png"))
         reader.kill()
         ok = all(r["engine"]["failures"] == 0 and r["engine"]["leftovers"] == 0
@@ -662,6 +718,48 @@ def print_table(report):
           ", ".join(f"{s['engine_calls']}:{s['rss_mb']}" for s in m["samples"]))
     print(f"Target (engine within 1.25x of bare ARI at 100, 0 failures, 0 leftovers): "
           f"{report['target']}")
+
+
+def login_load(server, rate, stop):
+    """POST /api/v1/login `rate` times a second (a real scrypt check each) until `stop`."""
+    http = requests.Session()
+    http.trust_env = False
+    answered = []
+
+    def login():
+        try:
+            r = http.post(server.url + "/api/v1/login", timeout=30,
+                          json={"username": "bench-login", "password": PASSWORD})
+            answered.append(r.status_code)
+        except requests.RequestException:
+            pass
+    sent = []
+    while not stop.is_set():
+        t = time.monotonic()
+        sent.append(gevent.spawn(login))
+        gevent.sleep(max(0.0, 1.0 / rate - (time.monotonic() - t)))
+    gevent.joinall(sent, timeout=30)
+    return f"{len(sent)} sent, {answered.count(200)} answered"
+
+
+def print_bursts(report):
+    if report.get("bursts"):
+        print()
+        print("Bursts: N makeCalls sent at the same moment (ratio = engine / bare, same repeat)")
+        print("| N | engine p50 | p95 | max | bare p50 | p95 | ratio p95 | engine CPU/call | "
+              "bare CPU/call | CPU ratio | failed |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in report["bursts"]:
+            e, b = r["engine"], r["bare"]
+            print(f"| {r['burst']} | {e['p50_ms']} ms | {e['p95_ms']} ms | {e['max_ms']} ms | "
+                  f"{b['p50_ms']} ms | {b['p95_ms']} ms | {r['ratio_p95']}x | "
+                  f"{e['cpu_ms_per_call']} ms | {b['cpu_ms_per_call']} ms | {r['ratio_cpu']}x | "
+                  f"{e['failures']}/{b['failures']} |")
+    logins = report.get("logins_beside")
+    if logins:
+        print(f"20 steady calls, setup p95 without / with {logins['rate']:g} logins/s beside: "
+              f"{logins['without_p95_ms']} ms / {logins['with_p95_ms']} ms "
+              f"(ratio {logins['ratio_p95']}x; goal <= 1.2x)")
 
 
 def plot(report, path):

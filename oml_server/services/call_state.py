@@ -13,6 +13,7 @@ rows.
 """
 import logging
 from datetime import datetime, timezone
+from typing import NamedTuple, Optional
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -221,11 +222,18 @@ def set_fields(call_id, **fields):
     db.session.commit()
 
 
+class Ended(NamedTuple):
+    """What `finish` returns when it ended the call (always truthy)."""
+    agent_id: Optional[int]
+    legs: list  # (asterisk id, role, resource) of the legs that were still live: to hang up
+
+
 def finish(call_id, state, reason, hangup_cause=None, gone=None):
     """End a live call (state ended or failed) with a reason and free its agent, in one
     conditional UPDATE so two enders racing cannot both win; `gone` is the channel whose
     departure ended it (its leg keeps the cause). Every live leg is marked gone in the same
-    transaction: the caller hangs them up next. False when already final."""
+    transaction and returned (`Ended.legs`): the caller hangs them up next. False when already
+    final."""
     assert state in FINAL_CALL_STATES
     end_read()
     reason = reason[:255] if reason else None
@@ -243,14 +251,17 @@ def finish(call_id, state, reason, hangup_cause=None, gone=None):
         _set_on_call(ended.agent_id, False)
     if gone:
         _mark_leg(gone, "gone", hangup_cause)
-    # The rest of its legs are being hung up by whoever ends it; one still in Asterisk later
-    # is the sweep's to find (it looks up present channels, whatever their leg state).
-    db.session.execute(update(_legs).where(_legs.c.call_id == call_id, _legs.c.state == "live")
-                       .values(state="gone", ended_at=now()))
+    # The rest of its legs are hung up by whoever ends it (they are returned for that); one
+    # still in Asterisk later is the sweep's to find (it looks up present channels, whatever
+    # their leg state).
+    legs = [tuple(r) for r in db.session.execute(
+        update(_legs).where(_legs.c.call_id == call_id, _legs.c.state == "live")
+        .values(state="gone", ended_at=now())
+        .returning(_legs.c.asterisk_id, _legs.c.role, _legs.c.resource)).all()]
     _record(call_id, state, ended, reason=reason, hangup_cause=hangup_cause)
     db.session.commit()
     _logged(call_id, state, reason=reason, cause=hangup_cause)
-    return True
+    return Ended(ended.agent_id, legs)
 
 
 def claim_agent(call_id, candidates, channel_id):

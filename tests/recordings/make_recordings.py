@@ -8,7 +8,8 @@
 
 Each call's events (found through its legs in `call_legs`) go to `<kind>-<reason>.jsonl`, the
 first call of each kind and reason only, with its ids replaced by placeholders: `CALLID` for
-the call id (inside our channel and bridge ids too) and `ast-<n>` for Asterisk-named channels.
+the call id (inside our channel and bridge ids too) and `1700000000.<n>` (the shape of an
+Asterisk unique id) for Asterisk-named channels.
 tests/unit/test_engine_replay.py replays them through the engine's real dispatcher and flows.
 """
 import json
@@ -42,7 +43,7 @@ def main(events_path, db_path, out_dir):
         named = sorted({aid for aid, owner_id in owner.items()
                         if owner_id == cid and not aid.startswith("oml-")})
         for n, aid in enumerate(named, 1):
-            text = text.replace(aid, f"ast-{n}")
+            text = text.replace(aid, f"1700000000.{n}")
         with open(os.path.join(out_dir, name + ".jsonl"), "w") as out:
             out.write(text)
         print(f"{name}: {len(lines)} events")

@@ -50,8 +50,8 @@ def test_no_engine_heartbeat_refuses_at_once_and_health_says_so(client, make, wo
                                                                    api_worker):
     assert make_call(client, make, world) == UNAVAILABLE
     assert api_worker.originated == []  # nothing rang
-    [row] = db.session.query(Call).all()
-    assert (row.state, row.active_agent_id) == ("failed", None)
+    rows = db.session.query(Call).all()
+    assert [(r.kind, r.state, r.active_agent_id) for r in rows] == [("click_to_call", "failed", None)]
     health = client.get("/api/v1/health/").get_json()
     assert (health["status"], health["ari"]) == ("degraded", "no_engine")
 

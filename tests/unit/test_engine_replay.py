@@ -131,7 +131,9 @@ class Harness:
 
 @pytest.fixture
 def engine(app):
-    return Harness(app)
+    harness = Harness(app)
+    yield harness
+    harness.dispatcher.stop()  # nothing of this test runs on into the next one
 
 
 def online(make, ext, campaign=None, idle=0):
@@ -214,15 +216,14 @@ def test_recorded_agent_dialled_call(engine, make, reason):
     assert live_legs(call.id) == []
 
 
-def test_inbound_with_nobody_available_goes_back_to_the_dialplan(make, app):
+def test_inbound_with_nobody_available_goes_back_to_the_dialplan(engine, make):
     campaign = make.campaign(type="inbound")
-    engine = Harness(app)
     engine.flows["inbound"].wait_seconds = 0
     engine.replay("inbound-no_agent_available", campaign_id=campaign.id)
     call = fresh(engine.ids["CALLID"])
     assert (call.state, call.reason) == ("failed", "no_agent_available")
-    assert ("request", ("POST", "/channels/ast-1/continue"), {}) in engine.ari.requests
-    assert "ast-1" not in engine.ari.hung_up()  # handed back, never hung up
+    assert ("request", ("POST", "/channels/1700000000.1/continue"), {}) in engine.ari.requests
+    assert "1700000000.1" not in engine.ari.hung_up()  # handed back, never hung up
     [leg] = db.session.scalars(select(CallLeg).where(CallLeg.call_id == call.id)).all()
     assert leg.state == "released"
 
@@ -237,10 +238,10 @@ def bridged_at(event, role="contact"):
     ("click_to_call", "1001", "agent_hangup"), ("click_to_call", "1001", "contact_hangup"),
     ("inbound", "1005", "agent_hangup"), ("inbound", "1005", "contact_hangup"),
     ("outbound", "1004", "agent_hangup"), ("outbound", "1004", "contact_hangup")])
-def test_a_call_outlives_its_idle_worker(app, make, flow, ext, reason):
+def test_a_call_outlives_its_idle_worker(engine, make, flow, ext, reason):
     """A quiet bridged call's worker ends; the hang-up still finds the call (Asterisk-named
     legs through call_legs) and ends it with its reason."""
-    engine = Harness(app, idle_seconds=0.02)
+    engine.dispatcher.idle_seconds = 0.02
     agent = online(make, ext)
     campaign = make.campaign(agents=[agent.user], type="inbound")
     call_id = rest_click_to_call(engine, agent) if flow == "click_to_call" else None
