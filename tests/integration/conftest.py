@@ -139,10 +139,12 @@ def _provision_console(created, database):
 class Server:
     """`oml-server run` in a subprocess; stopped by PID."""
 
-    def __init__(self, lab: Lab, database_url: str, workdir: str):
+    def __init__(self, lab: Lab, database_url: str, workdir: str, name: str = "server",
+                 command: tuple = ("run",)):
         self.port = free_tcp_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = os.path.join(workdir, "server.log")
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.command = list(command)
         self.env = dict({**secrets_file.generate(), **os.environ}, DATABASE_URL=database_url,
                         ARI_URL=lab.ari_url,
                         ARI_USER=lab.user, ARI_PASSWORD=lab.password, ARI_APP=lab.app,
@@ -166,9 +168,9 @@ class Server:
     def start(self):
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [os.path.join(REPO, ".venv", "bin", "oml-server"), "run", "--host", "127.0.0.1",
-             "--port", str(self.port)], env=self.env, cwd=REPO, stdin=subprocess.DEVNULL,
-            stdout=self._log, stderr=subprocess.STDOUT)
+            [os.path.join(REPO, ".venv", "bin", "oml-server"), *self.command, "--host",
+             "127.0.0.1", "--port", str(self.port)], env=self.env, cwd=REPO,
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
 
         def healthy():
             if self.proc.poll() is not None:
