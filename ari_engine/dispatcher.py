@@ -21,7 +21,7 @@ import re
 import uuid
 
 import gevent
-from gevent.queue import Empty, Queue
+from gevent.queue import Empty, JoinableQueue, Queue
 
 from . import call_store, ids
 from .flow import CallContext
@@ -160,7 +160,7 @@ class Dispatcher:
             return  # a timer firing after the engine stopped
         queue = self.workers.get(call_id)
         if queue is None:
-            queue = self.workers[call_id] = Queue()
+            queue = self.workers[call_id] = JoinableQueue()  # join(): tests and benchmarks wait
             self._greenlets.add(gevent.spawn(self._work, call_id, queue))
         queue.put(event)
 
@@ -172,7 +172,10 @@ class Dispatcher:
                     event = queue.get(timeout=LINGER_SECONDS if ctx.final else self.idle_seconds)
                 except Empty:
                     return
-                self._handle(ctx, event)
+                try:
+                    self._handle(ctx, event)
+                finally:
+                    queue.task_done()
         finally:
             self._greenlets.discard(gevent.getcurrent())
             self.workers.pop(call_id, None)
@@ -205,8 +208,11 @@ class Dispatcher:
             ctx.kind = event.get("oml_start")
         if ctx.kind is None:
             args = event.get("args") or []
+            hint = ids.kind_hint((event.get("channel") or event.get("peer") or {}).get("id"))
             if args and args[0] in self.flows:  # our originates name the flow in appArgs
                 ctx.kind = args[0]
+            elif hint is not None:
+                ctx.kind = hint
             elif ctx.row is not None:
                 ctx.kind = ctx.row.kind
         return self.flows.get(ctx.kind)

@@ -35,6 +35,20 @@ def role_of(resource_id):
     return rest.partition("-")[0].rstrip("0123456789") or None
 
 
+def kind_hint(resource_id):
+    """The call kind one of our channel ids implies, when it does: a plain `-agent` leg is
+    click-to-call's (makeCall originates it), an agent leg with an attempt suffix is an
+    inbound call's. Spares the dispatcher a row read on a call's first event."""
+    if not is_ours(resource_id):
+        return None
+    rest = resource_id[len(PREFIX):].partition("-")[2]
+    if rest == "agent":
+        return "click_to_call"
+    if rest.startswith("agent-"):
+        return "inbound"
+    return None
+
+
 def attempt_channel(call_id, role, attempt):
     """A channel id for one of several tries of the same role (an inbound call's agents)."""
     return f"{PREFIX}{call_id}-{role}-{attempt}"

@@ -12,11 +12,11 @@ reconnect.
 """
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession
-from oml_server.services.call_state import end_read
+from oml_server.services.call_state import end_read, prepared, run
 
 from . import ids
 from .ari_client import AriError
@@ -74,12 +74,12 @@ class Presence:
         """Write the agent's availability into Asterisk; True when it is there now."""
         # One query for the extension and the session's flags (device_state_for reads them off
         # the row by name); the write after the ARI request is one UPDATE, no reload.
-        row = db.session.execute(
-            select(AgentProfile.sip_extension, AgentSession.agent_id.label("session_id"),
-                   AgentSession.on_call, AgentSession.online, AgentSession.logged_in,
-                   AgentSession.ringing, AgentSession.paused, AgentSession.mirrored_state)
+        row = run(prepared("presence-mirror", lambda: select(
+            AgentProfile.sip_extension, AgentSession.agent_id.label("session_id"),
+            AgentSession.on_call, AgentSession.online, AgentSession.logged_in,
+            AgentSession.ringing, AgentSession.paused, AgentSession.mirrored_state)
             .outerjoin(AgentSession, AgentSession.agent_id == AgentProfile.id)
-            .where(AgentProfile.id == agent_id)).first()
+            .where(AgentProfile.id == bindparam("aid"))), {"aid": agent_id}).first()
         if row is None:
             return False
         session = row if row.session_id is not None else None
@@ -123,6 +123,7 @@ class Presence:
 def _store_mirrored(agent_id, state):
     # A Core UPDATE on the table: the ORM's bulk-update path cost more than the statement.
     sessions = AgentSession.__table__
-    db.session.execute(update(sessions).where(sessions.c.agent_id == agent_id)
-                       .values(mirrored_state=state))
+    run(prepared("presence-store", lambda: update(sessions).where(
+        sessions.c.agent_id == bindparam("aid")).values(mirrored_state=bindparam("mirrored"))),
+        {"aid": agent_id, "mirrored": state})
     db.session.commit()

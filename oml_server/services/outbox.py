@@ -9,10 +9,11 @@ from oml_server.extensions import db
 from oml_server.models import Event, utcnow
 
 _events = Event.__table__
+_insert = _events.insert()  # built once: see call_state.prepared
 
 
 def record(type_, call_id=None, agent_id=None, campaign_id=None, **data):
     """Add an event to the current transaction (the caller commits)."""
-    db.session.execute(_events.insert().values(
-        type=type_, call_id=call_id, agent_id=agent_id, campaign_id=campaign_id,
-        data=data, created_at=utcnow()))
+    db.session.connection().execute(_insert, {
+        "type": type_, "call_id": call_id, "agent_id": agent_id, "campaign_id": campaign_id,
+        "data": data, "created_at": utcnow()})

@@ -84,12 +84,16 @@ class Harness:
         self.settle()
 
     def settle(self):
-        for _ in range(500):
-            gevent.sleep(0.001)
-            if not self.dispatcher.resolving and all(q.empty() for q in
-                                                      self.dispatcher.workers.values()):
-                gevent.sleep(0.001)
+        """Wait (without spinning) until every queued event was handled."""
+        for _ in range(100):
+            gevent.sleep(0)
+            busy = [q for q in self.dispatcher.workers.values() if q.unfinished_tasks]
+            if not busy and not self.dispatcher.resolving:
                 return
+            for queue in busy:
+                queue.join(timeout=5)
+            if self.dispatcher.resolving:
+                gevent.sleep(0.001)
         raise AssertionError("the engine did not settle")
 
     def replay(self, name, call_id=None, campaign_id=None, stop=None, before=None):
