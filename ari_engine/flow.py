@@ -37,6 +37,7 @@ class CallContext:
         the call does not exist."""
         if self._row is None:
             self._row = call_store.row(self.call_id)
+            call_store.release()  # flows call ARI next: no connection held meanwhile
         return self._row
 
     def reload(self):

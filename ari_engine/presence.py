@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, select, update
 
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession
-from oml_server.services.call_state import end_read, prepared, run
+from oml_server.services.call_state import prepared, release, run
 
 from . import ids
 from .ari_client import AriError
@@ -86,7 +86,7 @@ class Presence:
         state = device_state_for(session)
         if session is not None and session.mirrored_state == state:
             return True
-        end_read()  # SQLite: no read transaction held across the ARI call (see call_state)
+        release()  # no connection held across the ARI request (see call_state.release)
         try:
             self.ari.device_state_put(ids.device_state_name(row.sip_extension), state)
         except AriError as exc:

@@ -73,7 +73,7 @@ def sweep(ari, dispatcher, settings, asterisk_started=None):
                 _legs.c.call_id, _legs.c.asterisk_id, _legs.c.role, _legs.c.resource,
                 _legs.c.created_at).where(_legs.c.call_id.in_(chunk), _legs.c.state == "live")):
             legs.setdefault(leg.call_id, []).append(leg)
-    call_store.end_read()
+    call_store.release()
     channels = {c["id"]: c for c in ari.channels()}
     bridges = {b["id"] for b in ari.bridges()}
     summary = {"calls_ended": 0, "legs_lost": 0, "channels_hung_up": 0, "bridges_destroyed": 0}
@@ -139,7 +139,7 @@ def _hang_up_orphans(ari, channels, cutoff):
             continue
         hang_up(ari, channel_id)
         hung += 1
-    call_store.end_read()
+    call_store.release()
     return hung
 
 
@@ -152,7 +152,7 @@ def _destroy_orphans(ari, bridges):
         if state is None or state in FINAL_CALL_STATES:
             destroy_bridge(ari, bridge_id)
             destroyed += 1
-    call_store.end_read()
+    call_store.release()
     return destroyed
 
 
