@@ -97,7 +97,9 @@ def engine_options(env, url):
     of calls; the sum over all processes must stay under PostgreSQL's max_connections (100 by
     default: a pool of 100 ran into "too many clients")."""
     if url.startswith("postgresql"):
-        return {"pool_size": _int(env, "DB_POOL_SIZE", 10),
+        from .database import FairQueuePool   # waiters served in arrival order
+        return {"poolclass": FairQueuePool,
+                "pool_size": _int(env, "DB_POOL_SIZE", 10),
                 "max_overflow": _int(env, "DB_MAX_OVERFLOW", 20),
                 "pool_timeout": _int(env, "DB_POOL_TIMEOUT", 30)}
     return {"pool_pre_ping": True}
