@@ -15,7 +15,7 @@ from ..errors import ContractError, business_error, not_found
 from ..extensions import db
 from ..models import Campaign, Contact, Disposition, DispositionOption
 from . import contacts
-from .lookup import external_system, parse_id
+from .lookup import external_system, parse_id, visible_option_campaign
 
 CALLID_MAX_LENGTH = 32
 
@@ -273,11 +273,12 @@ def update(agent, disposition, data):
         disposition.option_id = option.id
         disposition.comments = comments
         disposition.callid = callid
+        answer = representation(disposition)   # before the commit expires the object
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()
         raise
-    return representation(disposition)
+    return answer
 
 
 # Keys of new_contact/disposition's body that are not contact columns.
@@ -311,35 +312,37 @@ def create_with_contact(agent, data):
     """POST /new_contact/disposition/: all or nothing — every check runs before the first
     write, and the contact and its disposition are committed as one transaction."""
     try:
-        option = _option(data.get("idDispositionOption"))
-        campaign = db.session.get(Campaign, option.campaign_id)
+        option_id = parse_id(data.get("idDispositionOption"))
+        campaign = visible_option_campaign(option_id)   # the option and its campaign: 1 query
+        if campaign is None:
+            raise business_error(idDispositionOption=M.OPTION_NOT_FOUND)
         database = campaign.database
         values = _new_contact_values(database, data)
         forbid_duplicates = not campaign.allow_duplicate_phones
         try:
-            contacts.check_duplicates(database, values, forbid_duplicates)
-        except contacts.ContactInvalid as exc:
-            raise _contact_error(exc.kind)
-        comments, callid = _free_fields(data)
+            comments, callid = _free_fields(data)
+            late_error = None
+        except ContractError as exc:   # reported after the duplicate checks, as before
+            late_error = exc
         # A preview campaign hands each contact to one agent: this one, who just spoke to it.
         assigned = agent.id if campaign.type == "preview" else None
-        contact = contacts.build(database, values, forbid_duplicates, assigned_agent_id=assigned)
-        db.session.add(contact)
         try:
-            db.session.flush()
-        except IntegrityError as exc:  # another request took the external id or phone meanwhile
-            db.session.rollback()
-            if not is_unique_violation(exc):
-                raise
-            raise _contact_error("duplicate_phone" if "unique_phone" in str(exc.orig)
-                                 else "duplicate_external_id")
-        disposition = Disposition(contact_id=contact.id, campaign_id=campaign.id,
-                                  agent_id=agent.id, option_id=option.id, callid=callid,
-                                  comments=comments)
-        db.session.add(disposition)
+            if late_error is not None:
+                contacts.check_duplicates(database, values, forbid_duplicates)
+                raise late_error
+            # The duplicate checks and the insert in one statement; a lost race as well
+            # becomes the contract's error.
+            contact_id = contacts.insert_row(database, values, forbid_duplicates,
+                                             assigned_agent_id=assigned)
+        except contacts.ContactInvalid as exc:
+            raise _contact_error(exc.kind)
+        result = _insert(_INSERT, {"contact_id": contact_id, "campaign_id": campaign.id,
+                                   "agent_id": agent.id, "option_id": option_id,
+                                   "callid": callid, "comments": comments})
+        answer = {"id": result.inserted_primary_key[0], "callid": callid,
+                  "idDispositionOption": option_id, "comments": comments}
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()
         raise
-    return {"id": disposition.id, "callid": disposition.callid,
-            "idDispositionOption": disposition.option_id, "comments": disposition.comments}
+    return answer

@@ -7,8 +7,9 @@ from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
-from ..models import (AgentExternalId, AgentProfile, Campaign, ContactDatabase, ExternalSystem,
-                      User, campaign_agents, campaign_supervisors)
+from ..models import (AgentExternalId, AgentProfile, Campaign, ContactDatabase,
+                      DispositionOption, ExternalSystem, User, campaign_agents,
+                      campaign_supervisors)
 
 MAX_ID = 2**63 - 1
 
@@ -77,11 +78,16 @@ class CampaignInfo:
 
 
 # Statements built once (building them costs more than running them on SQLite).
-_CAMPAIGN_INFO = (select(Campaign.id, Campaign.type, Campaign.state, Campaign.allow_duplicate_phones,
-                         ContactDatabase.id, ContactDatabase.columns, ContactDatabase.main_phone,
-                         ContactDatabase.other_phones, ContactDatabase.external_id_column)
-                  .join(ContactDatabase, ContactDatabase.id == Campaign.database_id)
-                  .where(Campaign.id == bindparam("cid")))
+_CAMPAIGN_INFO_ALL = (select(Campaign.id, Campaign.type, Campaign.state,
+                             Campaign.allow_duplicate_phones, ContactDatabase.id,
+                             ContactDatabase.columns, ContactDatabase.main_phone,
+                             ContactDatabase.other_phones, ContactDatabase.external_id_column)
+                      .join(ContactDatabase, ContactDatabase.id == Campaign.database_id))
+_CAMPAIGN_INFO = _CAMPAIGN_INFO_ALL.where(Campaign.id == bindparam("cid"))
+# A disposition option's hidden flag and its campaign, for new_contact/disposition.
+_OPTION_CAMPAIGN_INFO = (_CAMPAIGN_INFO_ALL.add_columns(DispositionOption.hidden)
+                         .join(DispositionOption, DispositionOption.campaign_id == Campaign.id)
+                         .where(DispositionOption.id == bindparam("oid")))
 _IS_MEMBER = select(exists().where(campaign_agents.c.campaign_id == bindparam("cid"),
                                    campaign_agents.c.agent_id == bindparam("aid")))
 _IS_SUPERVISOR = select(exists().where(campaign_supervisors.c.campaign_id == bindparam("cid"),
@@ -110,6 +116,15 @@ def campaign_info_by_id(campaign_id, active_only=True):
         return None
     row = db.session.connection().execute(_CAMPAIGN_INFO, {"cid": campaign_id}).first()
     return _campaign_info(row, active_only) if row is not None else None
+
+
+def visible_option_campaign(option_id):
+    """The CampaignInfo (any state) of a disposition option that exists and is not hidden,
+    in one query; None otherwise."""
+    if option_id is None:
+        return None
+    row = db.session.connection().execute(_OPTION_CAMPAIGN_INFO, {"oid": option_id}).first()
+    return _campaign_info(row, False) if row is not None and not row[9] else None
 
 
 def active_campaign_and_access(campaign_id, user):
