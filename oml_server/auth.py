@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from . import messages as M
-from .database import statements_commit_alone
+from .database import Prepared, run, statements_commit_alone
 from .errors import forbidden
 from .extensions import db
 from .models import AgentProfile, User
@@ -82,9 +82,10 @@ class TokenUser:
 
 
 # Built once: SQLAlchemy caches the compiled SQL, but building the statement costs too.
-_USER_BY_ID = (select(User.id, User.role, User.is_active, User.token_version, AgentProfile.id)
-               .outerjoin(AgentProfile, AgentProfile.user_id == User.id)
-               .where(User.id == bindparam("uid")))
+_USER_BY_ID = Prepared(select(User.id, User.role, User.is_active, User.token_version,
+                               AgentProfile.id)
+                        .outerjoin(AgentProfile, AgentProfile.user_id == User.id)
+                        .where(User.id == bindparam("uid")))
 
 
 _DECODE_SETTINGS = ("JWT_SECRET_KEY", "JWT_DECODE_ALGORITHMS", "JWT_ALGORITHM",
@@ -169,7 +170,7 @@ def _user_from_token(token, orm=False):
         row = None if user is None else (user.id, user.role, user.is_active, user.token_version)
     else:
         # The session's connection: the same transaction the request's services then use.
-        row = db.session.connection().execute(_USER_BY_ID, {"uid": uid}).first()
+        row = run(_USER_BY_ID, {"uid": uid}).first()
     if row is None or claims.get("tv") != row[3]:
         raise forbidden(M.INVALID_TOKEN)
     if not row[2]:

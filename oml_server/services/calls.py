@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import messages as M
-from ..database import is_unique_violation
+from ..database import Prepared, is_unique_violation, run
 from ..errors import business_error, data_errors, not_found
 from ..extensions import db
 from ..models import Call, Campaign, Contact, campaign_agents
@@ -104,12 +104,12 @@ class _Row:
 
 # The internal-id checks' reads in one round trip: the active campaign's database, whether
 # the agent is one of its members, the contact's database (NULL: no such row).
-_INTERNAL_CHECKS = select(
+_INTERNAL_CHECKS = Prepared(select(
     select(Campaign.database_id).where(Campaign.id == bindparam("cid"),
                                        Campaign.state == "active").scalar_subquery(),
     exists().where(campaign_agents.c.campaign_id == bindparam("cid"),
                    campaign_agents.c.agent_id == bindparam("aid")),
-    select(Contact.database_id).where(Contact.id == bindparam("contact")).scalar_subquery())
+    select(Contact.database_id).where(Contact.id == bindparam("contact")).scalar_subquery()))
 
 
 def _check_internal(caller, data):
@@ -121,7 +121,7 @@ def _check_internal(caller, data):
     campaign_id = None if _empty(raw_campaign) else lookup.parse_id(raw_campaign)
     contact_id = lookup.parse_id(raw_contact) if key is not None else None
     own_agent_id = _own_agent_id(caller)
-    campaign_db, is_member, contact_db = db.session.connection().execute(_INTERNAL_CHECKS, {
+    campaign_db, is_member, contact_db = run(_INTERNAL_CHECKS, {
         "cid": campaign_id, "aid": own_agent_id, "contact": contact_id}).one()
 
     campaign = None

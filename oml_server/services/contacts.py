@@ -6,7 +6,7 @@ from sqlalchemy import bindparam, exists, insert, null, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import messages as M
-from ..database import is_unique_violation
+from ..database import Prepared, is_unique_violation, run
 from ..extensions import db
 from ..models import Contact
 
@@ -185,7 +185,7 @@ def _insert_unless_taken(check_ext, check_phone):
     return insert(Contact).from_select(_COLUMNS, values).returning(Contact.id)
 
 
-_INSERTS = {(ext, phone): _insert_unless_taken(ext, phone)
+_INSERTS = {(ext, phone): Prepared(_insert_unless_taken(ext, phone))
             for ext in (False, True) for phone in (False, True)}
 
 
@@ -211,7 +211,7 @@ def insert_row(database, values, forbid_duplicate_phones=False, assigned_agent_i
 
 def _execute_insert(statement, params, database):
     try:
-        return db.session.connection().execute(statement, params).scalar()
+        return run(statement, params).scalar()
     except IntegrityError as exc:
         raise _lost_race(exc, database)
 

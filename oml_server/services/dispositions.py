@@ -10,7 +10,7 @@ from sqlalchemy import Integer, bindparam, exists, false, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import messages as M
-from ..database import is_unique_violation
+from ..database import Prepared, is_unique_violation, run as _run
 from ..errors import ContractError, business_error, not_found
 from ..extensions import db
 from ..models import Campaign, Contact, Disposition, DispositionOption
@@ -18,6 +18,7 @@ from . import contacts
 from .lookup import external_system, parse_id, visible_option_campaign
 
 CALLID_MAX_LENGTH = 32
+MAX_INTEGER = 2**31 - 1   # the id columns are INTEGER
 
 
 class AgentRef:
@@ -65,21 +66,21 @@ _CONTACT_BY_EXTERNAL_ID = select(Contact.id).where(Contact.database_id == bindpa
                                                    Contact.external_id == bindparam("ext"))
 _TAKEN = (select(Disposition.id).where(Disposition.contact_id == bindparam("contact"),
                                        Disposition.campaign_id == bindparam("campaign")).limit(1))
-_INSERT = insert(Disposition)
+_INSERT = insert(Disposition).returning(Disposition.id)   # columns follow the parameters: not Prepared
 # POST's usual case (an internal contact id) in one round trip: the option and its campaign's
 # database, the named contact's database, and whether that pair is already rated.
 _CONTACT_DATABASE_ID = (select(Contact.database_id).where(Contact.id == bindparam("cid"))
                         .scalar_subquery())
 _PAIR_TAKEN = exists().where(Disposition.contact_id == bindparam("cid"),
                              Disposition.campaign_id == DispositionOption.campaign_id)
-_OPTION_CONTACT_TAKEN = _OPTION.add_columns(_CONTACT_DATABASE_ID, _PAIR_TAKEN)
+_OPTION_CONTACT_TAKEN = Prepared(_OPTION.add_columns(_CONTACT_DATABASE_ID, _PAIR_TAKEN))
 # The same for PUT, where the disposition being replaced does not count as taken.
-_OPTION_CONTACT_TAKEN_BY_OTHER = _OPTION.add_columns(
-    _CONTACT_DATABASE_ID, _PAIR_TAKEN.where(Disposition.id != bindparam("exclude")))
+_OPTION_CONTACT_TAKEN_BY_OTHER = Prepared(_OPTION.add_columns(
+    _CONTACT_DATABASE_ID, _PAIR_TAKEN.where(Disposition.id != bindparam("exclude"))))
 # POST in one statement: the INSERT writes a row only when every check of
 # _option_contact_taken passes (a visible option, the contact in its campaign's database,
 # the pair not rated yet); no row back means one failed, and that query then says which.
-_INSERT_CHECKED = insert(Disposition).from_select(
+_INSERT_CHECKED = Prepared(insert(Disposition).from_select(
     ["contact_id", "campaign_id", "agent_id", "option_id", "callid", "comments"],
     select(bindparam("cid", type_=Integer), DispositionOption.campaign_id,
            bindparam("aid", type_=Integer), DispositionOption.id,
@@ -89,11 +90,7 @@ _INSERT_CHECKED = insert(Disposition).from_select(
     .join(Campaign, Campaign.id == DispositionOption.campaign_id)
     .where(DispositionOption.id == bindparam("oid"), DispositionOption.hidden == false(),
            Campaign.database_id == _CONTACT_DATABASE_ID, ~_PAIR_TAKEN)
-).returning(Disposition.id)
-
-
-def _run(statement, params):
-    return db.session.connection().execute(statement, params)
+).returning(Disposition.id))
 
 
 def _option(raw, keep=None):
@@ -212,7 +209,9 @@ def _create_checked(agent, data):
     which, in the contract's order)."""
     option_id = parse_id(data.get("idDispositionOption"))
     contact_id = parse_id(data.get("idContact"))
-    if option_id is None or contact_id is None:
+    # The contact id is also a value the INSERT writes: PostgreSQL refuses one beyond its
+    # INTEGER column while planning, before the WHERE finds no such contact.
+    if option_id is None or contact_id is None or contact_id > MAX_INTEGER:
         return None
     try:
         comments, callid = _free_fields(data)
@@ -246,7 +245,7 @@ def create(agent, data):
         result = _insert(_INSERT, {"contact_id": contact_id, "campaign_id": option.campaign_id,
                                    "agent_id": agent.id, "option_id": option.id,
                                    "callid": callid, "comments": comments})
-        answer = {"id": result.inserted_primary_key[0], "idContact": contact_id,
+        answer = {"id": result.scalar(), "idContact": contact_id,
                   "callid": callid, "idDispositionOption": option.id, "comments": comments}
         _commit_or_duplicate()
     except Exception:
@@ -339,7 +338,7 @@ def create_with_contact(agent, data):
         result = _insert(_INSERT, {"contact_id": contact_id, "campaign_id": campaign.id,
                                    "agent_id": agent.id, "option_id": option_id,
                                    "callid": callid, "comments": comments})
-        answer = {"id": result.inserted_primary_key[0], "callid": callid,
+        answer = {"id": result.scalar(), "callid": callid,
                   "idDispositionOption": option_id, "comments": comments}
         _commit_or_duplicate()
     except Exception:

@@ -6,6 +6,7 @@ because the same miss reads differently per endpoint (contract §2.2 vs §2.4).
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import joinedload
 
+from ..database import Prepared, run
 from ..extensions import db
 from ..models import (AgentExternalId, AgentProfile, Campaign, ContactDatabase,
                       DispositionOption, ExternalSystem, User, campaign_agents,
@@ -85,9 +86,10 @@ _CAMPAIGN_INFO_ALL = (select(Campaign.id, Campaign.type, Campaign.state,
                       .join(ContactDatabase, ContactDatabase.id == Campaign.database_id))
 _CAMPAIGN_INFO = _CAMPAIGN_INFO_ALL.where(Campaign.id == bindparam("cid"))
 # A disposition option's hidden flag and its campaign, for new_contact/disposition.
-_OPTION_CAMPAIGN_INFO = (_CAMPAIGN_INFO_ALL.add_columns(DispositionOption.hidden)
-                         .join(DispositionOption, DispositionOption.campaign_id == Campaign.id)
-                         .where(DispositionOption.id == bindparam("oid")))
+_OPTION_CAMPAIGN_INFO = Prepared(
+    _CAMPAIGN_INFO_ALL.add_columns(DispositionOption.hidden)
+    .join(DispositionOption, DispositionOption.campaign_id == Campaign.id)
+    .where(DispositionOption.id == bindparam("oid")))
 _IS_MEMBER = select(exists().where(campaign_agents.c.campaign_id == bindparam("cid"),
                                    campaign_agents.c.agent_id == bindparam("aid")))
 _IS_SUPERVISOR = select(exists().where(campaign_supervisors.c.campaign_id == bindparam("cid"),
@@ -96,11 +98,11 @@ _IS_SUPERVISOR = select(exists().where(campaign_supervisors.c.campaign_id == bin
 
 # The same, with has_campaign_access's answer in the same round trip (an agent's membership,
 # or anyone else's place among the supervisors).
-_CAMPAIGN_INFO_FOR_AGENT = _CAMPAIGN_INFO.add_columns(exists().where(
-    campaign_agents.c.campaign_id == Campaign.id, campaign_agents.c.agent_id == bindparam("aid")))
-_CAMPAIGN_INFO_FOR_USER = _CAMPAIGN_INFO.add_columns(exists().where(
+_CAMPAIGN_INFO_FOR_AGENT = Prepared(_CAMPAIGN_INFO.add_columns(exists().where(
+    campaign_agents.c.campaign_id == Campaign.id, campaign_agents.c.agent_id == bindparam("aid"))))
+_CAMPAIGN_INFO_FOR_USER = Prepared(_CAMPAIGN_INFO.add_columns(exists().where(
     campaign_supervisors.c.campaign_id == Campaign.id,
-    campaign_supervisors.c.user_id == bindparam("uid")))
+    campaign_supervisors.c.user_id == bindparam("uid"))))
 
 
 def _campaign_info(row, active_only):
@@ -123,7 +125,7 @@ def visible_option_campaign(option_id):
     in one query; None otherwise."""
     if option_id is None:
         return None
-    row = db.session.connection().execute(_OPTION_CAMPAIGN_INFO, {"oid": option_id}).first()
+    row = run(_OPTION_CAMPAIGN_INFO, {"oid": option_id}).first()
     return _campaign_info(row, False) if row is not None and not row[9] else None
 
 
@@ -132,11 +134,9 @@ def active_campaign_and_access(campaign_id, user):
     (None, False) when the campaign does not exist or is not active."""
     agent_id = agent_id_of(user) if user.role == "Agente" else None
     if agent_id is not None:
-        row = db.session.connection().execute(_CAMPAIGN_INFO_FOR_AGENT,
-                                              {"cid": campaign_id, "aid": agent_id}).first()
+        row = run(_CAMPAIGN_INFO_FOR_AGENT, {"cid": campaign_id, "aid": agent_id}).first()
     else:
-        row = db.session.connection().execute(_CAMPAIGN_INFO_FOR_USER,
-                                              {"cid": campaign_id, "uid": user.id}).first()
+        row = run(_CAMPAIGN_INFO_FOR_USER, {"cid": campaign_id, "uid": user.id}).first()
     campaign = _campaign_info(row, True) if row is not None else None
     return (campaign, bool(row[9])) if campaign is not None else (None, False)
 

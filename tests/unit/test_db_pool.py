@@ -114,3 +114,24 @@ def test_a_transaction_after_a_hot_path_request_is_still_all_or_nothing(app, mak
     phones = _in_own_context(app, lambda: db.session.scalars(
         select(Contact.main_phone).where(Contact.database_id == database_id)).all())
     assert "3512222222" not in phones and "3513333333" not in phones
+
+
+def test_ids_beyond_32_bits_are_not_found_not_errors(client, make):
+    """Hot-path statements are prepared on PostgreSQL with typed parameters: an id no column
+    can hold is still a plain "not found" in the endpoint's own style."""
+    agent = make.agent()
+    campaign = make.campaign(agents=[agent])
+    headers = make.headers(agent, "en")
+    huge = 2**40
+    response = client.post("/api/v1/new_contact/", headers=headers,
+                           json={"idCampaign": huge, "TELEFONO": "3511111111"})
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == {"idCampaign": ["Campaign not found"]}
+    response = client.post("/api/v1/disposition/", headers=headers,
+                           json={"idContact": huge, "idDispositionOption": huge})
+    assert response.status_code == 400
+    assert list(response.get_json()) == ["status", "idDispositionOption"]
+    response = client.get(f"/api/v1/campaign/{huge}/dispositionOptions/", headers=headers)
+    assert response.status_code == 404
+    assert client.get(f"/api/v1/campaign/{campaign.id}/dispositionOptions/",
+                      headers=headers).status_code == 200
