@@ -83,6 +83,9 @@ def load(env=None, instance_path=None):
     }
     cfg["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(cfg["SQLALCHEMY_DATABASE_URI"])
     cfg["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(env, cfg["SQLALCHEMY_DATABASE_URI"])
+    # PostgreSQL plans the hot statements once per connection (database.Prepared); 0 behind
+    # a pooler in transaction mode, where a session's PREPARE is not seen by the next.
+    cfg["DB_PREPARED_STATEMENTS"] = _bool(env, "DB_PREPARED_STATEMENTS", True)
     # Connections to ARI (one per concurrent request to Asterisk; more wait their turn).
     cfg["ARI_POOL_SIZE"] = _int(env, "ARI_POOL_SIZE", 50)
     return cfg

@@ -5,6 +5,7 @@ import re
 import threading
 import time
 
+from flask import current_app
 from sqlalchemy import Integer, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import scoped_session
@@ -211,7 +212,10 @@ class Prepared:
         self._postgresql = None   # (PREPARE sql, EXECUTE sql, compiled, processors, prefetch)
 
     def execute(self, connection, params):
-        if connection.dialect.name != "postgresql":
+        # DB_PREPARED_STATEMENTS=0: behind a pooler that hands one client several server
+        # sessions (PgBouncer in transaction mode), a name PREPAREd on one is unknown on another.
+        if connection.dialect.name != "postgresql" \
+                or not current_app.config.get("DB_PREPARED_STATEMENTS", True):
             return connection.execute(self.statement, params)
         if self._postgresql is None:
             self._postgresql = self._compile(connection.dialect)

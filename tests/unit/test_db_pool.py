@@ -116,7 +116,32 @@ def test_a_transaction_after_a_hot_path_request_is_still_all_or_nothing(app, mak
     assert "3512222222" not in phones and "3513333333" not in phones
 
 
-def test_ids_beyond_32_bits_are_not_found_not_errors(client, make):
+@pytest.fixture(params=[True, False], ids=["prepared", "planned"])
+def prepared_statements(request, app):
+    """Both ways of running the hot statements (DB_PREPARED_STATEMENTS; SQLite: the same)."""
+    app.config["DB_PREPARED_STATEMENTS"] = request.param
+    yield request.param
+    app.config["DB_PREPARED_STATEMENTS"] = True
+
+
+def test_hot_paths_answer_the_same_prepared_or_not(client, make, prepared_statements):
+    agent = make.agent()
+    campaign = make.campaign(agents=[agent], options=["Venta"])
+    headers = make.headers(agent, "en")
+    response = client.post("/api/v1/new_contact/", headers=headers,
+                           json={"idCampaign": campaign.id, "TELEFONO": "3511111111"})
+    assert response.status_code == 200, response.get_json()
+    contact_id = response.get_json()["id"]
+    options = client.get(f"/api/v1/campaign/{campaign.id}/dispositionOptions/", headers=headers)
+    assert [o["name"] for o in options.get_json()] == ["Venta"]
+    body = {"idContact": contact_id, "idDispositionOption": options.get_json()[0]["id"]}
+    response = client.post("/api/v1/disposition/", headers=headers, json=body)
+    assert response.status_code == 201, response.get_json()
+    again = client.post("/api/v1/disposition/", headers=headers, json=body)
+    assert again.status_code == 400 and list(again.get_json()) == ["status", "msg"]
+
+
+def test_ids_beyond_32_bits_are_not_found_not_errors(client, make, prepared_statements):
     """Hot-path statements are prepared on PostgreSQL with typed parameters: an id no column
     can hold is still a plain "not found" in the endpoint's own style."""
     agent = make.agent()
