@@ -97,7 +97,7 @@ def statements_commit_alone(session):
 def _autocommit_ends_at_checkin(engine):
     @event.listens_for(engine.pool, "checkin")
     def _end_autocommit(dbapi_conn, _record):
-        if dbapi_conn is not None and dbapi_conn.autocommit:
+        if dbapi_conn is not None and not dbapi_conn.closed and dbapi_conn.autocommit:
             dbapi_conn.autocommit = False
 
 
