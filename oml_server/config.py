@@ -101,6 +101,9 @@ def load(env=None, instance_path=None):
     }
     cfg["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(cfg["SQLALCHEMY_DATABASE_URI"])
     cfg["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(env, cfg["SQLALCHEMY_DATABASE_URI"])
+    # PostgreSQL plans the hot statements once per connection (database.Prepared); 0 behind
+    # a pooler in transaction mode, where a session's PREPARE is not seen by the next.
+    cfg["DB_PREPARED_STATEMENTS"] = flag(env, "DB_PREPARED_STATEMENTS", True)
     # Connections to ARI (one per concurrent request to Asterisk; more wait their turn).
     cfg["ARI_POOL_SIZE"] = _int(env, "ARI_POOL_SIZE", 50)
     # The engine (ari_engine/runner.py): the Asterisk node it drives (kept on every call and
@@ -120,14 +123,17 @@ def load(env=None, instance_path=None):
 def engine_options(env, url):
     """SQLAlchemy engine options. PostgreSQL: connections are checked before use only when
     they sat idle (database.configure_engine) instead of a `SELECT 1` round trip on every
-    check-out; the pool keeps 10 (SQLAlchemy's 5 made a busy process open and close overflow
-    connections all the time) and opens up to 30. Connections are held only while a
-    transaction runs (across at most one device-state write to Asterisk), so 30 serve hundreds
-    of calls; the sum over all processes must stay under PostgreSQL's max_connections (100 by
-    default: a pool of 100 ran into "too many clients")."""
+    check-out. The pool is small on purpose: a process keeps 8 connections and opens at most
+    2 more, and requests beyond that wait their turn in arrival order (FairQueuePool). With
+    30 (the former 10 + 20 overflow) PostgreSQL ran up to 30 backends on the cores the server
+    needs, and throughput fell by a third from 10 to 200 clients (bench/README.md, "the
+    collapse"); 8 held it. The sum over all processes must stay under PostgreSQL's
+    max_connections (100 by default)."""
     if url.startswith("postgresql"):
-        return {"pool_size": _int(env, "DB_POOL_SIZE", 10),
-                "max_overflow": _int(env, "DB_MAX_OVERFLOW", 20),
+        from .database import FairQueuePool   # waiters served in arrival order
+        return {"poolclass": FairQueuePool,
+                "pool_size": _int(env, "DB_POOL_SIZE", 8),
+                "max_overflow": _int(env, "DB_MAX_OVERFLOW", 2),
                 "pool_timeout": _int(env, "DB_POOL_TIMEOUT", 30)}
     return {"pool_pre_ping": True}
 

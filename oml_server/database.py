@@ -1,8 +1,18 @@
 """Engine tuning per backend: SQLite in WAL with foreign keys; PostgreSQL cooperative under gevent."""
+import collections
+import itertools
+import re
+import threading
 import time
 
-from sqlalchemy import event, text
+from flask import current_app
+from sqlalchemy import Integer, event, text
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.orm import scoped_session
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.util import queue as sqla_queue
+
+from .extensions import db
 
 
 def configure_engine(engine):
@@ -17,6 +27,7 @@ def configure_engine(engine):
             cur.close()
     elif engine.dialect.name == "postgresql":
         _make_psycopg_green()
+        _autocommit_ends_at_checkin(engine)
         if not engine.pool._pre_ping:
             _ping_when_idle(engine)
 
@@ -61,6 +72,35 @@ def _make_psycopg_green():
         pass
 
 
+def statements_commit_alone(session):
+    """PostgreSQL: the session's next transaction runs in autocommit, each statement committing
+    on its own; SQLite: nothing changes.
+
+    For requests that write with at most one statement (the hot paths: new_contact, a
+    disposition, the reads): a transaction block around them only adds two round trips,
+    BEGIN and COMMIT/ROLLBACK (psycopg2 sends BEGIN on its own before the first statement).
+    Under READ COMMITTED every statement sees its own snapshot anyway, so the reads see what
+    they saw inside a block; a single write is atomic by itself; uniqueness is still the
+    constraints'. Not for requests that write twice, lock rows (FOR UPDATE), or must read
+    one snapshot. Must run before the request's first statement; later, it does nothing."""
+    if isinstance(session, scoped_session):
+        session = session()
+    if session.in_transaction():
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        # psycopg2's own flag, not SQLAlchemy's AUTOCOMMIT isolation level: resetting that
+        # on check-in costs a `SET default_transaction_isolation` round trip. The flag is
+        # cleared on check-in (_autocommit_ends_at_checkin), on the client side only.
+        session.connection().connection.dbapi_connection.autocommit = True
+
+
+def _autocommit_ends_at_checkin(engine):
+    @event.listens_for(engine.pool, "checkin")
+    def _end_autocommit(dbapi_conn, _record):
+        if dbapi_conn is not None and not dbapi_conn.closed and dbapi_conn.autocommit:
+            dbapi_conn.autocommit = False
+
+
 def is_unique_violation(exc):
     """True when an IntegrityError is a UNIQUE violation, on SQLite or PostgreSQL."""
     orig = getattr(exc, "orig", exc)
@@ -78,3 +118,135 @@ def take_write_lock(session):
     is read next stays current until commit. On PostgreSQL `FOR UPDATE` does the job: no-op."""
     if session.get_bind().dialect.name == "sqlite":
         session.execute(text("UPDATE agent_sessions SET agent_id = agent_id WHERE 1 = 0"))
+
+
+class _Waiter:
+    __slots__ = ("ready", "item")
+
+    def __init__(self):
+        self.ready = threading.Event()   # gevent's Event once threading is patched
+        self.item = None
+
+
+class FairQueue(sqla_queue.Queue):
+    """SQLAlchemy's pool queue, first come first served.
+
+    SQLAlchemy's queue wakes a waiter when a connection comes back, but any request arriving
+    before the woken one runs takes the connection first, and the waiter sleeps again: under
+    load a few requests waited seconds while others never waited (bench/README.md, "the
+    collapse"). Here a returned connection goes straight to the longest waiter, and a
+    newcomer queues behind the waiters even when the pool is not empty."""
+
+    def __init__(self, maxsize=0, use_lifo=False):
+        super().__init__(maxsize, use_lifo)
+        self.waiters = collections.deque()
+
+    def put(self, item, block=True, timeout=None):
+        with self.mutex:
+            if self.waiters:
+                waiter = self.waiters.popleft()
+                waiter.item = item
+                waiter.ready.set()
+                return
+            if self._full():   # QueuePool then closes the (overflow) connection
+                raise sqla_queue.Full
+            self._put(item)
+
+    def get(self, block=True, timeout=None):
+        with self.mutex:
+            if not self.waiters and not self._empty():
+                return self._get()
+            if not block:
+                raise sqla_queue.Empty
+            waiter = _Waiter()
+            self.waiters.append(waiter)
+        waiter.ready.wait(timeout)
+        with self.mutex:
+            if waiter.item is not None:   # handed over, possibly just as the wait timed out
+                return waiter.item
+            self.waiters.remove(waiter)
+        raise sqla_queue.Empty
+
+
+class FairQueuePool(QueuePool):
+    """QueuePool with FairQueue: waits for a connection are served in arrival order."""
+    _queue_class = FairQueue
+
+
+def run(statement, params):
+    """Execute a Core statement, or a Prepared one, on the session's connection."""
+    connection = db.session.connection()
+    if isinstance(statement, Prepared):
+        return statement.execute(connection, params)
+    return connection.execute(statement, params)
+
+
+def _parameter_type(type_, dialect):
+    """A PREPARE parameter's type. Integers are BIGINT whatever the column: a request may
+    name id 2**40, which `id = $1` must find absent rather than fail on as out of range."""
+    if type_._isnull:
+        return "unknown"   # PostgreSQL infers it from where the parameter is used
+    if isinstance(type_, Integer):
+        return "BIGINT"
+    return dialect.type_compiler_instance.process(type_)
+
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+class Prepared:
+    """A hot-path Core statement that PostgreSQL parses and plans once per connection
+    (PREPARE), then runs by name (EXECUTE); elsewhere it runs as is.
+
+    psycopg2 has no server-side prepared statements of its own, and planning is most of what
+    PostgreSQL spends on these short statements (bench/README.md: the token check's SELECT
+    costs the server 100 µs of CPU planned every time, 33 µs prepared). `execute` takes the
+    statement's bind parameters like Connection.execute and returns its Result; the Python
+    side column defaults (created_at) and type conversions (JSON) still apply."""
+
+    _names = itertools.count(1)
+
+    def __init__(self, statement):
+        self.statement = statement
+        self.name = f"oml_prepared_{next(self._names)}"
+        self._postgresql = None   # (PREPARE sql, EXECUTE sql, compiled, processors, prefetch)
+
+    def execute(self, connection, params):
+        # DB_PREPARED_STATEMENTS=0: behind a pooler that hands one client several server
+        # sessions (PgBouncer in transaction mode), a name PREPAREd on one is unknown on another.
+        if connection.dialect.name != "postgresql" \
+                or not current_app.config.get("DB_PREPARED_STATEMENTS", True):
+            return connection.execute(self.statement, params)
+        if self._postgresql is None:
+            self._postgresql = self._compile(connection.dialect)
+        prepare, execute, compiled, processors, prefetch = self._postgresql
+        prepared = connection.info.setdefault("oml_prepared", set())   # emptied on reconnect
+        if self.name not in prepared:
+            connection.exec_driver_sql(prepare)
+            prepared.add(self.name)
+        values = compiled.construct_params(params)
+        for column in prefetch:   # Python-side defaults, as an INSERT through Core gets them
+            if values.get(column.key) is None:
+                values[column.key] = column.default.arg(None) if column.default.is_callable \
+                    else column.default.arg
+        for name, process in processors.items():
+            values[name] = process(values[name])
+        return connection.exec_driver_sql(execute, values)
+
+    def _compile(self, dialect):
+        compiled = self.statement.compile(dialect=dialect)
+        names = list(dict.fromkeys(_PLACEHOLDER.findall(compiled.string)))
+        numbers = {name: f"${i}" for i, name in enumerate(names, 1)}
+        body = _PLACEHOLDER.sub(lambda m: numbers[m.group(1)], compiled.string).replace("%%", "%")
+        types = ", ".join(_parameter_type(compiled.binds[n].type, dialect) for n in names)
+        prepare = f"PREPARE {self.name} ({types}) AS {body}"
+        execute = f"EXECUTE {self.name} ({', '.join(f'%({n})s' for n in names)})" if names \
+            else f"EXECUTE {self.name}"
+        processors = {}
+        for name in names:
+            type_ = compiled.binds[name].type.dialect_impl(dialect)
+            process = type_.bind_processor(dialect)
+            if process is not None:
+                processors[name] = process
+        prefetch = list(getattr(compiled, "insert_prefetch", ()) or ())
+        return prepare, execute, compiled, processors, prefetch

@@ -3,20 +3,16 @@
 -- Index i rates contact first + i % n with option first_option + floor(i / n): the bench
 -- provisions one option per extra campaign, all on the same contact database.
 dofile("report.lua")
-local base, stride, first_contact, n, first_option, k
+local first_contact, n, first_option
 
 function init(args)
-  wrk.headers["Authorization"] = "Bearer " .. args[1]
-  wrk.headers["Content-Type"] = "application/json"
-  base, stride = tonumber(args[2]), tonumber(args[3])
+  use_token(args[1])
+  start_indexes(args[2], args[3])
   first_contact, n, first_option = tonumber(args[4]), tonumber(args[5]), tonumber(args[6])
-  k = 0
 end
 
 function request()
-  local index = base + tid + stride * k
-  k = k + 1
-  max_index = index
+  local index = next_index()
   local body = string.format(
     '{"idContact": %d, "idDispositionOption": %d, "comments": "bench", "callid": "b%d"}',
     first_contact + index % n, first_option + math.floor(index / n), index)

@@ -22,3 +22,24 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean,
     latency.max, max_index))
 end
+
+-- Helpers of the request scripts.
+function use_token(token)
+  wrk.headers["Authorization"] = "Bearer " .. token
+  wrk.headers["Content-Type"] = "application/json"
+end
+
+-- Request k of thread t gets index base + t + stride*k, so threads and runs never collide
+-- (stride = the number of threads); the highest one is reported for the next run's base.
+local index_base, index_stride, index_k
+
+function start_indexes(base, stride)
+  index_base, index_stride, index_k = tonumber(base), tonumber(stride), 0
+end
+
+function next_index()
+  local index = index_base + tid + index_stride * index_k
+  index_k = index_k + 1
+  max_index = index
+  return index
+end

@@ -16,7 +16,7 @@ blp = Blueprint("campaigns", __name__, url_prefix="/api/v1", description="Campai
 
 
 @blp.route("/campaign/database_metadata/", methods=["POST"])
-@login_required(*ALL_ROLES)
+@login_required(*ALL_ROLES, single_write=True)
 @blp.doc(**request_body(DatabaseMetadataRequestSchema))
 @blp.response(200, DatabaseMetadataResponseSchema)
 @blp.alt_response(400, schema=BusinessErrorSchema, description="Unknown external system, "
@@ -29,7 +29,7 @@ def database_metadata():
 
 
 @blp.route("/campaign/<campaign>/dispositionOptions/", methods=["GET"])
-@login_required(*AGENT)
+@login_required(*AGENT, single_write=True)
 @blp.response(200, DispositionOptionSchema(many=True))
 @blp.alt_response(404, schema=DetailSchema, description="Unknown campaign")
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
@@ -39,7 +39,7 @@ def disposition_options(campaign):
 
 
 @blp.route("/campaign/<campaign>/dispositionOptions/<externalSystem>/", methods=["GET"])
-@login_required(*AGENT)
+@login_required(*AGENT, single_write=True)
 @blp.response(200, DispositionOptionSchema(many=True))
 @blp.alt_response(404, schema=DetailSchema, description="Unknown external system or campaign")
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")

@@ -15,7 +15,7 @@ blp = Blueprint("contacts", __name__, url_prefix="/api/v1", description="Contact
 
 
 @blp.route("/new_contact/", methods=["POST"])
-@login_required(*CONTACT_WRITERS)
+@login_required(*CONTACT_WRITERS, single_write=True)
 @blp.doc(**request_body(NewContactRequestSchema))
 @blp.response(200, NewContactResponseSchema)
 @blp.alt_response(400, schema=BusinessErrorSchema, description="Campaign errors (as "

@@ -32,7 +32,7 @@ def _body():
 
 
 @blp.route("/disposition/", methods=["GET"])
-@login_required(*AGENT)
+@login_required(*AGENT, single_write=True)
 @blp.response(200, DispositionSchema(many=True))
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
 def list_dispositions():
@@ -41,7 +41,7 @@ def list_dispositions():
 
 
 @blp.route("/disposition/", methods=["POST"])
-@login_required(*AGENT)
+@login_required(*AGENT, single_write=True)
 @blp.doc(**request_body(DispositionRequestSchema))
 @blp.response(201, DispositionSchema)
 @blp.alt_response(400, schema=DispositionErrorSchema, description="Unknown option or contact, duplicate")
@@ -53,7 +53,7 @@ def create_disposition():
 
 
 @blp.route("/disposition/<id>/", methods=["GET"])
-@login_required(*AGENT)
+@login_required(*AGENT, single_write=True)
 @blp.response(200, DispositionSchema)
 @blp.alt_response(404, schema=DetailSchema, description="Unknown id or another agent's")
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
@@ -63,7 +63,7 @@ def get_disposition(id):
 
 
 @blp.route("/disposition/<id>/", methods=["PUT"])
-@login_required(*AGENT)
+@login_required(*AGENT, single_write=True)
 @blp.doc(**request_body(DispositionRequestSchema))
 @blp.response(200, DispositionSchema)
 @blp.alt_response(400, schema=DispositionErrorSchema, description="Unknown option or contact, duplicate")

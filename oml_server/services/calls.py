@@ -13,14 +13,14 @@ from datetime import timezone
 
 from flask import current_app
 from flask_babel import force_locale
-from sqlalchemy import select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import messages as M
-from ..database import is_unique_violation
+from ..database import Prepared, is_unique_violation, run
 from ..errors import business_error, data_errors, not_found
 from ..extensions import db
-from ..models import Call, Contact
+from ..models import Call, Campaign, Contact, campaign_agents
 from . import call_state, lookup, outbox, telephony, throttle
 from .contacts import PHONE_RE
 
@@ -95,33 +95,64 @@ def check_make_call(caller, data):
     return _check_internal(caller, data)
 
 
+class _Row:
+    """A campaign or contact of the checks as the call needs it: its id and database."""
+    __slots__ = ("id", "database_id")
+
+    def __init__(self, id, database_id):
+        self.id, self.database_id = id, database_id
+
+
+# The internal-id checks' reads in one round trip: the active campaign's database, whether
+# the agent is one of its members, the contact's database (NULL: no such row).
+_INTERNAL_CHECKS = Prepared(select(
+    select(Campaign.database_id).where(Campaign.id == bindparam("cid"),
+                                       Campaign.state == "active").scalar_subquery(),
+    exists().where(campaign_agents.c.campaign_id == bindparam("cid"),
+                   campaign_agents.c.agent_id == bindparam("aid")),
+    select(Contact.database_id).where(Contact.id == bindparam("contact")).scalar_subquery()))
+
+
 def _check_internal(caller, data):
     errors = {}
     number = _phone(data.get("phone"), errors)
+    raw_campaign, raw_agent = data.get("idCampaign"), data.get("idAgent")
+    contact_errors = {}   # added last: the errors keep the form's field order
+    key, raw_contact = _contact_field(data, _same_internal, contact_errors)
+    campaign_id = None if _empty(raw_campaign) else lookup.parse_id(raw_campaign)
+    contact_id = lookup.parse_id(raw_contact) if key is not None else None
+    own_agent_id = _own_agent_id(caller)
+    campaign_db, is_member, contact_db = run(_INTERNAL_CHECKS, {
+        "cid": campaign_id, "aid": own_agent_id, "contact": contact_id}).one()
 
-    campaign = _campaign(data, errors, lambda raw: lookup.campaign_by_id(lookup.parse_id(raw)))
+    campaign = None
+    if _empty(raw_campaign):
+        errors["idCampaign"] = [M.FIELD_REQUIRED]
+    elif campaign_db is None:
+        errors["idCampaign"] = [M.INVALID_CHOICE]
+    else:
+        campaign = _Row(campaign_id, campaign_db)
 
     agent = None
-    raw = data.get("idAgent")
-    if _empty(raw):
+    if _empty(raw_agent):
         errors["idAgent"] = [M.FIELD_REQUIRED]
+    elif own_agent_id is None or lookup.parse_id(raw_agent) != own_agent_id \
+            or not caller.is_active:
+        errors["idAgent"] = [M.INVALID_CHOICE]  # [better] an agent places calls only as itself
     else:
-        agent = lookup.agent_by_id(raw)
-        if agent is None or agent.id != _own_agent_id(caller):
-            agent = None  # [better] an agent places calls only as itself
-            errors["idAgent"] = [M.INVALID_CHOICE]
-        elif campaign is not None and not lookup.is_member(agent, campaign):
+        agent = caller.agent
+        if campaign is not None and not is_member:
             errors["idAgent"] = [M.AGENT_NOT_IN_CAMPAIGN]
 
+    errors.update(contact_errors)
     contact = None
-    key, raw = _contact_field(data, _same_internal, errors)
     if key is not None:
-        contact_id = lookup.parse_id(raw)
-        contact = db.session.get(Contact, contact_id) if contact_id is not None else None
-        if contact is None:
+        if contact_db is None:
             errors[key] = [M.INVALID_CHOICE]
-        elif campaign is not None and contact.database_id != campaign.database_id:
+        elif campaign is not None and contact_db != campaign.database_id:
             errors[key] = [M.CONTACT_NOT_IN_CAMPAIGN]
+        else:
+            contact = _Row(contact_id, contact_db)
 
     if errors:
         raise data_errors(errors, status=200)

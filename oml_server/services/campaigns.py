@@ -7,7 +7,7 @@ from sqlalchemy import bindparam, select
 
 from .. import messages as M
 from ..errors import data_errors, not_found
-from ..extensions import db
+from ..database import Prepared, run
 from ..models import DispositionOption
 from . import lookup
 
@@ -85,13 +85,13 @@ def disposition_options(raw_campaign, raw_system=None):
 
 
 # Built once, run on the session's connection: plain rows, no ORM (this is a hot read).
-_OPTIONS = (select(DispositionOption.id, DispositionOption.name, DispositionOption.hidden)
-            .where(DispositionOption.campaign_id == bindparam("cid"))
-            .order_by(DispositionOption.id))
+_OPTIONS = Prepared(select(DispositionOption.id, DispositionOption.name, DispositionOption.hidden)
+                    .where(DispositionOption.campaign_id == bindparam("cid"))
+                    .order_by(DispositionOption.id))
 
 
 def _options_of(campaign_id):
     """The options' fields as plain dicts."""
-    rows = db.session.connection().execute(_OPTIONS, {"cid": campaign_id})
+    rows = run(_OPTIONS, {"cid": campaign_id})
     return [{"id": id_, "name": name, "hidden": bool(hidden)} for id_, name, hidden in rows]
 

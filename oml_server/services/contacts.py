@@ -2,11 +2,11 @@
 the CSV import, and the insert that keeps uniqueness in the database under concurrency."""
 import re
 
-from sqlalchemy import bindparam, insert, null, select
+from sqlalchemy import bindparam, exists, insert, null, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import messages as M
-from ..database import is_unique_violation
+from ..database import Prepared, is_unique_violation, run
 from ..extensions import db
 from ..models import Contact
 
@@ -167,24 +167,53 @@ def _lost_race(exc, database):
     return ContactInvalid("duplicate_external_id", database.external_id_column)
 
 
-_INSERT = insert(Contact)
+_COLUMNS = ("database_id", "main_phone", "external_id", "unique_phone", "data",
+            "assigned_agent_id")
+
+
+def _insert_unless_taken(check_ext, check_phone):
+    """INSERT … SELECT <the values> WHERE <neither duplicate check finds a row> RETURNING id:
+    the duplicate checks and the write in one round trip (no row back: a check failed)."""
+    table = Contact.__table__
+    values = select(*(bindparam(name, type_=table.c[name].type) for name in _COLUMNS))
+    if check_ext:
+        values = values.where(~exists().where(Contact.database_id == bindparam("database_id"),
+                                              Contact.external_id == bindparam("external_id")))
+    if check_phone:
+        values = values.where(~exists().where(Contact.database_id == bindparam("database_id"),
+                                              Contact.main_phone == bindparam("main_phone")))
+    return insert(Contact).from_select(_COLUMNS, values).returning(Contact.id)
+
+
+_INSERTS = {(ext, phone): Prepared(_insert_unless_taken(ext, phone))
+            for ext in (False, True) for phone in (False, True)}
 
 
 def insert_row(database, values, forbid_duplicate_phones=False, assigned_agent_id=None):
-    """Like `add`, with one Core INSERT instead of an ORM object and its flush (the API's hot
-    path); returns the new contact's id. The caller commits."""
-    check_duplicates(database, values, forbid_duplicate_phones)
+    """Like `add`, in one statement (the API's hot path): the duplicate checks and the INSERT;
+    returns the new contact's id. When a check fails, check_duplicates says which, in
+    contract order. The caller commits."""
     phone = values[database.main_phone]
     ext_col = database.external_id_column
+    external_id = values.get(ext_col) if ext_col else None
+    params = {"database_id": database.id, "main_phone": phone, "external_id": external_id,
+              "unique_phone": phone if forbid_duplicate_phones else None, "data": values,
+              "assigned_agent_id": assigned_agent_id}
+    contact_id = _execute_insert(_INSERTS[external_id is not None, bool(forbid_duplicate_phones)],
+                                 params, database)
+    if contact_id is None:
+        check_duplicates(database, values, forbid_duplicate_phones)
+        # The duplicate went away between the two statements: insert unchecked, the
+        # constraints still keep external ids and forbidden duplicate phones unique.
+        contact_id = _execute_insert(_INSERTS[False, False], params, database)
+    return contact_id
+
+
+def _execute_insert(statement, params, database):
     try:
-        result = db.session.connection().execute(_INSERT, {
-            "database_id": database.id, "main_phone": phone,
-            "external_id": values.get(ext_col) if ext_col else None,
-            "unique_phone": phone if forbid_duplicate_phones else None,
-            "data": values, "assigned_agent_id": assigned_agent_id})
+        return run(statement, params).scalar()
     except IntegrityError as exc:
         raise _lost_race(exc, database)
-    return result.inserted_primary_key[0]
 
 
 def payload(database, contact):

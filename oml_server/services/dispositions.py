@@ -6,18 +6,19 @@ OMniLeads' order (option, contact, duplicate, then the fields OMniLeads only tri
 saving); one disposition per (contact, campaign) is the database's unique constraint, so two
 agents racing for the same contact get one 201 and one 400, never two rows.
 """
-from sqlalchemy import bindparam, exists, insert, select
+from sqlalchemy import Integer, bindparam, exists, false, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import messages as M
-from ..database import is_unique_violation
-from ..errors import business_error, not_found
+from ..database import Prepared, is_unique_violation, run as _run
+from ..errors import ContractError, business_error, not_found
 from ..extensions import db
 from ..models import Campaign, Contact, Disposition, DispositionOption
 from . import contacts
-from .lookup import external_system, parse_id
+from .lookup import external_system, parse_id, visible_option_campaign
 
 CALLID_MAX_LENGTH = 32
+MAX_INTEGER = 2**31 - 1   # the id columns are INTEGER
 
 
 class AgentRef:
@@ -65,17 +66,31 @@ _CONTACT_BY_EXTERNAL_ID = select(Contact.id).where(Contact.database_id == bindpa
                                                    Contact.external_id == bindparam("ext"))
 _TAKEN = (select(Disposition.id).where(Disposition.contact_id == bindparam("contact"),
                                        Disposition.campaign_id == bindparam("campaign")).limit(1))
-_INSERT = insert(Disposition)
+_INSERT = insert(Disposition).returning(Disposition.id)   # columns follow the parameters: not Prepared
 # POST's usual case (an internal contact id) in one round trip: the option and its campaign's
 # database, the named contact's database, and whether that pair is already rated.
-_OPTION_CONTACT_TAKEN = _OPTION.add_columns(
-    select(Contact.database_id).where(Contact.id == bindparam("cid")).scalar_subquery(),
-    exists().where(Disposition.contact_id == bindparam("cid"),
-                   Disposition.campaign_id == DispositionOption.campaign_id))
-
-
-def _run(statement, params):
-    return db.session.connection().execute(statement, params)
+_CONTACT_DATABASE_ID = (select(Contact.database_id).where(Contact.id == bindparam("cid"))
+                        .scalar_subquery())
+_PAIR_TAKEN = exists().where(Disposition.contact_id == bindparam("cid"),
+                             Disposition.campaign_id == DispositionOption.campaign_id)
+_OPTION_CONTACT_TAKEN = Prepared(_OPTION.add_columns(_CONTACT_DATABASE_ID, _PAIR_TAKEN))
+# The same for PUT, where the disposition being replaced does not count as taken.
+_OPTION_CONTACT_TAKEN_BY_OTHER = Prepared(_OPTION.add_columns(
+    _CONTACT_DATABASE_ID, _PAIR_TAKEN.where(Disposition.id != bindparam("exclude"))))
+# POST in one statement: the INSERT writes a row only when every check of
+# _option_contact_taken passes (a visible option, the contact in its campaign's database,
+# the pair not rated yet); no row back means one failed, and that query then says which.
+_INSERT_CHECKED = Prepared(insert(Disposition).from_select(
+    ["contact_id", "campaign_id", "agent_id", "option_id", "callid", "comments"],
+    select(bindparam("cid", type_=Integer), DispositionOption.campaign_id,
+           bindparam("aid", type_=Integer), DispositionOption.id,
+           bindparam("callid", type_=Disposition.__table__.c.callid.type),
+           bindparam("comments", type_=Disposition.__table__.c.comments.type))
+    .select_from(DispositionOption)
+    .join(Campaign, Campaign.id == DispositionOption.campaign_id)
+    .where(DispositionOption.id == bindparam("oid"), DispositionOption.hidden == false(),
+           Campaign.database_id == _CONTACT_DATABASE_ID, ~_PAIR_TAKEN)
+).returning(Disposition.id))
 
 
 def _option(raw, keep=None):
@@ -89,14 +104,20 @@ def _option(raw, keep=None):
     return option
 
 
-def _option_contact_taken(data):
+def _option_contact_taken(data, keep=None, exclude_id=None):
     """(option row, contact id, already rated?) for a body without idExternalSystem: the
-    checks of _option, _contact and _taken, in their order, from one query."""
+    checks of _option, _contact and _taken (with their `keep` and `exclude_id`), in their
+    order, from one query."""
     option_id = parse_id(data.get("idDispositionOption"))
     contact_id = parse_id(data.get("idContact"))
-    row = (_run(_OPTION_CONTACT_TAKEN, {"oid": option_id, "cid": contact_id}).first()
-           if option_id is not None else None)
-    if row is None or row.hidden:
+    row = None
+    if option_id is not None:
+        params = {"oid": option_id, "cid": contact_id}
+        if exclude_id is None:
+            row = _run(_OPTION_CONTACT_TAKEN, params).first()
+        else:
+            row = _run(_OPTION_CONTACT_TAKEN_BY_OTHER, {**params, "exclude": exclude_id}).first()
+    if row is None or (row.hidden and (keep is None or row.id != keep)):
         raise business_error(idDispositionOption=M.OPTION_NOT_FOUND)
     if contact_id is None or row[4] != row.database_id:
         raise business_error(idContact=M.CONTACT_ID_NOT_FOUND)
@@ -171,10 +192,47 @@ def _commit_or_duplicate():
 
 # ---------------------------------------------------------------------------------- writing
 
+def _insert(statement, params):
+    """Run an INSERT; a lost race on (contact, campaign) becomes the duplicate error."""
+    try:
+        return _run(statement, params)
+    except IntegrityError as exc:  # another agent rated it meanwhile
+        db.session.rollback()
+        if is_unique_violation(exc):
+            raise _duplicate()
+        raise
+
+
+def _create_checked(agent, data):
+    """POST's usual case in one statement (_INSERT_CHECKED): the answer, or None when the
+    ids are not numbers, a free field is wrong or a check failed (the caller then finds
+    which, in the contract's order)."""
+    option_id = parse_id(data.get("idDispositionOption"))
+    contact_id = parse_id(data.get("idContact"))
+    # The contact id is also a value the INSERT writes: PostgreSQL refuses one beyond its
+    # INTEGER column while planning, before the WHERE finds no such contact.
+    if option_id is None or contact_id is None or contact_id > MAX_INTEGER:
+        return None
+    try:
+        comments, callid = _free_fields(data)
+    except ContractError:   # reported only after the option, contact and duplicate checks
+        return None
+    new_id = _insert(_INSERT_CHECKED, {"oid": option_id, "cid": contact_id, "aid": agent.id,
+                                       "callid": callid, "comments": comments}).scalar()
+    if new_id is None:
+        return None
+    return {"id": new_id, "idContact": contact_id, "callid": callid,
+            "idDispositionOption": option_id, "comments": comments}
+
+
 def create(agent, data):
     """POST /disposition/: 201's representation."""
     try:
         if data.get("idExternalSystem") in (None, ""):
+            answer = _create_checked(agent, data)
+            if answer is not None:
+                _commit_or_duplicate()
+                return answer
             option, contact_id, taken = _option_contact_taken(data)
         else:
             option = _option(data.get("idDispositionOption"))
@@ -184,16 +242,10 @@ def create(agent, data):
             raise _duplicate()
         comments, callid = _free_fields(data)
         # One Core INSERT, not an ORM object and its flush (the Python defaults still apply).
-        try:
-            result = _run(_INSERT, {"contact_id": contact_id, "campaign_id": option.campaign_id,
-                                    "agent_id": agent.id, "option_id": option.id,
-                                    "callid": callid, "comments": comments})
-        except IntegrityError as exc:  # another agent rated it meanwhile
-            db.session.rollback()
-            if is_unique_violation(exc):
-                raise _duplicate()
-            raise
-        answer = {"id": result.inserted_primary_key[0], "idContact": contact_id,
+        result = _insert(_INSERT, {"contact_id": contact_id, "campaign_id": option.campaign_id,
+                                   "agent_id": agent.id, "option_id": option.id,
+                                   "callid": callid, "comments": comments})
+        answer = {"id": result.scalar(), "idContact": contact_id,
                   "callid": callid, "idDispositionOption": option.id, "comments": comments}
         _commit_or_duplicate()
     except Exception:
@@ -205,9 +257,14 @@ def create(agent, data):
 def update(agent, disposition, data):
     """PUT /disposition/<id>/ on the agent's own `disposition`: every field is replaced."""
     try:
-        option = _option(data.get("idDispositionOption"), keep=disposition.option_id)
-        contact_id = _contact(data, option.database_id)
-        if _taken(contact_id, option.campaign_id, exclude_id=disposition.id):
+        if data.get("idExternalSystem") in (None, ""):
+            option, contact_id, taken = _option_contact_taken(
+                data, keep=disposition.option_id, exclude_id=disposition.id)
+        else:
+            option = _option(data.get("idDispositionOption"), keep=disposition.option_id)
+            contact_id = _contact(data, option.database_id)
+            taken = _taken(contact_id, option.campaign_id, exclude_id=disposition.id)
+        if taken:
             raise _duplicate()
         comments, callid = _free_fields(data)
         disposition.contact_id = contact_id
@@ -215,11 +272,12 @@ def update(agent, disposition, data):
         disposition.option_id = option.id
         disposition.comments = comments
         disposition.callid = callid
+        answer = representation(disposition)   # before the commit expires the object
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()
         raise
-    return representation(disposition)
+    return answer
 
 
 # Keys of new_contact/disposition's body that are not contact columns.
@@ -249,10 +307,6 @@ def _contact_error(kind):
     return business_error(contacto=M.CONTACT_DATA_INVALID)
 
 
-class _PhoneTakenMeanwhile(Exception):
-    """Another request took the phone's no-duplicates slot between our check and our insert."""
-
-
 def create_with_contact(agent, data):
     """POST /new_contact/disposition/: all or nothing — every check runs before the first
     write, and the contact and its disposition are committed as one transaction.
@@ -263,46 +317,47 @@ def create_with_contact(agent, data):
     new_contact and imports still refuse that phone, and the earlier contact and its
     disposition are untouched."""
     try:
-        return _create_with_contact(agent, data, phone_free=None)
-    except _PhoneTakenMeanwhile:  # lost the race for the slot: the same, without it
-        return _create_with_contact(agent, data, phone_free=False)
-
-
-def _create_with_contact(agent, data, phone_free):
-    try:
-        option = _option(data.get("idDispositionOption"))
-        campaign = db.session.get(Campaign, option.campaign_id)
+        option_id = parse_id(data.get("idDispositionOption"))
+        campaign = visible_option_campaign(option_id)   # the option and its campaign: 1 query
+        if campaign is None:
+            raise business_error(idDispositionOption=M.OPTION_NOT_FOUND)
         database = campaign.database
         values = _new_contact_values(database, data)
         forbid_duplicates = not campaign.allow_duplicate_phones
         try:
-            contacts.check_duplicates(database, values, forbid_duplicates and phone_free is None)
-        except contacts.ContactInvalid as exc:
-            if exc.kind != "duplicate_phone":
-                raise _contact_error(exc.kind)
-            phone_free = False
-        comments, callid = _free_fields(data)
+            comments, callid = _free_fields(data)
+            late_error = None
+        except ContractError as exc:   # reported after the duplicate checks, as before
+            late_error = exc
         # A preview campaign hands each contact to one agent: this one, who just spoke to it.
         assigned = agent.id if campaign.type == "preview" else None
-        holds_slot = forbid_duplicates and phone_free is not False
-        contact = contacts.build(database, values, holds_slot, assigned_agent_id=assigned)
-        db.session.add(contact)
         try:
-            db.session.flush()
-        except IntegrityError as exc:  # another request took the external id or phone meanwhile
-            db.session.rollback()
-            if not is_unique_violation(exc):
-                raise
-            if "unique_phone" in str(exc.orig):
-                raise _PhoneTakenMeanwhile()
-            raise _contact_error("duplicate_external_id")
-        disposition = Disposition(contact_id=contact.id, campaign_id=campaign.id,
-                                  agent_id=agent.id, option_id=option.id, callid=callid,
-                                  comments=comments)
-        db.session.add(disposition)
+            if late_error is not None:
+                contacts.check_duplicates(database, values, False)  # a taken phone is fine
+                raise late_error
+            contact_id = _insert_contact(database, values, forbid_duplicates, assigned)
+        except contacts.ContactInvalid as exc:
+            raise _contact_error(exc.kind)
+        result = _insert(_INSERT, {"contact_id": contact_id, "campaign_id": campaign.id,
+                                   "agent_id": agent.id, "option_id": option_id,
+                                   "callid": callid, "comments": comments})
+        answer = {"id": result.scalar(), "callid": callid,
+                  "idDispositionOption": option_id, "comments": comments}
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()
         raise
-    return {"id": disposition.id, "callid": disposition.callid,
-            "idDispositionOption": disposition.option_id, "comments": disposition.comments}
+    return answer
+
+
+def _insert_contact(database, values, forbid_duplicates, assigned):
+    """The new contact's id. In a no-duplicates campaign it takes the phone's slot when it is
+    free; a phone already taken (before, or by a concurrent request: that one was rolled back
+    whole) makes a contact without the slot, so the returning caller's disposition is kept."""
+    try:
+        return contacts.insert_row(database, values, forbid_duplicates,
+                                   assigned_agent_id=assigned)
+    except contacts.ContactInvalid as exc:
+        if exc.kind != "duplicate_phone" or not forbid_duplicates:
+            raise
+    return contacts.insert_row(database, values, False, assigned_agent_id=assigned)

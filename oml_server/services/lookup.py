@@ -6,9 +6,11 @@ because the same miss reads differently per endpoint (contract §2.2 vs §2.4).
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import joinedload
 
+from ..database import Prepared, run
 from ..extensions import db
-from ..models import (AgentExternalId, AgentProfile, Campaign, ContactDatabase, ExternalSystem,
-                      User, campaign_agents, campaign_supervisors)
+from ..models import (AgentExternalId, AgentProfile, Campaign, ContactDatabase,
+                      DispositionOption, ExternalSystem, User, campaign_agents,
+                      campaign_supervisors)
 
 MAX_ID = 2**63 - 1
 
@@ -77,11 +79,17 @@ class CampaignInfo:
 
 
 # Statements built once (building them costs more than running them on SQLite).
-_CAMPAIGN_INFO = (select(Campaign.id, Campaign.type, Campaign.state, Campaign.allow_duplicate_phones,
-                         ContactDatabase.id, ContactDatabase.columns, ContactDatabase.main_phone,
-                         ContactDatabase.other_phones, ContactDatabase.external_id_column)
-                  .join(ContactDatabase, ContactDatabase.id == Campaign.database_id)
-                  .where(Campaign.id == bindparam("cid")))
+_CAMPAIGN_INFO_ALL = (select(Campaign.id, Campaign.type, Campaign.state,
+                             Campaign.allow_duplicate_phones, ContactDatabase.id,
+                             ContactDatabase.columns, ContactDatabase.main_phone,
+                             ContactDatabase.other_phones, ContactDatabase.external_id_column)
+                      .join(ContactDatabase, ContactDatabase.id == Campaign.database_id))
+_CAMPAIGN_INFO = _CAMPAIGN_INFO_ALL.where(Campaign.id == bindparam("cid"))
+# A disposition option's hidden flag and its campaign, for new_contact/disposition.
+_OPTION_CAMPAIGN_INFO = Prepared(
+    _CAMPAIGN_INFO_ALL.add_columns(DispositionOption.hidden)
+    .join(DispositionOption, DispositionOption.campaign_id == Campaign.id)
+    .where(DispositionOption.id == bindparam("oid")))
 _IS_MEMBER = select(exists().where(campaign_agents.c.campaign_id == bindparam("cid"),
                                    campaign_agents.c.agent_id == bindparam("aid")))
 _IS_SUPERVISOR = select(exists().where(campaign_supervisors.c.campaign_id == bindparam("cid"),
@@ -90,11 +98,11 @@ _IS_SUPERVISOR = select(exists().where(campaign_supervisors.c.campaign_id == bin
 
 # The same, with has_campaign_access's answer in the same round trip (an agent's membership,
 # or anyone else's place among the supervisors).
-_CAMPAIGN_INFO_FOR_AGENT = _CAMPAIGN_INFO.add_columns(exists().where(
-    campaign_agents.c.campaign_id == Campaign.id, campaign_agents.c.agent_id == bindparam("aid")))
-_CAMPAIGN_INFO_FOR_USER = _CAMPAIGN_INFO.add_columns(exists().where(
+_CAMPAIGN_INFO_FOR_AGENT = Prepared(_CAMPAIGN_INFO.add_columns(exists().where(
+    campaign_agents.c.campaign_id == Campaign.id, campaign_agents.c.agent_id == bindparam("aid"))))
+_CAMPAIGN_INFO_FOR_USER = Prepared(_CAMPAIGN_INFO.add_columns(exists().where(
     campaign_supervisors.c.campaign_id == Campaign.id,
-    campaign_supervisors.c.user_id == bindparam("uid")))
+    campaign_supervisors.c.user_id == bindparam("uid"))))
 
 
 def _campaign_info(row, active_only):
@@ -112,16 +120,23 @@ def campaign_info_by_id(campaign_id, active_only=True):
     return _campaign_info(row, active_only) if row is not None else None
 
 
+def visible_option_campaign(option_id):
+    """The CampaignInfo (any state) of a disposition option that exists and is not hidden,
+    in one query; None otherwise."""
+    if option_id is None:
+        return None
+    row = run(_OPTION_CAMPAIGN_INFO, {"oid": option_id}).first()
+    return _campaign_info(row, False) if row is not None and not row[9] else None
+
+
 def active_campaign_and_access(campaign_id, user):
     """(campaign_info_by_id(campaign_id), has_campaign_access(user, it)) in one query;
     (None, False) when the campaign does not exist or is not active."""
     agent_id = agent_id_of(user) if user.role == "Agente" else None
     if agent_id is not None:
-        row = db.session.connection().execute(_CAMPAIGN_INFO_FOR_AGENT,
-                                              {"cid": campaign_id, "aid": agent_id}).first()
+        row = run(_CAMPAIGN_INFO_FOR_AGENT, {"cid": campaign_id, "aid": agent_id}).first()
     else:
-        row = db.session.connection().execute(_CAMPAIGN_INFO_FOR_USER,
-                                              {"cid": campaign_id, "uid": user.id}).first()
+        row = run(_CAMPAIGN_INFO_FOR_USER, {"cid": campaign_id, "uid": user.id}).first()
     campaign = _campaign_info(row, True) if row is not None else None
     return (campaign, bool(row[9])) if campaign is not None else (None, False)
 

@@ -49,13 +49,16 @@ def _aware(moment):
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _recent(key, window):
-    """(count, oldest) of `key`'s events within the last `window` seconds."""
+def _recent(keys, window):
+    """[(count, oldest), …] of each key's events within the last `window` seconds, in the
+    order of `keys`, from one query (a login reads three keys)."""
     since = _now() - timedelta(seconds=window)
-    count, oldest = db.session.execute(
-        select(func.count(ThrottleEvent.id), func.min(ThrottleEvent.created_at))
-        .where(ThrottleEvent.key == key, ThrottleEvent.created_at > since)).one()
-    return count, (_aware(oldest) if oldest is not None else None)
+    rows = db.session.execute(
+        select(ThrottleEvent.key, func.count(ThrottleEvent.id), func.min(ThrottleEvent.created_at))
+        .where(ThrottleEvent.key.in_(keys), ThrottleEvent.created_at > since)
+        .group_by(ThrottleEvent.key)).all()
+    found = {key: (count, _aware(oldest)) for key, count, oldest in rows}
+    return [found.get(key, (0, None)) for key in keys]
 
 
 def _retry_after(oldest, window):
@@ -87,15 +90,13 @@ def before_login(username, address):
     cfg = current_app.config
     window = cfg["LOGIN_WINDOW_SECONDS"]
     pair, addr, user = _login_keys(username, address)
-    pair_count, pair_oldest = _recent(pair, window)
-    addr_count, addr_oldest = _recent(addr, window)
+    (pair_count, pair_oldest), (addr_count, addr_oldest), (user_count, _) = _recent(
+        (pair, addr, user), window)
     db.session.rollback()  # end the read transaction before any wait
     if pair_count >= cfg["LOGIN_MAX_FAILURES"]:
         raise Refused(_retry_after(pair_oldest, window))
     if addr_count >= cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]:
         raise Refused(_retry_after(addr_oldest, window))
-    user_count, _ = _recent(user, window)
-    db.session.rollback()
     if pair_count >= cfg["LOGIN_SLOW_AFTER"] or user_count >= cfg["LOGIN_SLOW_AFTER_PER_USER"]:
         sleep(cfg["LOGIN_SLOWDOWN_SECONDS"])
 
@@ -118,7 +119,7 @@ def count_call(agent_id, commit=True):
     cfg = current_app.config
     window = cfg["MAKECALL_WINDOW_SECONDS"]
     key = f"call:{agent_id}"
-    count, oldest = _recent(key, window)
+    [(count, oldest)] = _recent((key,), window)
     if count >= cfg["MAKECALL_MAX_PER_WINDOW"]:
         db.session.rollback()
         raise Refused(_retry_after(oldest, window))

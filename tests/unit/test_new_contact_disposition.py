@@ -232,12 +232,12 @@ def test_callid_too_long_leaves_no_contact_behind(client, world):
 
 def test_all_or_nothing_when_the_disposition_insert_fails(client, world, monkeypatch):
     """OMniLeads leaves the contact behind when the disposition fails; here nothing stays."""
-    real = dispositions_service.Disposition
+    real = dispositions_service._insert
 
-    def broken(**kwargs):
-        return real(**{**kwargs, "option_id": 999999})  # a foreign key that does not exist
+    def broken(statement, params):   # the disposition's insert, after the contact's
+        return real(statement, {**params, "option_id": 999999})  # a foreign key that does not exist
 
-    monkeypatch.setattr(dispositions_service, "Disposition", broken)
+    monkeypatch.setattr(dispositions_service, "_insert", broken)
     response = world.post(client, world.body())
     assert response.status_code == 500
     assert response.get_json() == {"detail": "Internal server error."}

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Two builds of the server side by side, the same client counts alternated between them, so
+both see the same load on a shared machine: does throughput hold from 10 to 50 and 200
+clients (median of the per-round ratios), and what happens to p99?
+
+    # the main checkout's build against this one (each needs its own virtualenv)
+    .venv/bin/python bench/paired_load.py --baseline /path/to/main/.venv/bin --rounds 5
+    .venv/bin/python bench/paired_load.py --baseline /path/to/main/.venv/bin --kind gunicorn
+
+Each build gets its own throw-away PostgreSQL database, provisioned like bench/api_bench.py's
+(whose helpers this uses), and its own server (`--kind`). A round runs the hot path at each
+client count on the baseline, then on the candidate (this checkout's .venv unless
+`--candidate`); wrk and every figure as in api_bench.py. Every process is stopped by PID.
+"""
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import sys
+import tempfile
+
+import api_bench as B
+
+
+@contextlib.contextmanager
+def server(bindir, kind, db_url, tmpdir):
+    saved, B.BIN = B.BIN, bindir   # api_bench starts `oml-server` / `gunicorn` from BIN
+    try:
+        with B.running_server(kind, db_url, tmpdir) as running:
+            yield running
+    finally:
+        B.BIN = saved
+
+
+def provision(bindir, db_url, tmpdir):
+    saved, B.BIN = B.BIN, bindir   # each build migrates its own database
+    try:
+        B.prepare(db_url, tmpdir, 1000, 201)
+        return B.contact_id_range(db_url)[0]
+    finally:
+        B.BIN = saved
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", required=True, help="bin/ of the baseline's virtualenv")
+    parser.add_argument("--candidate", default=B.BIN, help="bin/ of the candidate's virtualenv")
+    parser.add_argument("--kind", default="gevent", choices=("gevent", "gunicorn"))
+    parser.add_argument("--endpoint", default="new_contact",
+                        choices=[e for e in B.ENDPOINTS if e not in ("login", "disposition_update")])
+    parser.add_argument("--levels", default="10,50,200", help="the first is the reference")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=3, help="seconds per run")
+    opts = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if not B.pg_reachable():
+        sys.exit(f"PostgreSQL does not answer at {B.PG_ADMIN_URL} (BENCH_PG_URL)")
+    B.ensure_wrk()
+    levels = [int(c) for c in opts.levels.split(",")]
+    builds = {"baseline": opts.baseline, "candidate": opts.candidate}
+    with tempfile.TemporaryDirectory(prefix="oml-paired-") as tmpdir, \
+            B.throwaway_database("postgresql", tmpdir, "paired_a") as url_a, \
+            B.throwaway_database("postgresql", tmpdir, "paired_b") as url_b:
+        urls = {"baseline": url_a, "candidate": url_b}
+        first = {name: provision(bindir, urls[name], tmpdir) for name, bindir in builds.items()}
+        with server(builds["baseline"], opts.kind, url_a, tmpdir) as (_pa, port_a), \
+                server(builds["candidate"], opts.kind, url_b, tmpdir) as (_pb, port_b):
+            ports = {"baseline": port_a, "candidate": port_b}
+            run_opts = argparse.Namespace(duration=opts.duration, repeats=1)
+            measures = {name: B.Measure(run_opts, ports[name], B.login(ports[name]), first[name],
+                                        1000, {e: B.Cursor() for e in B.INDEXED}, None)
+                        for name in builds}
+            for measure in measures.values():
+                measure.once(opts.endpoint, levels[0])   # warm-up
+            runs = {name: {c: [] for c in levels} for name in builds}
+            for round_ in range(opts.rounds):
+                for name, measure in measures.items():
+                    for clients in levels:
+                        B.settle(measure.port)
+                        figures = measure.once(opts.endpoint, clients)
+                        runs[name][clients].append(figures)
+                        print(f"round {round_} {name:9} c={clients:<4} {figures['rps']:7.0f} req/s"
+                              f"  p50 {figures['p50_us'] / 1000:7.1f} ms  p99 "
+                              f"{figures['p99_us'] / 1000:7.1f} ms  (load {os.getloadavg()[0]:.1f})"
+                              f"{'  ERRORS ' + str(figures['errors']) if figures['errors'] else ''}",
+                              flush=True)
+    print(f"\n{opts.kind}, {opts.endpoint}, {opts.rounds} rounds (medians):")
+    for name in builds:
+        cells = runs[name]
+        line = f"  {name:9} " + "  ".join(
+            f"c={c}: {statistics.median(f['rps'] for f in cells[c]):.0f} req/s" for c in levels)
+        ratios = [f"c{c}/c{levels[0]} {statistics.median(a['rps'] / b['rps'] for a, b in zip(cells[c], cells[levels[0]])):.2f}"
+                  for c in levels[1:]]
+        p99 = statistics.median(f["p99_us"] for f in cells[levels[-1]]) / 1000
+        print(f"{line} | throughput ratio {', '.join(ratios)} | p99 at c={levels[-1]} {p99:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
