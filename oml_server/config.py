@@ -66,6 +66,10 @@ def load(env=None, instance_path=None):
         "AGENT_ANSWER_TIMEOUT": _int(env, "AGENT_ANSWER_TIMEOUT", 25),
         "CONTACT_ANSWER_TIMEOUT": _int(env, "CONTACT_ANSWER_TIMEOUT", 45),
         "INBOUND_WAIT_SECONDS": _int(env, "INBOUND_WAIT_SECONDS", 60),
+        # Agent console heartbeat (contract-calls §5): beats every NEXT seconds; an agent whose
+        # consoles stop beating for TIMEOUT is UNAVAILABLE (not offered calls).
+        "PRESENCE_HEARTBEAT_TIMEOUT_SEC": _int(env, "PRESENCE_HEARTBEAT_TIMEOUT_SEC", 60),
+        "PRESENCE_HEARTBEAT_NEXT_SEC": _int(env, "PRESENCE_HEARTBEAT_NEXT_SEC", 15),
         # The agent console's phone: SIP over WebSocket (default: ws:// next to ARI_URL; in
         # production a wss:// URL behind TLS), its SIP domain, and where JsSIP was bundled.
         "CONSOLE_SIP_WS_URL": env.get("CONSOLE_SIP_WS_URL", ""),

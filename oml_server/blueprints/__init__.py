@@ -13,6 +13,8 @@ BLUEPRINT_MODULES = (
     "calls",           # makeCall, hangupCall, call records
     "health",          # health [extension]
     "console",         # the agent console page /agente/ and its state endpoint [extension]
+    "supervision",     # supervision/agents, agent_status, action_on_agent
+    "presence",        # the console heartbeat
 )
 
 

@@ -264,7 +264,7 @@ def claim_agent(call_id, candidates, channel_id):
         claimed = db.session.execute(
             update(_sessions).where(_sessions.c.agent_id == agent_id,
                                     _sessions.c.on_call.is_(False))
-            .values(on_call=True, ringing=False, mirrored_state=None))
+            .values(on_call=True, ringing=False, mirrored_state=None, status_since=now()))
         if claimed.rowcount != 1:
             db.session.rollback()
             continue
@@ -315,7 +315,8 @@ def mark_on_call(agent_id):
 
 
 def _set_on_call(agent_id, on_call):
-    values = {"on_call": on_call, "ringing": False, "mirrored_state": None}
+    values = {"on_call": on_call, "ringing": False, "mirrored_state": None,
+              "status_since": now()}
     if not on_call:
         values["idle_since"] = now()
     db.session.execute(update(_sessions).where(_sessions.c.agent_id == agent_id)

@@ -22,6 +22,9 @@ The backend contract (duck-typed; every method may raise):
   while Asterisk is unreachable (they are pushed at the next connect); raising makes the
   credentials request fail.
 * `status()` — "ok", "connecting", "down" or "disabled", for the health endpoint.
+* `supervise(call, phone, mode)` (optional) — ring the supervisor's `phone` (a
+  SupervisorProfile) into the bridged `call` as `mode`: spy, whisper, barge or take_call.
+  Raise `CallNotPlaced(reason)` when it cannot. A backend without it cannot listen in.
 """
 import logging
 
@@ -89,6 +92,13 @@ def presence_changed(agent_id):
 
 def credentials_issued(agent_id, sip_user, sip_password):
     return _backend.credentials_issued(agent_id, sip_user, sip_password)
+
+
+def supervise(call, phone, mode):
+    method = getattr(_backend, "supervise", None)
+    if method is None:
+        raise CallNotPlaced(M.SUPERVISION_UNAVAILABLE)
+    return method(call, phone, mode)
 
 
 def problems():

@@ -1,0 +1,109 @@
+"""Supervision (contract-calls §4): agents' live states, campaign counts, acting on an agent."""
+from datetime import date
+
+from flask import g, request
+from flask_smorest import Blueprint
+
+from schemas.common import DetailSchema
+from schemas.supervision import (ActionRequestSchema, ActionResultSchema, AgentStatusItemSchema,
+                                 CallCountsSchema, CampaignCountsSchema, SupervisedAgentSchema)
+
+from .. import messages as M
+from ..apidoc import request_body
+from ..auth import authenticate, login_required
+from ..body import read_body
+from ..errors import ContractError, business_error, forbidden, not_found
+from ..services import supervision
+from ..services.lookup import parse_id
+
+blp = Blueprint("supervision", __name__, url_prefix="/api/v1", description="Supervision")
+
+WATCHERS = ("Administrador", "Gerente", "Supervisor", "Referente")
+SUPERVISORS = ("Administrador", "Gerente", "Supervisor")
+
+
+@blp.route("/supervision/agents/", methods=["GET"])
+@login_required(*WATCHERS)
+@blp.response(200, SupervisedAgentSchema(many=True))
+@blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
+def agents():
+    """The caller's agents (through its campaigns; all for Administrador and Gerente) whose
+    status is not OFFLINE, with the seconds in that status."""
+    return supervision.agents_for(g.user)
+
+
+def _campaign(raw):
+    campaign_id = parse_id(raw)
+    if not supervision.campaign_exists(campaign_id):
+        raise not_found()
+    if not supervision.may_see_campaign(g.user, campaign_id):
+        raise forbidden(M.NO_PERMISSION)
+    return campaign_id
+
+
+@blp.route("/agent_status/campaign/<campaign>", methods=["GET"])
+@login_required(*SUPERVISORS)
+@blp.response(200, CampaignCountsSchema)
+@blp.alt_response(404, schema=DetailSchema, description="Unknown campaign")
+@blp.alt_response(403, schema=DetailSchema, description="Authentication, role, or not a "
+                  "supervisor of the campaign")
+def agent_status(campaign):
+    """How many of the campaign's agents are READY, ONCALL and in a pause."""
+    return supervision.campaign_counts(_campaign(campaign))
+
+
+@blp.route("/agent_status_list/campaign/<campaign>", methods=["GET"])
+@login_required(*SUPERVISORS)
+@blp.response(200, AgentStatusItemSchema(many=True))
+@blp.alt_response(404, schema=DetailSchema, description="Unknown campaign")
+@blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
+def agent_status_list(campaign):
+    """Every agent of the campaign with its status (PAUSE for any pause, OFFLINE when logged out)."""
+    return supervision.campaign_list(_campaign(campaign))
+
+
+@blp.route("/call_status/campaign/<campaign>", methods=["GET"])
+@login_required(*SUPERVISORS)
+@blp.doc(parameters=[{"in": "query", "name": name, "required": False,
+                      "schema": {"type": "string", "format": "date"},
+                      "description": "YYYY-MM-DD (UTC day, inclusive); default today"}
+                     for name in ("date_start", "date_end")])
+@blp.response(200, CallCountsSchema)
+@blp.alt_response(400, schema=DetailSchema, description="A date that is not YYYY-MM-DD")
+@blp.alt_response(404, schema=DetailSchema, description="Unknown campaign")
+@blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
+def call_status(campaign):
+    """The campaign's calls of those days: attended, abandoned, expired. [better] a bad date is 400."""
+    campaign_id = _campaign(campaign)
+    today = date.today()
+    first = supervision.parse_day(request.args.get("date_start"), today)
+    last = supervision.parse_day(request.args.get("date_end"), today)
+    if first is None or last is None:
+        raise ContractError(400, {"detail": M.INVALID_DATE})
+    return supervision.call_counts(campaign_id, first, last)
+
+
+@blp.route("/supervision/action_on_agent/<agent>/", methods=["POST"])
+@blp.doc(**request_body(ActionRequestSchema))
+@blp.response(200, ActionResultSchema)
+@blp.alt_response(404, schema=ActionResultSchema, description="Agent not found")
+@blp.alt_response(403, schema=ActionResultSchema, description="Wrong user profile (or not a "
+                  "supervisor of the agent's campaigns)")
+def action_on_agent(agent):
+    """Logout, pause (Supervision), unpause; spy, whisper, barge, take-call on its live call."""
+    g.user = authenticate()  # OMniLeads' own 403 body for a wrong role, not DRF's
+    if g.user.role not in SUPERVISORS:
+        raise business_error(403, message=M.WRONG_PROFILE)
+    agent_id = parse_id(agent)
+    if not supervision.agent_exists(agent_id):
+        raise business_error(404, message=M.AGENT_NOT_FOUND)
+    if not supervision.may_act_on_agent(g.user, agent_id):
+        raise business_error(403, message=M.WRONG_PROFILE)
+    action = read_body(lambda message: business_error(200, message=message)).get("accion")
+    if action not in supervision.ACTIONS:
+        return {"status": "ERROR", "message": M.NO_SUCH_ACTION}
+    try:
+        supervision.act(g.user, agent_id, action)
+    except supervision.ActionRefused as exc:
+        return {"status": "ERROR", "message": exc.message}
+    return {"status": "OK"}
