@@ -62,3 +62,11 @@ class HeartbeatSchema(Schema):
     status = fields.String(required=True)
     server_ts_ms = fields.Integer(required=True)
     next_heartbeat_sec = fields.Integer(required=True)
+
+
+class RefusedSchema(Schema):
+    """A refusal: OMniLeads' `{"status": "ERROR", "message": ...}` for a wrong profile, or
+    `{"detail": ...}` when the credentials themselves fail."""
+    status = fields.String(metadata={"enum": ["ERROR"]})
+    message = fields.String()
+    detail = fields.String()

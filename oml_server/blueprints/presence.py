@@ -4,7 +4,7 @@ import re
 from flask import current_app, g
 from flask_smorest import Blueprint
 
-from schemas.supervision import HeartbeatRequestSchema, HeartbeatSchema
+from schemas.supervision import HeartbeatRequestSchema, HeartbeatSchema, RefusedSchema
 
 from .. import messages as M
 from ..apidoc import request_body
@@ -40,9 +40,9 @@ def _check(data):
 @blp.route("/agent/presence/heartbeat/", methods=["POST"])
 @blp.doc(**request_body(HeartbeatRequestSchema))
 @blp.response(200, HeartbeatSchema)
-@blp.alt_response(400, schema=HeartbeatSchema, description="Invalid browser_id, tab_id, "
+@blp.alt_response(400, schema=RefusedSchema, description="Invalid browser_id, tab_id, "
                   "ui_state or sent_at_ms")
-@blp.alt_response(403, schema=HeartbeatSchema, description="User without agent profile")
+@blp.alt_response(403, schema=RefusedSchema, description="User without agent profile")
 def heartbeat():
     """A console of the agent is alive. Consoles that all stop beating for
     PRESENCE_HEARTBEAT_TIMEOUT_SEC make the agent UNAVAILABLE: not offered calls (a call in

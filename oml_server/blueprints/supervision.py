@@ -6,7 +6,8 @@ from flask_smorest import Blueprint
 
 from schemas.common import DetailSchema
 from schemas.supervision import (ActionRequestSchema, ActionResultSchema, AgentStatusItemSchema,
-                                 CallCountsSchema, CampaignCountsSchema, SupervisedAgentSchema)
+                                 CallCountsSchema, CampaignCountsSchema, RefusedSchema,
+                                 SupervisedAgentSchema)
 
 from .. import messages as M
 from ..apidoc import request_body
@@ -87,7 +88,7 @@ def call_status(campaign):
 @blp.doc(**request_body(ActionRequestSchema))
 @blp.response(200, ActionResultSchema)
 @blp.alt_response(404, schema=ActionResultSchema, description="Agent not found")
-@blp.alt_response(403, schema=ActionResultSchema, description="Wrong user profile (or not a "
+@blp.alt_response(403, schema=RefusedSchema, description="Wrong user profile (or not a "
                   "supervisor of the agent's campaigns)")
 def action_on_agent(agent):
     """Logout, pause (Supervision), unpause; spy, whisper, barge, take-call on its live call."""
