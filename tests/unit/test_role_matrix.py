@@ -25,7 +25,7 @@ ENDPOINTS = [
     ("post", "/api/v1/asterisk_disabled/", AGENT),
     ("post", "/api/v1/asterisk_ready/", AGENT),
     ("post", "/api/v1/hangupCall/", AGENT),
-    ("get", "/api/v1/sip/credentials/agent/", AGENT),
+    ("get", "/api/v1/sip/credentials/agent/", SUPERVISORS + AGENT),
     ("get", "/api/v1/supervision/agents/", ("Administrador", "Gerente", "Supervisor", "Referente")),
     ("get", "/api/v1/agent_status/campaign/1", SUPERVISORS),
     ("get", "/api/v1/agent_status_list/campaign/1", SUPERVISORS),
