@@ -57,9 +57,10 @@ def may_act_on_agent(user, agent_id):
 
 def agents_for(user):
     """supervision/agents: every visible agent not OFFLINE."""
+    visible = visible_agents_filter(user)
     listed = [(row, status, seconds) for row, status, seconds
-              in agent_status.statuses(visible_agents_filter(user)) if status != "OFFLINE"]
-    campaigns = agent_status.campaign_names([row.id for row, _, _ in listed])
+              in agent_status.statuses(visible) if status != "OFFLINE"]
+    campaigns = agent_status.campaign_names(visible)
     entries = []
     for row, status, seconds in listed:
         on_call = status == "ONCALL"
