@@ -54,6 +54,8 @@ class Dispatcher:
         self.app = app
         self.flows = flows
         self.starters = {f.starts: f for f in flows.values() if getattr(f, "starts", None)}
+        # Flows that own some roles of any call (supervision: supervisor and snoop legs).
+        self.side_flows = {role: f for f in flows.values() for role in getattr(f, "roles", ())}
         self.presence = presence
         self.idle_seconds = idle_seconds
         self.workers = {}     # call id -> Queue
@@ -190,6 +192,11 @@ class Dispatcher:
                 db.session.rollback()
 
     def _flow(self, ctx, event):
+        channel_id = (event.get("channel") or {}).get("id")
+        side = ctx.scratch.get("side_legs", {}).get(channel_id)  # a leg a side flow took over
+        side = self.flows.get(side) if side else self.side_flows.get(ids.role_of(channel_id))
+        if side is not None:
+            return side
         if ctx.kind is None:
             ctx.kind = event.get("oml_start")
         if ctx.kind is None:

@@ -14,6 +14,7 @@ from .click_to_call import ClickToCall
 from .dispatcher import Dispatcher
 from .inbound import Inbound
 from .outbound import Outbound
+from .supervision import Supervision
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class Engine:
         self.backend = AriBackend(self.ari, config, self.supervisor)
         self.presence = self.backend.presence
         self.flows = {flow.kind: flow for flow in
-                      (ClickToCall(self), Inbound(self), Outbound(self))}
+                      (ClickToCall(self), Inbound(self), Outbound(self), Supervision(self))}
         self.dispatcher = Dispatcher(app, self.flows, self.presence,
                                      idle_seconds=config.get("ENGINE_IDLE_SECONDS", 600))
         self.backend.on_teardown = self.dispatcher.torn_down_elsewhere
