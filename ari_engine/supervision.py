@@ -7,7 +7,8 @@
                supervisor in a bridge of their own (`oml-<call>-spy-<n>`): it hears both
                sides, nobody hears it
       whisper  the same snoop with whisper out: what the supervisor says goes out to the
-               agent's phone only; the caller does not hear it
+               agent's phone only; the caller does not hear it (whisper_in: call/spy's
+               `whisper=in`, the caller hears it and the agent does not)
       barge    the supervisor joins the call's mixing bridge: everybody hears everybody
       take_call  the supervisor joins the call's bridge, the agent's leg is hung up and the
                agent is free (`call_state.take_over`); the call is the supervisor's until
@@ -29,8 +30,11 @@ from .flow import Flow, channel_of, teardown_legs
 
 log = logging.getLogger(__name__)
 
-MODES = ("spy", "whisper", "barge", "take_call")
-SNOOP = {"spy": {"spy": "both", "whisper": "none"}, "whisper": {"spy": "both", "whisper": "out"}}
+MODES = ("spy", "whisper", "whisper_in", "barge", "take_call")
+# Snoop directions on the agent's channel: "out" is what goes out to the agent's phone (the
+# agent hears the supervisor), "in" what comes in from it towards the call (the caller does).
+SNOOP = {"spy": {"spy": "both", "whisper": "none"}, "whisper": {"spy": "both", "whisper": "out"},
+         "whisper_in": {"spy": "both", "whisper": "in"}}
 
 
 def supervisor_channel(call_id):

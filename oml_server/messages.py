@@ -81,3 +81,10 @@ SUPERVISION_UNAVAILABLE = _("Listening in is not available on this server")
 INVALID_DATE = _("Invalid date, use YYYY-MM-DD")
 NOT_AN_AGENT = _("User without agent profile")
 INVALID_FIELD_VALUE = _("Invalid value for %(field)s")
+
+# call/spy (contract-calls §3): `{"error": ...}`; Spanish as OMniLeads writes them
+COMMAND_RECEIVED = _("Command received")
+MISSING_PARAMETER = _("Missing required parameter: %(name)s")
+WHISPER_CHOICES = _("whisper must be one of: none, out, both, in")
+SUPERVISOR_ID_INVALID = _("supervisor_id must be a valid integer")
+SUPERVISOR_NOT_FOUND = _("Supervisor not found")

@@ -70,3 +70,30 @@ class RefusedSchema(Schema):
     status = fields.String(metadata={"enum": ["ERROR"]})
     message = fields.String()
     detail = fields.String()
+
+
+class SpyRequestSchema(Schema):
+    agent_id = id_field("the agent whose live call to listen to", required=True)
+    supervisor_id = id_field("the supervisor (user id) whose phone rings; default the caller")
+    whisper = fields.String(metadata={"enum": ["none", "out", "both", "in"],
+                                      "description": "none: spy; out: the agent hears the "
+                                      "supervisor (whisper); both: barge; in: the caller hears "
+                                      "it, the agent does not"})
+
+
+class CommandQueuedSchema(Schema):
+    status = fields.String(required=True)
+    message = fields.String()
+    subscribers = fields.Integer(required=True)
+    channel = fields.String(required=True)
+    node_id = fields.String(required=True)
+    callid = fields.String()
+    supervisor_id = fields.Integer()
+    supervisor_sip = fields.String()
+    whisper = fields.String()
+
+
+class CommandErrorSchema(Schema):
+    error = fields.String()
+    received = fields.Raw()
+    detail = fields.String()

@@ -1,4 +1,5 @@
-"""Supervision (contract-calls §4): agents' live states, campaign counts, acting on an agent."""
+"""Supervision (contract-calls §4): agents' live states, campaign counts, acting on an agent;
+and call/spy (§3)."""
 from datetime import date
 
 from flask import g, jsonify, request
@@ -6,7 +7,8 @@ from flask_smorest import Blueprint
 
 from schemas.common import DetailSchema
 from schemas.supervision import (ActionRequestSchema, ActionResultSchema, AgentStatusItemSchema,
-                                 CallCountsSchema, CampaignCountsSchema, RefusedSchema,
+                                 CallCountsSchema, CampaignCountsSchema, CommandErrorSchema,
+                                 CommandQueuedSchema, RefusedSchema, SpyRequestSchema,
                                  SupervisedAgentSchema)
 
 from .. import messages as M
@@ -110,3 +112,60 @@ def action_on_agent(agent):
     except supervision.ActionRefused as exc:
         return {"status": "ERROR", "message": exc.message}
     return {"status": "OK"}
+
+
+# -- call/spy (contract-calls §3) --------------------------------------------------------------
+
+WHISPER_MODES = {"none": "spy", "out": "whisper", "both": "barge", "in": "whisper_in"}
+
+
+def _command_error(status, message, **extra):
+    return ContractError(status, {"error": message, **extra})
+
+
+@blp.route("/call/spy/", methods=["POST"])
+@login_required(*SUPERVISORS)
+@blp.doc(**request_body(SpyRequestSchema))
+@blp.response(202, CommandQueuedSchema)
+@blp.alt_response(400, schema=CommandErrorSchema, description="A missing or bad field, or the "
+                  "agent is not on a call")
+@blp.alt_response(404, schema=CommandErrorSchema, description="Unknown agent")
+@blp.alt_response(403, schema=CommandErrorSchema, description="Authentication, role, or not a "
+                  "supervisor of the call's campaign")
+def spy():
+    """The supervisor's phone rings; on answer it hears the agent's call (`whisper=none`), is
+    also heard by the agent (`out`), by both sides (`both`, barge) or by the caller only (`in`)."""
+    data = read_body(lambda message: _command_error(400, message))
+    if data.get("agent_id") in (None, ""):
+        raise _command_error(400, M.MISSING_PARAMETER % {"name": "agent_id"})
+    whisper = data.get("whisper") or "none"
+    if whisper not in WHISPER_MODES:
+        raise _command_error(400, M.WHISPER_CHOICES, received=str(whisper)[:64])
+    phone = None
+    if data.get("supervisor_id") not in (None, ""):
+        supervisor_id = parse_id(data["supervisor_id"])
+        if supervisor_id is None:
+            raise _command_error(400, M.SUPERVISOR_ID_INVALID)
+        phone = supervision.supervisor_phone(supervisor_id)
+        if phone is None:
+            raise _command_error(400, M.SUPERVISOR_NOT_FOUND)
+    agent_id = parse_id(data["agent_id"])
+    if not supervision.agent_exists(agent_id):
+        raise _command_error(404, M.AGENT_NOT_FOUND)
+    call = supervision.live_call_of(agent_id)
+    if call is None:
+        raise _command_error(400, M.AGENT_NOT_ON_CALL)
+    if not supervision.may_see_call_campaign(g.user, call.campaign_id):
+        raise forbidden(M.NO_PERMISSION)
+    try:
+        call = supervision.listen(g.user, agent_id, WHISPER_MODES[whisper], phone)
+        subscribers = 1
+    except supervision.ActionRefused as exc:
+        if not supervision.engine_away(exc.message):
+            raise _command_error(400, exc.message)
+        subscribers = 0  # no engine took it: as OMniLeads with no subscriber, nothing happens
+    phone = phone or supervision.supervisor_phone(g.user.id)
+    return {"status": "queued", "message": M.COMMAND_RECEIVED, "subscribers": subscribers,
+            "channel": f"acd:commands:{call.node}", "node_id": call.node, "callid": call.id,
+            "supervisor_id": phone.user_id, "supervisor_sip": phone.sip_extension,
+            "whisper": whisper}, 202

@@ -45,6 +45,10 @@ def may_see_campaign(user, campaign_id):
         campaign_supervisors.c.user_id == user.id))))
 
 
+def may_see_call_campaign(user, campaign_id):
+    return user.role in SEES_ALL or (campaign_id is not None and may_see_campaign(user, campaign_id))
+
+
 def may_act_on_agent(user, agent_id):
     if user.role in SEES_ALL:
         return True
@@ -152,13 +156,14 @@ def live_call_of(agent_id):
                                                 Call.state == "bridged"))
 
 
-def listen(user, agent_id, mode):
-    """Ring the supervisor's phone into the agent's bridged call as `mode` (spy, whisper,
-    barge, take_call). Returns the call. The engine does the rest when the phone answers."""
+def listen(user, agent_id, mode, phone=None):
+    """Ring the supervisor's phone (`phone`, default the caller's) into the agent's bridged call
+    as `mode` (spy, whisper, whisper_in, barge, take_call). Returns the call. The engine does
+    the rest when the phone answers."""
     call = live_call_of(agent_id)
     if call is None:
         raise ActionRefused(M.AGENT_NOT_ON_CALL)
-    phone = supervisor_phone(user.id)
+    phone = phone or supervisor_phone(user.id)
     if phone is None:
         raise ActionRefused(M.NO_SUPERVISOR_PHONE)
     try:
@@ -166,6 +171,12 @@ def listen(user, agent_id, mode):
     except telephony.CallNotPlaced as exc:
         raise ActionRefused(exc.reason)
     return call
+
+
+def engine_away(message):
+    """The refusal means no engine could take the command (not a reason about the call)."""
+    return message in (M.TELEPHONY_UNAVAILABLE, M.SUPERVISION_UNAVAILABLE,
+                       M.TELEPHONY_NOT_CONFIGURED)
 
 
 def agent_exists(agent_id):

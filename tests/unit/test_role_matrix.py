@@ -30,6 +30,7 @@ ENDPOINTS = [
     ("get", "/api/v1/agent_status/campaign/1", SUPERVISORS),
     ("get", "/api/v1/agent_status_list/campaign/1", SUPERVISORS),
     ("get", "/api/v1/call_status/campaign/1", SUPERVISORS),
+    ("post", "/api/v1/call/spy/", SUPERVISORS),
 ]
 # Endpoints whose wrong-role answer is OMniLeads' own body, not DRF's.
 OWN_403 = [

@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import pytest
 
+from tests.fake_telephony import fake_telephony  # noqa: F401 (a fixture)
+
 from oml_server.extensions import db
 from oml_server.models import AgentSession, Call, Campaign, utcnow
 from oml_server.services import users
@@ -289,3 +291,50 @@ def test_strategy_orders_the_available_agents(app, make, strategy):
         assert Inbound.available_agents(None, campaign.id) == sorted(ids)[2:] + sorted(ids)[:2]
         strategies.remember(campaign.id, sorted(ids)[3])
         assert Inbound.available_agents(None, campaign.id) == sorted(ids)
+
+
+def spy(client, make, user, lang=None, **body):
+    return client.post("/api/v1/call/spy/", json=body, headers=make.headers(user, lang))
+
+
+def test_call_spy_checks_its_fields_in_omnileads_words(client, make, floor):
+    sup, ana_id = floor["sup"], floor["ana"].agent.id
+    cases = [({}, 400, {"error": "Falta parámetro obligatorio: agent_id"}),
+             ({"agent_id": ana_id, "whisper": "loud"}, 400,
+              {"error": "whisper debe ser uno de: none, out, both, in", "received": "loud"}),
+             ({"agent_id": ana_id, "supervisor_id": "x"}, 400,
+              {"error": "supervisor_id debe ser un entero válido"}),
+             ({"agent_id": ana_id, "supervisor_id": 999999}, 400,
+              {"error": "Supervisor no encontrado"}),
+             ({"agent_id": 999999}, 404, {"error": "Agent not found"}),
+             ({"agent_id": ana_id}, 400, {"error": "El agente no está en llamada"})]
+    for body, status, answer in cases:
+        response = spy(client, make, sup, **body)
+        assert (response.status_code, response.get_json()) == (status, answer), body
+    assert spy(client, make, sup, "en").get_json() == \
+        {"error": "Missing required parameter: agent_id"}
+
+
+def test_call_spy_queues_for_a_supervisor_of_the_calls_campaign(client, make, floor,
+                                                                 fake_telephony):
+    sup, ana = floor["sup"], floor["ana"]
+    session(ana, on_call=True)
+    call = live_call(ana, floor["sales"])
+    phone = users.ensure_supervisor_phone(sup, "1101")
+    db.session.commit()
+    asked = []
+    fake_telephony.supervise = lambda call, phone, mode: asked.append((call.id, phone.id, mode))
+    response = spy(client, make, sup, agent_id=ana.agent.id, whisper="out")
+    assert (response.status_code, response.get_json()) == (202, {
+        "status": "queued", "message": "Comando recibido", "subscribers": 1,
+        "channel": "acd:commands:local", "node_id": "local", "callid": call.id,
+        "supervisor_id": sup.id, "supervisor_sip": "1101", "whisper": "out"})
+    assert asked == [(call.id, phone.id, "whisper")]
+    other = make.user("Supervisor")
+    users.ensure_supervisor_phone(other, "1102")
+    db.session.commit()
+    response = spy(client, make, other, agent_id=ana.agent.id)
+    assert response.status_code == 403 and asked == [(call.id, phone.id, "whisper")]
+    del fake_telephony.supervise  # an engine that cannot listen in: nothing is queued
+    response = spy(client, make, sup, agent_id=ana.agent.id, whisper="both")
+    assert (response.status_code, response.get_json()["subscribers"]) == (202, 0)
