@@ -18,7 +18,7 @@ it, before the ARI request, so an event, a restart or the sweep always finds its
 """
 import logging
 
-from . import call_store, ids, reasons
+from . import call_store, ids, reasons, recording
 from .ari_client import AriError
 from .flow import Flow, channel_of
 
@@ -114,7 +114,8 @@ class ClickToCall(Flow):
     def contact_bridged(self, ctx):
         """Both legs are in the bridge: the call is set up."""
         self.stop_ringback(ctx)
-        call_store.advance(ctx.call_id, "bridged", bridged_at=call_store.now())
+        if call_store.advance(ctx.call_id, "bridged", bridged_at=call_store.now()):
+            recording.start(self.ari, self.settings, ctx.call_id)  # campaigns with `record`
 
     def leg_gone(self, ctx, channel_id, role, destroyed=False):
         """Either leg left: end the call with its reason and hang up whatever remains (not the

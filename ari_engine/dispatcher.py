@@ -38,9 +38,11 @@ IGNORED_EVENTS = frozenset({
     "ChannelLeftBridge", "BridgeCreated", "BridgeDestroyed", "BridgeAttendedTransfer",
     "BridgeBlindTransfer", "BridgeMerged", "BridgeVideoSourceChanged", "ChannelTalkingStarted",
     "ChannelTalkingFinished", "ChannelDtmfReceived", "ChannelHold", "ChannelUnhold",
-    "DeviceStateChanged", "RecordingStarted", "RecordingFinished", "RecordingFailed",
-    "ChannelCreated",
+    "DeviceStateChanged", "RecordingStarted", "ChannelCreated",
 })
+# A call's recording ends after the call (its bridge is destroyed at teardown): these go to
+# `on_recording` (ari_engine/recording.py), not to the call's worker, which may be gone.
+RECORDING_EVENTS = frozenset({"RecordingFinished", "RecordingFailed"})
 # Events worth a database look-up when memory does not know their channel.
 RESOLVED_EVENTS = frozenset({"StasisStart", "StasisEnd", "ChannelHangupRequest",
                              "ChannelDestroyed", "ChannelEnteredBridge", "Dial"})
@@ -63,6 +65,7 @@ class Dispatcher:
         self.known = {}       # Asterisk-named channel id -> call id
         self.unknown = {}     # channel ids the database knows no call of (bounded)
         self.resolving = {}   # channel id -> events held while its call is looked up
+        self.on_recording = None  # RecordingFinished/Failed handler (ari_engine/recording.py)
         self._presence = Queue()
         self._presence_worker = gevent.spawn(self._presence_loop)
 
@@ -78,6 +81,10 @@ class Dispatcher:
         kind = event.get("type")
         if kind == "EndpointStateChange":
             self._presence.put(event)
+            return
+        if kind in RECORDING_EVENTS:
+            if self.on_recording is not None:
+                gevent.spawn(self._recording_done, event)
             return
         unresolved = None
         for key in _RESOURCE_KEYS:
@@ -134,6 +141,13 @@ class Dispatcher:
         self.known[channel_id] = call_id
         for event in held:
             self.enqueue(call_id, event)
+
+    def _recording_done(self, event):
+        try:
+            with self.app.app_context():
+                self.on_recording(event)
+        except Exception:
+            log.exception("recording event not recorded")
 
     def adopt(self, channel_id, call_id):
         """Route an Asterisk-named channel's events to `call_id` from now on."""

@@ -24,7 +24,7 @@ from sqlalchemy import or_, select
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession, campaign_agents
 
-from . import call_store, ids, reasons, strategy
+from . import call_store, ids, reasons, recording, strategy
 from .ari_client import AriError
 from .flow import Flow, channel_of
 
@@ -181,8 +181,9 @@ class Inbound(Flow):
             self.end(ctx, "failed", reasons.CALLER_HANGUP)
             return
         now = call_store.now()
-        call_store.advance(ctx.call_id, "bridged", bridge_id=bridge_id, agent_answered_at=now,
-                           bridged_at=now)
+        if call_store.advance(ctx.call_id, "bridged", bridge_id=bridge_id, agent_answered_at=now,
+                              bridged_at=now):
+            recording.start(self.ari, self.settings, ctx.call_id)  # campaigns with `record`
 
     def leg_gone(self, ctx, channel_id, destroyed):
         if ctx.torn_down:

@@ -8,7 +8,7 @@ import gevent
 
 from oml_server.services import engine_status, telephony
 
-from . import ari_client, asterisk_check, sweep
+from . import ari_client, asterisk_check, recording, sweep
 from .backend import AriBackend
 from .click_to_call import ClickToCall
 from .dispatcher import Dispatcher
@@ -47,6 +47,7 @@ class Engine:
         self.dispatcher = Dispatcher(app, self.flows, self.presence,
                                      idle_seconds=config.get("ENGINE_IDLE_SECONDS", 600))
         self.backend.on_teardown = self.dispatcher.torn_down_elsewhere
+        self.dispatcher.on_recording = recording.finished
         self.startup_time = None
         self.problems = None
         self._loops = []

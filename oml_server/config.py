@@ -68,6 +68,12 @@ def load(env=None, instance_path=None):
         "INBOUND_WAIT_SECONDS": _int(env, "INBOUND_WAIT_SECONDS", 60),
         # Agent console heartbeat (contract-calls §5): beats every NEXT seconds; an agent whose
         # consoles stop beating for TIMEOUT is UNAVAILABLE (not offered calls).
+        # Recordings (campaigns with `record`): the folder Asterisk writes ARI recordings to
+        # (its astspooldir/recording; shared with this server when they run on different
+        # machines, see README), the format Asterisk writes, and where bulk-download zips go.
+        "RECORDINGS_DIR": env.get("RECORDINGS_DIR", "/var/spool/asterisk/recording"),
+        "RECORDING_FORMAT": env.get("RECORDING_FORMAT", "wav"),
+        "RECORDINGS_ZIP_DIR": env.get("RECORDINGS_ZIP_DIR", ""),
         "PRESENCE_HEARTBEAT_TIMEOUT_SEC": _int(env, "PRESENCE_HEARTBEAT_TIMEOUT_SEC", 60),
         "PRESENCE_HEARTBEAT_NEXT_SEC": _int(env, "PRESENCE_HEARTBEAT_NEXT_SEC", 15),
         # The agent console's phone: SIP over WebSocket (default: ws:// next to ARI_URL; in

@@ -282,6 +282,9 @@ class Call(db.Model):
     agent_answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     bridged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The call's recording, relative to RECORDINGS_DIR (`<YYYY-MM-DD>/<call id>.<format>`),
+    # set when recording starts (campaigns with `record`).
+    recording_file: Mapped[str | None] = mapped_column(String(255))
     # call_status/campaign/<id> counts a campaign's calls between two days.
     __table_args__ = (Index("ix_calls_campaign_created", "campaign_id", "created_at"),)
 

@@ -15,6 +15,7 @@ BLUEPRINT_MODULES = (
     "console",         # the agent console page /agente/ and its state endpoint [extension]
     "supervision",     # supervision/agents, agent_status, action_on_agent
     "presence",        # the console heartbeat
+    "recordings",      # call_record, grabacion/archivo, grabacion/descarga_masiva
 )
 
 

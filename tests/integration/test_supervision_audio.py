@@ -165,3 +165,80 @@ def test_spy_whisper_barge_and_take_call_with_real_audio(agents, world, lab, ser
     assert hears("take", "caller", SUPERVISOR_HZ) and silent("take", "caller", AGENT_HZ)
     assert heard["take"]["agent"] == {hz: 0.0 for hz in TONES} or \
         all(silent("take", "agent", hz) for hz in TONES)
+
+
+def test_a_recording_campaigns_call_is_recorded_with_both_parties(agents, world, lab, server,
+                                                                  supervisor, pcaps, workdir,
+                                                                  database_url):
+    """`record: true`: the file is real audio of the whole bridged call, both tones in it,
+    served to the campaign's supervisor with Range, and `recording.ready` is a call event."""
+    import sqlite3
+    import wave
+
+    from oml_server import create_app, secrets_file
+    from oml_server.extensions import db
+    from oml_server.models import Campaign
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "ARI_ENABLED": False,
+                      "TESTING": True, **secrets_file.generate()})
+    with app.app_context():
+        db.session.get(Campaign, world.campaigns["lonely"]).record = True
+        db.session.commit()
+    ivy = agents["ivy"]
+    agent_phone = SippPeer(_scenario(workdir, "agent_answer.xml", pcaps[AGENT_HZ])).start()
+    caller = SippPeer(_scenario(workdir, "caller_uac.xml", pcaps[CALLER_HZ]),
+                      remote=f"127.0.0.1:{lab.sip_port}",
+                      extra_args=["-s", str(world.campaigns["lonely"]), "-m", "1",
+                                  "-timeout", "30s", "-timeout_error"])
+    try:
+        ivy.register(agent_phone)
+        assert ivy.session("login") == {"status": "OK"}
+        caller.start(settle=0)
+
+        def on_call():
+            entry = [a for a in server.get("/api/v1/supervision/agents/", supervisor)
+                     if a["id"] == ivy.agent_id and a["status"] == "ONCALL"]
+            return entry and entry[0]
+        wait_until(on_call, 8, "ivy on the inbound call")
+        call_id = on_call()["call_id"]
+        time.sleep(4)
+        assert ivy.hangup() == {"status": "OK"}
+        wait_until(lambda: not caller.alive(), 5, "the caller got BYE")
+        path = os.path.join(database_url[len("sqlite:///"):])
+
+        def ready():
+            with sqlite3.connect(path, timeout=5) as conn:
+                return conn.execute("SELECT data FROM events WHERE call_id = ? AND type = "
+                                    "'recording.ready'", (call_id,)).fetchone()
+        wait_until(ready, 5, "recording.ready")
+        record = server.get(f"/api/v1/call_record/{call_id}/", supervisor)
+        assert record["record"].startswith("/api/v1/grabacion/archivo/?filename=/")
+        assert record["record"].endswith(f"/{call_id}.wav")
+        response = server.http.get(server.url + record["record"], timeout=10,
+                                   headers={"Authorization": f"Bearer {supervisor}"})
+        assert response.status_code == 200 and response.headers["Content-Type"] == "audio/wav"
+        part = server.http.get(server.url + record["record"], timeout=10,
+                               headers={"Authorization": f"Bearer {supervisor}",
+                                        "Range": "bytes=0-3"})
+        assert (part.status_code, part.content) == (206, b"RIFF")
+        local = os.path.join(workdir, "recording.wav")
+        with open(local, "wb") as out:
+            out.write(response.content)
+        with wave.open(local) as audio:
+            rate, frames = audio.getframerate(), audio.readframes(audio.getnframes())
+            width, seconds = audio.getsampwidth(), audio.getnframes() / audio.getframerate()
+        samples = [int.from_bytes(frames[i:i + 2], "little", signed=True)
+                   for i in range(0, len(frames), width)]
+        middle = samples[rate:rate * 3]  # one to three seconds in
+        levels = tone_levels(middle, TONES)
+        print(f"\nrecording: {seconds:.2f} s at {rate} Hz; levels {levels}")
+        assert rate == 8000 and 3.5 <= seconds <= 6.0
+        assert levels[CALLER_HZ] > HEARD and levels[AGENT_HZ] > HEARD
+        assert levels[SUPERVISOR_HZ] < SILENT
+        assert_nothing_left(lab)
+    finally:
+        for peer in (caller, agent_phone):
+            peer.stop()
+        ivy.session("logout")
+        with app.app_context():
+            db.session.get(Campaign, world.campaigns["lonely"]).record = False
+            db.session.commit()

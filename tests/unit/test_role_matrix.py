@@ -31,6 +31,9 @@ ENDPOINTS = [
     ("get", "/api/v1/agent_status_list/campaign/1", SUPERVISORS),
     ("get", "/api/v1/call_status/campaign/1", SUPERVISORS),
     ("post", "/api/v1/call/spy/", SUPERVISORS),
+    ("get", "/api/v1/call_record/abc/", SUPERVISORS + AGENT),
+    ("get", "/api/v1/grabacion/archivo/?filename=/x.wav", ALL),
+    ("post", "/api/v1/grabacion/descarga_masiva", SUPERVISORS),
 ]
 # Endpoints whose wrong-role answer is OMniLeads' own body, not DRF's.
 OWN_403 = [

@@ -1,5 +1,5 @@
 """Supervision: agents' group and status time, console heartbeat, supervisors' phones, campaign
-recording and distribution strategy, calls by campaign and day
+recording and distribution strategy, calls by campaign and day, the call's recording file
 
 Revision ID: supervision_agent_states
 Revises: console_agent_sip_webrtc
@@ -30,6 +30,8 @@ def upgrade():
                                       server_default='leastrecent', nullable=False))
         batch_op.add_column(sa.Column('last_agent_id', sa.Integer(), nullable=True))
     op.create_index('ix_calls_campaign_created', 'calls', ['campaign_id', 'created_at'])
+    with op.batch_alter_table('calls', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('recording_file', sa.String(length=255), nullable=True))
     op.create_table(
         'supervisors',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -48,6 +50,8 @@ def upgrade():
 
 def downgrade():
     op.drop_table('supervisors')
+    with op.batch_alter_table('calls', schema=None) as batch_op:
+        batch_op.drop_column('recording_file')
     op.drop_index('ix_calls_campaign_created', table_name='calls')
     with op.batch_alter_table('campaigns', schema=None) as batch_op:
         batch_op.drop_column('last_agent_id')
