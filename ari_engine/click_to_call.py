@@ -89,7 +89,7 @@ class ClickToCall(Flow):
             self.ari.bridge_create(bridge_id, type="mixing")
             self.ari.bridge_add_channel(bridge_id, agent_leg)
             self.start_ringback(ctx, bridge_id)
-            self.ari.originate(self.dial_template.format(number=call.number),
+            self.ari.originate(self.dial_target(call),
                                appArgs=f"contact,{ctx.call_id}", channelId=contact_leg,
                                timeout=self.contact_timeout)
         except AriError as exc:
@@ -101,6 +101,19 @@ class ClickToCall(Flow):
             self.teardown(ctx, legs=[(contact_leg, "contact", "channel"),
                                      (bridge_id, "main", "bridge")], again=True)
             self.call_over(ctx)
+
+    def dial_target(self, call):
+        """The contact's endpoint: a number through the trunk; a call outside any campaign to
+        an agent's extension (make_call_outside_campaign) rings that agent's phone."""
+        if call.campaign_id is None:
+            from sqlalchemy import select
+
+            from oml_server.extensions import db
+            from oml_server.models import AgentProfile
+            if db.session.scalar(select(AgentProfile.id).where(
+                    AgentProfile.sip_extension == call.number)) is not None:
+                return f"PJSIP/{call.number}"
+        return self.dial_template.format(number=call.number)
 
     def contact_answered(self, ctx, contact_leg):
         """The contact answered (its leg entered the app): join it to the agent's bridge."""

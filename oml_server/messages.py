@@ -89,3 +89,8 @@ WHISPER_CHOICES = _("whisper must be one of: none, out, both, in")
 SUPERVISOR_ID_INVALID = _("supervisor_id must be a valid integer")
 SUPERVISOR_NOT_FOUND = _("Supervisor not found")
 ZIP_STARTED = _("Recordings zip export in progress")
+
+# make_call_outside_campaign (contract-calls §5)
+OUTSIDE_CALL_STARTED = _("Out of campaign call started")
+INVALID_DESTINATION = _("Invalid destination value")
+INVALID_DESTINATION_TYPE = _("Invalid destination_type value")

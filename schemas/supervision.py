@@ -97,3 +97,15 @@ class CommandErrorSchema(Schema):
     error = fields.String()
     received = fields.Raw()
     detail = fields.String()
+
+
+class OutsideCallRequestSchema(Schema):
+    destination_type = fields.String(required=True, metadata={"enum": ["AGENT", "EXTERNAL"]})
+    destination = id_field("an agent id (AGENT) or a number (EXTERNAL)", required=True)
+
+
+class ContactsPageSchema(Schema):
+    draw = fields.Integer(required=True)
+    recordsTotal = fields.Integer(required=True)  # noqa: N815 (DataTables' names)
+    recordsFiltered = fields.Integer(required=True)  # noqa: N815
+    data = fields.List(fields.List(fields.Raw()), required=True)

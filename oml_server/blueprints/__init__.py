@@ -16,6 +16,8 @@ BLUEPRINT_MODULES = (
     "supervision",     # supervision/agents, agent_status, action_on_agent
     "presence",        # the console heartbeat
     "recordings",      # call_record, grabacion/archivo, grabacion/descarga_masiva
+    "outside_calls",   # make_call_outside_campaign
+    "campaign_contacts",  # campaign/<id>/contacts/ (DataTables)
 )
 
 

@@ -34,6 +34,8 @@ ENDPOINTS = [
     ("get", "/api/v1/call_record/abc/", SUPERVISORS + AGENT),
     ("get", "/api/v1/grabacion/archivo/?filename=/x.wav", ALL),
     ("post", "/api/v1/grabacion/descarga_masiva", SUPERVISORS),
+    ("post", "/api/v1/make_call_outside_campaign/", AGENT),
+    ("get", "/api/v1/campaign/1/contacts/?draw=1&start=0&length=10", AGENT),
 ]
 # Endpoints whose wrong-role answer is OMniLeads' own body, not DRF's.
 OWN_403 = [
