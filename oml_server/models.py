@@ -138,6 +138,8 @@ class Contact(db.Model):
         UniqueConstraint("database_id", "external_id"),
         UniqueConstraint("database_id", "unique_phone"),
         Index("ix_contacts_database_phone", "database_id", "main_phone"),
+        # campaign/<id>/contacts/ pages a database's contacts in id order.
+        Index("ix_contacts_database_id", "database_id", "id"),
     )
 
 

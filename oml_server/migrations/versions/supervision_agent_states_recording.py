@@ -30,6 +30,7 @@ def upgrade():
                                       server_default='leastrecent', nullable=False))
         batch_op.add_column(sa.Column('last_agent_id', sa.Integer(), nullable=True))
     op.create_index('ix_calls_campaign_created', 'calls', ['campaign_id', 'created_at'])
+    op.create_index('ix_contacts_database_id', 'contacts', ['database_id', 'id'])
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.add_column(sa.Column('recording_file', sa.String(length=255), nullable=True))
     op.create_table(
@@ -52,6 +53,7 @@ def downgrade():
     op.drop_table('supervisors')
     with op.batch_alter_table('calls', schema=None) as batch_op:
         batch_op.drop_column('recording_file')
+    op.drop_index('ix_contacts_database_id', table_name='contacts')
     op.drop_index('ix_calls_campaign_created', table_name='calls')
     with op.batch_alter_table('campaigns', schema=None) as batch_op:
         batch_op.drop_column('last_agent_id')
