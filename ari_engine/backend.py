@@ -10,11 +10,11 @@ from flask import current_app
 
 from oml_server import messages as M
 from oml_server.extensions import db
-from oml_server.models import AgentProfile
+from oml_server.models import AgentProfile, SupervisorProfile
 from oml_server.services import engine_status
 from oml_server.services.telephony import CallNotPlaced
 
-from . import call_store, ids, reasons
+from . import call_store, ids, reasons, supervision
 from .ari_client import AriError, AriUnavailable
 from .flow import teardown_legs
 from .presence import Presence
@@ -107,8 +107,8 @@ class AriBackend:
             return session.mirrored_state if session else None
         return None
 
-    def credentials_issued(self, agent_id, sip_user, sip_password):
-        agent = db.session.get(AgentProfile, agent_id)
+    def credentials_issued(self, agent_id, sip_user, sip_password, model=AgentProfile):
+        agent = db.session.get(model, agent_id)
         try:
             self.sip.credentials_issued(agent, sip_user, sip_password)
         except AriError as exc:
@@ -118,6 +118,22 @@ class AriBackend:
             # pushes every agent's stored credentials when it (re)connects to Asterisk.
             log.warning("SIP credentials of agent %s not pushed yet (Asterisk unreachable: %s); "
                         "pushed when the engine reconnects", agent_id, exc)
+
+    def supervise(self, call, phone, mode):
+        """Ring the supervisor's phone into the bridged call (ari_engine/supervision.py)."""
+        if not self.engine_ready():
+            raise CallNotPlaced(M.TELEPHONY_UNAVAILABLE)
+        try:
+            supervision.ring(self.ari, self.settings, call, phone.sip_extension, mode,
+                             phone.user_id)
+        except AriError as exc:
+            log.warning("call %s: supervisor's phone %s not rung: %s", call.id,
+                        phone.sip_extension, exc)
+            raise CallNotPlaced(originate_error(exc))
+
+    def supervisor_credentials_issued(self, supervisor_id, sip_user, sip_password):
+        """A supervisor's phone: pushed exactly like an agent's (same columns)."""
+        self.credentials_issued(supervisor_id, sip_user, sip_password, SupervisorProfile)
 
     def status(self):
         if self.supervisor is None:

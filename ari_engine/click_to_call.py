@@ -18,7 +18,7 @@ it, before the ARI request, so an event, a restart or the sweep always finds its
 """
 import logging
 
-from . import call_store, ids, reasons
+from . import call_store, ids, reasons, recording
 from .ari_client import AriError
 from .flow import Flow, channel_of
 
@@ -89,7 +89,7 @@ class ClickToCall(Flow):
             self.ari.bridge_create(bridge_id, type="mixing")
             self.ari.bridge_add_channel(bridge_id, agent_leg)
             self.start_ringback(ctx, bridge_id)
-            self.ari.originate(self.dial_template.format(number=call.number),
+            self.ari.originate(self.dial_target(call),
                                appArgs=f"contact,{ctx.call_id}", channelId=contact_leg,
                                timeout=self.contact_timeout)
         except AriError as exc:
@@ -101,6 +101,19 @@ class ClickToCall(Flow):
             self.teardown(ctx, legs=[(contact_leg, "contact", "channel"),
                                      (bridge_id, "main", "bridge")], again=True)
             self.call_over(ctx)
+
+    def dial_target(self, call):
+        """The contact's endpoint: a number through the trunk; a call outside any campaign to
+        an agent's extension (make_call_outside_campaign) rings that agent's phone."""
+        if call.campaign_id is None:
+            from sqlalchemy import select
+
+            from oml_server.extensions import db
+            from oml_server.models import AgentProfile
+            if db.session.scalar(select(AgentProfile.id).where(
+                    AgentProfile.sip_extension == call.number)) is not None:
+                return f"PJSIP/{call.number}"
+        return self.dial_template.format(number=call.number)
 
     def contact_answered(self, ctx, contact_leg):
         """The contact answered (its leg entered the app): join it to the agent's bridge."""
@@ -114,7 +127,8 @@ class ClickToCall(Flow):
     def contact_bridged(self, ctx):
         """Both legs are in the bridge: the call is set up."""
         self.stop_ringback(ctx)
-        call_store.advance(ctx.call_id, "bridged", bridged_at=call_store.now())
+        if call_store.advance(ctx.call_id, "bridged", bridged_at=call_store.now()):
+            recording.start(self.ari, self.settings, ctx.call_id)  # campaigns with `record`
 
     def leg_gone(self, ctx, channel_id, role, destroyed=False):
         """Either leg left: end the call with its reason and hang up whatever remains (not the

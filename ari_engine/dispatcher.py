@@ -39,9 +39,11 @@ IGNORED_EVENTS = frozenset({
     "ChannelLeftBridge", "BridgeCreated", "BridgeDestroyed", "BridgeAttendedTransfer",
     "BridgeBlindTransfer", "BridgeMerged", "BridgeVideoSourceChanged", "ChannelTalkingStarted",
     "ChannelTalkingFinished", "ChannelDtmfReceived", "ChannelHold", "ChannelUnhold",
-    "DeviceStateChanged", "RecordingStarted", "RecordingFinished", "RecordingFailed",
-    "ChannelCreated",
+    "DeviceStateChanged", "RecordingStarted", "ChannelCreated",
 })
+# A call's recording ends after the call (its bridge is destroyed at teardown): these go to
+# `on_recording` (ari_engine/recording.py), not to the call's worker, which may be gone.
+RECORDING_EVENTS = frozenset({"RecordingFinished", "RecordingFailed"})
 # Events worth a database look-up when memory does not know their channel.
 RESOLVED_EVENTS = frozenset({"StasisStart", "StasisEnd", "ChannelHangupRequest",
                              "ChannelDestroyed", "ChannelEnteredBridge", "Dial"})
@@ -59,6 +61,8 @@ class Dispatcher:
         self.app = app
         self.flows = flows
         self.starters = {f.starts: f for f in flows.values() if getattr(f, "starts", None)}
+        # Flows that own some roles of any call (supervision: supervisor and snoop legs).
+        self.side_flows = {role: f for f in flows.values() for role in getattr(f, "roles", ())}
         self.presence = presence
         self.idle_seconds = idle_seconds
         self.workers = {}     # call id -> Queue
@@ -68,6 +72,7 @@ class Dispatcher:
         self.resolving = {}   # channel id -> events held while its call is looked up
         self.stopped = False
         self._greenlets = set()
+        self.on_recording = None  # RecordingFinished/Failed handler (ari_engine/recording.py)
         self._presence = Queue()
         self._presence_worker = gevent.spawn(self._presence_loop)
 
@@ -83,6 +88,10 @@ class Dispatcher:
         kind = event.get("type")
         if kind == "EndpointStateChange":
             self._presence.put(event)
+            return
+        if kind in RECORDING_EVENTS:
+            if self.on_recording is not None:
+                gevent.spawn(self._recording_done, event)
             return
         unresolved = None
         for key in _RESOURCE_KEYS:
@@ -140,6 +149,13 @@ class Dispatcher:
         self.known[channel_id] = call_id
         for event in held:
             self.enqueue(call_id, event)
+
+    def _recording_done(self, event):
+        try:
+            with self.app.app_context():
+                self.on_recording(event)
+        except Exception:
+            log.exception("recording event not recorded")
 
     def adopt(self, channel_id, call_id):
         """Route an Asterisk-named channel's events to `call_id` from now on."""
@@ -204,6 +220,11 @@ class Dispatcher:
                 db.session.rollback()
 
     def _flow(self, ctx, event):
+        channel_id = (event.get("channel") or {}).get("id")
+        side = ctx.scratch.get("side_legs", {}).get(channel_id)  # a leg a side flow took over
+        side = self.flows.get(side) if side else self.side_flows.get(ids.role_of(channel_id))
+        if side is not None:
+            return side
         if ctx.kind is None:
             ctx.kind = event.get("oml_start")
         if ctx.kind is None:

@@ -19,12 +19,12 @@ import logging
 import uuid
 
 import gevent
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession, campaign_agents
 
-from . import call_store, ids, reasons
+from . import call_store, ids, reasons, recording, strategy
 from .ari_client import AriError
 from .flow import Flow, channel_of
 
@@ -104,6 +104,7 @@ class Inbound(Flow):
             agent_id = call_store.claim_agent(ctx.call_id, fresh, channel_id)
             if agent_id is None:
                 break
+            strategy.remember(row.campaign_id, agent_id)  # rrmemory: the next starts after it
             tried.add(agent_id)
             if self.ring_agent(ctx, agent_id, channel_id):
                 return
@@ -126,14 +127,18 @@ class Inbound(Flow):
         return (call_store.now() - created).total_seconds() >= self.wait_seconds
 
     def available_agents(self, campaign_id):
-        """Member agents online, logged in, not paused and free: the idlest first."""
-        query = (select(AgentSession.agent_id)
+        """Member agents online, logged in, not paused, free and whose console (if it ever
+        sent a heartbeat) still beats, in the order of the campaign's strategy."""
+        from oml_server.services.agent_status import heartbeat_deadline
+        query = (select(AgentSession.agent_id, AgentSession.idle_since)
                  .join(campaign_agents, campaign_agents.c.agent_id == AgentSession.agent_id)
                  .where(campaign_agents.c.campaign_id == campaign_id,
                         AgentSession.online.is_(True), AgentSession.logged_in.is_(True),
-                        AgentSession.paused.is_(False), AgentSession.on_call.is_(False))
+                        AgentSession.paused.is_(False), AgentSession.on_call.is_(False),
+                        or_(AgentSession.heartbeat_at.is_(None),
+                            AgentSession.heartbeat_at >= heartbeat_deadline()))
                  .order_by(AgentSession.idle_since.is_not(None), AgentSession.idle_since))
-        return [a for (a,) in db.session.execute(query).all()]
+        return strategy.order(campaign_id, db.session.execute(query).all())
 
     def ring_agent(self, ctx, agent_id, channel_id):
         """Originate the claimed agent's leg; False (agent released) when it cannot ring."""
@@ -176,8 +181,9 @@ class Inbound(Flow):
             self.end(ctx, "failed", reasons.CALLER_HANGUP)
             return
         now = call_store.now()
-        call_store.advance(ctx.call_id, "bridged", bridge_id=bridge_id, agent_answered_at=now,
-                           bridged_at=now)
+        if call_store.advance(ctx.call_id, "bridged", bridge_id=bridge_id, agent_answered_at=now,
+                              bridged_at=now):
+            recording.start(self.ari, self.settings, ctx.call_id)  # campaigns with `record`
 
     def leg_gone(self, ctx, channel_id, destroyed):
         if ctx.torn_down:

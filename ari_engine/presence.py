@@ -15,7 +15,7 @@ import logging
 from sqlalchemy import bindparam, select, update
 
 from oml_server.extensions import db
-from oml_server.models import AgentProfile, AgentSession
+from oml_server.models import AgentProfile, AgentSession, utcnow
 from oml_server.services.call_state import prepared, release, run
 
 from . import ids
@@ -67,6 +67,7 @@ class Presence:
         if session.online != online:
             session.online = online
             session.mirrored_state = None
+            session.status_since = utcnow()  # supervision: UNAVAILABLE (or back) from now
         db.session.commit()
         self.mirror(agent.id)
 
@@ -109,6 +110,8 @@ class Presence:
                 session = AgentSession(agent_id=agent.id)
                 db.session.add(session)
             online = endpoints.get(agent.sip_extension, False)
+            if session.online != online:
+                session.status_since = utcnow()
             if force or session.online != online:
                 session.online = online
                 session.mirrored_state = None

@@ -8,12 +8,13 @@ import gevent
 
 from oml_server.services import engine_status, telephony
 
-from . import ari_client, asterisk_check, sweep
+from . import ari_client, asterisk_check, recording, sweep
 from .backend import AriBackend
 from .click_to_call import ClickToCall
 from .dispatcher import Dispatcher
 from .inbound import Inbound
 from .outbound import Outbound
+from .supervision import Supervision
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,11 @@ class Engine:
         self.backend = AriBackend(self.ari, config, self.supervisor)
         self.presence = self.backend.presence
         self.flows = {flow.kind: flow for flow in
-                      (ClickToCall(self), Inbound(self), Outbound(self))}
+                      (ClickToCall(self), Inbound(self), Outbound(self), Supervision(self))}
         self.dispatcher = Dispatcher(app, self.flows, self.presence,
                                      idle_seconds=config.get("ENGINE_IDLE_SECONDS", 600))
         self.backend.on_teardown = self.dispatcher.torn_down_elsewhere
+        self.dispatcher.on_recording = recording.finished
         self.startup_time = None
         self.problems = None
         self._loops = []

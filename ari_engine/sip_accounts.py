@@ -8,6 +8,9 @@ tab asking for credentials does not log the first phone out. Expired ones are re
 random secret (Asterisk never checks the expiry itself). Memory-backed objects vanish when
 Asterisk restarts: `push_all` runs after every restart.
 
+Supervisors' phones (`supervisors`, provisioning `supervisor.sip_extension`) are pushed the
+same way: they ring for spy, whisper, barge and take-call.
+
 An agent whose phone is the browser console (`agents.sip_webrtc`, set when the console asks
 for credentials with `?webrtc=1`) gets the endpoint settings WebRTC needs (Asterisk 16's
 `webrtc=yes`, spelled out so that switching back to a plain SIP phone resets each of them).
@@ -22,7 +25,7 @@ import time
 from sqlalchemy import select
 
 from oml_server.extensions import db
-from oml_server.models import AgentProfile
+from oml_server.models import AgentProfile, SupervisorProfile
 
 from .ari_client import AriError, AriNotFound
 
@@ -125,10 +128,11 @@ class SipAccounts:
             self._endpoint(agent)  # the phone may have changed: browser (WebRTC) or plain SIP
 
     def push_all(self):
-        """Every active agent in, every deactivated one out. Returns (pushed, removed)."""
+        """Every active agent and supervisor phone in, every deactivated one out. Returns
+        (pushed, removed)."""
         pushed = removed = 0
         now = time.time()
-        for agent in db.session.scalars(select(AgentProfile)).all():
+        for agent in _phones(select(AgentProfile), select(SupervisorProfile)):
             try:
                 if agent.user.is_active:
                     self.push(agent, now)
@@ -143,8 +147,9 @@ class SipAccounts:
     def rotate_expired(self):
         """Lock accounts whose credentials expired; returns how many were locked."""
         now = int(time.time())
-        expired = db.session.scalars(select(AgentProfile).where(
-            AgentProfile.sip_expires_at.is_not(None), AgentProfile.sip_expires_at <= now)).all()
+        expired = _phones(*(select(model).where(model.sip_expires_at.is_not(None),
+                                                model.sip_expires_at <= now)
+                            for model in (AgentProfile, SupervisorProfile)))
         for agent in expired:
             try:
                 self._locked_auth(agent.sip_extension, agent.sip_extension)
@@ -156,3 +161,8 @@ class SipAccounts:
             agent.sip_expires_at = None
         db.session.commit()
         return len(expired)
+
+
+def _phones(*queries):
+    """Agents' and supervisors' phones (SupervisorProfile has an agent's SIP columns)."""
+    return [phone for query in queries for phone in db.session.scalars(query).all()]

@@ -202,7 +202,8 @@ prepare_dir() {
     DIR="$(cd "$DIR" && pwd)"
     MODDIR="$(module_dir)"
     rm -rf "$DIR/etc" "$DIR/var" "$DIR/log" "$DIR/run"
-    mkdir -p "$DIR/etc" "$DIR/var/lib" "$DIR/var/spool" "$DIR/log" "$DIR/run"
+    # var/spool/recording: ARI recordings (Asterisk creates subfolders, never the base one).
+    mkdir -p "$DIR/etc" "$DIR/var/lib" "$DIR/var/spool/recording" "$DIR/log" "$DIR/run"
     local t
     for t in "$TEMPLATES"/*.conf; do
         render "$t" "$DIR/etc/$(basename "$t")"

@@ -66,6 +66,18 @@ def load(env=None, instance_path=None):
         "AGENT_ANSWER_TIMEOUT": _int(env, "AGENT_ANSWER_TIMEOUT", 25),
         "CONTACT_ANSWER_TIMEOUT": _int(env, "CONTACT_ANSWER_TIMEOUT", 45),
         "INBOUND_WAIT_SECONDS": _int(env, "INBOUND_WAIT_SECONDS", 60),
+        # Agent console heartbeat (contract-calls §5): beats every NEXT seconds; an agent whose
+        # consoles stop beating for TIMEOUT is UNAVAILABLE (not offered calls).
+        # Recordings (campaigns with `record`): the folder Asterisk writes ARI recordings to
+        # (its astspooldir/recording; shared with this server when they run on different
+        # machines, see README), the format Asterisk writes, and where bulk-download zips go.
+        "RECORDINGS_DIR": env.get("RECORDINGS_DIR", "/var/spool/asterisk/recording"),
+        "RECORDING_FORMAT": env.get("RECORDING_FORMAT", "wav"),
+        "RECORDINGS_ZIP_DIR": env.get("RECORDINGS_ZIP_DIR", ""),
+        # campaign/<id>/contacts/: how long a campaign's pending-contacts total is reused.
+        "CONTACTS_COUNT_CACHE_SECONDS": _int(env, "CONTACTS_COUNT_CACHE_SECONDS", 15),
+        "PRESENCE_HEARTBEAT_TIMEOUT_SEC": _int(env, "PRESENCE_HEARTBEAT_TIMEOUT_SEC", 60),
+        "PRESENCE_HEARTBEAT_NEXT_SEC": _int(env, "PRESENCE_HEARTBEAT_NEXT_SEC", 15),
         # The agent console's phone: SIP over WebSocket (default: ws:// next to ARI_URL; in
         # production a wss:// URL behind TLS), its SIP domain, and where JsSIP was bundled.
         "CONSOLE_SIP_WS_URL": env.get("CONSOLE_SIP_WS_URL", ""),

@@ -68,3 +68,29 @@ TOO_MANY_CALLS = _("Too many calls requested for this agent; try again shortly."
 def asterisk_refused(error):
     """Asterisk's own words, inside the localised sentence (rendered lazily, like the rest)."""
     return _("The telephony server refused the call: %(error)s", error=error)
+
+# Supervision and presence (contract-calls §4, §5)
+# OMniLeads answers these two in English whatever the language.
+WRONG_PROFILE = "Wrong user profile"
+AGENT_NOT_FOUND = "Agent not found"
+NO_SUCH_ACTION = _("Action does not exist")
+AGENT_NOT_ON_CALL = _("The agent is not on a call")
+AGENT_NOT_LOGGED_IN = _("The agent is not logged in")
+NO_SUPERVISOR_PHONE = _("The supervisor has no SIP extension")
+SUPERVISION_UNAVAILABLE = _("Listening in is not available on this server")
+INVALID_DATE = _("Invalid date, use YYYY-MM-DD")
+NOT_AN_AGENT = _("User without agent profile")
+INVALID_FIELD_VALUE = _("Invalid value for %(field)s")
+
+# call/spy (contract-calls §3): `{"error": ...}`; Spanish as OMniLeads writes them
+COMMAND_RECEIVED = _("Command received")
+MISSING_PARAMETER = _("Missing required parameter: %(name)s")
+WHISPER_CHOICES = _("whisper must be one of: none, out, both, in")
+SUPERVISOR_ID_INVALID = _("supervisor_id must be a valid integer")
+SUPERVISOR_NOT_FOUND = _("Supervisor not found")
+ZIP_STARTED = _("Recordings zip export in progress")
+
+# make_call_outside_campaign (contract-calls §5)
+OUTSIDE_CALL_STARTED = _("Out of campaign call started")
+INVALID_DESTINATION = _("Invalid destination value")
+INVALID_DESTINATION_TYPE = _("Invalid destination_type value")

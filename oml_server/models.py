@@ -29,6 +29,7 @@ def utcnow():
 ROLES = ("Administrador", "Gerente", "Supervisor", "Referente", "Agente")
 CAMPAIGN_TYPES = ("manual", "preview", "dialer", "inbound")
 CAMPAIGN_STATES = ("active", "inactive", "paused", "finished")
+STRATEGIES = ("leastrecent", "fewestcalls", "random", "rrmemory")
 OPTION_TYPES = ("engaged", "no_action", "scheduled")
 PAUSE_TYPES = ("productive", "recreational")
 # Pause ids that exist without a row: after-call work, supervision, on WhatsApp.
@@ -68,8 +69,25 @@ class AgentProfile(db.Model):
     # The agent's phone is a browser (the console asked with ?webrtc=1): its endpoint is pushed
     # with DTLS/ICE/AVPF. The last phone to ask for credentials decides (one contact per agent).
     sip_webrtc: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Shown as `grupo` in supervision/agents (provisioning `agent.group`).
+    group: Mapped[str] = mapped_column(String(128), default="", server_default="")
 
     user: Mapped[User] = relationship(back_populates="agent")
+
+
+class SupervisorProfile(db.Model):
+    """A supervisor's own phone: rings for spy, whisper, barge and take-call. Same SIP columns
+    as an agent's, so the engine pushes it to Asterisk the same way (`sip_accounts`). An
+    extension is unique among supervisors here and checked against agents' by provisioning."""
+    __tablename__ = "supervisors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    sip_extension: Mapped[str] = mapped_column(String(32), unique=True)
+    sip_username: Mapped[str | None] = mapped_column(String(64))
+    sip_expires_at: Mapped[int | None] = mapped_column(Integer)
+    sip_webrtc: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    user: Mapped[User] = relationship()
 
 
 class ExternalSystem(db.Model):
@@ -120,6 +138,8 @@ class Contact(db.Model):
         UniqueConstraint("database_id", "external_id"),
         UniqueConstraint("database_id", "unique_phone"),
         Index("ix_contacts_database_phone", "database_id", "main_phone"),
+        # campaign/<id>/contacts/ pages a database's contacts in id order.
+        Index("ix_contacts_database_id", "database_id", "id"),
     )
 
 
@@ -146,6 +166,13 @@ class Campaign(db.Model):
     external_system_id: Mapped[int | None] = mapped_column(ForeignKey("external_systems.id"))
     external_id: Mapped[str | None] = mapped_column(String(128))
     allow_duplicate_phones: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Record every bridged call (provisioning `record`).
+    record: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Who gets the next inbound call: one of STRATEGIES (provisioning `strategy`).
+    strategy: Mapped[str] = mapped_column(String(16), default="leastrecent",
+                                          server_default="leastrecent")
+    # rrmemory: the agent that got the last call; the next one after it (by id) gets the next.
+    last_agent_id: Mapped[int | None] = mapped_column(Integer)
     __table_args__ = (UniqueConstraint("external_system_id", "external_id"),)
 
     database: Mapped[ContactDatabase] = relationship()
@@ -208,6 +235,11 @@ class AgentSession(db.Model):
     idle_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Device state last mirrored into Asterisk; NULL means it still has to be written.
     mirrored_state: Mapped[str | None] = mapped_column(String(16))
+    # When the supervision status last changed (login, pause, ringing, on a call, phone lost):
+    # supervision/agents' `tiempo`. Every writer of the flags above sets it.
+    status_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The console's last presence heartbeat; NULL: it never beat (not subject to the timeout).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     @property
@@ -252,6 +284,11 @@ class Call(db.Model):
     agent_answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     bridged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The call's recording, relative to RECORDINGS_DIR (`<YYYY-MM-DD>/<call id>.<format>`),
+    # set when recording starts (campaigns with `record`).
+    recording_file: Mapped[str | None] = mapped_column(String(255))
+    # call_status/campaign/<id> counts a campaign's calls between two days.
+    __table_args__ = (Index("ix_calls_campaign_created", "campaign_id", "created_at"),)
 
     @property
     def is_final(self):

@@ -9,7 +9,8 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from oml_server.models import CAMPAIGN_STATES, CAMPAIGN_TYPES, OPTION_TYPES, PAUSE_TYPES, ROLES
+from oml_server.models import (CAMPAIGN_STATES, CAMPAIGN_TYPES, OPTION_TYPES, PAUSE_TYPES, ROLES,
+                               STRATEGIES)
 
 # The kinds of object, in the order they are provisioned (each may refer to the ones before).
 KINDS = ("external_systems", "users", "pauses", "contact_databases", "campaigns")
@@ -45,6 +46,12 @@ class AgentSchema(Schema):
         EXTENSION_RE, error="Must be 1 to 32 letters, digits or _+*#-."))
     external_ids = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=128)),
                                values=Text(validate=validate.Length(min=1, max=128)))
+    group = Text(validate=validate.Length(max=128))
+
+
+class SupervisorPhoneSchema(Schema):
+    sip_extension = Text(required=True, validate=validate.Regexp(
+        EXTENSION_RE, error="Must be 1 to 32 letters, digits or _+*#-."))
 
 
 class UserSchema(Schema):
@@ -57,11 +64,15 @@ class UserSchema(Schema):
     email = fields.String(validate=validate.Length(max=254))
     active = fields.Boolean(load_default=True)
     agent = fields.Nested(AgentSchema)
+    supervisor = fields.Nested(SupervisorPhoneSchema)
 
     @validates_schema
     def _agent_needs_agent_role(self, data, **kwargs):
         if "agent" in data and data.get("role") not in (None, "Agente"):
             raise ValidationError("Only a user with role Agente has an agent profile.", "agent")
+        if "supervisor" in data and data.get("role") == "Agente":
+            raise ValidationError("An agent has no supervisor phone (its own is agent."
+                                  "sip_extension).", "supervisor")
 
 
 class PauseSchema(Schema):
@@ -119,6 +130,8 @@ class CampaignSchema(Schema):
     agents = fields.List(fields.String())
     supervisors = fields.List(fields.String())
     allow_duplicate_phones = fields.Boolean()
+    record = fields.Boolean()
+    strategy = fields.String(validate=validate.OneOf(STRATEGIES))
     disposition_options = fields.List(fields.Nested(DispositionOptionSchema))
 
     @validates_schema

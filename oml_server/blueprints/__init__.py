@@ -13,6 +13,11 @@ BLUEPRINT_MODULES = (
     "calls",           # makeCall, hangupCall, call records
     "health",          # health [extension]
     "console",         # the agent console page /agente/ and its state endpoint [extension]
+    "supervision",     # supervision/agents, agent_status, action_on_agent
+    "presence",        # the console heartbeat
+    "recordings",      # call_record, grabacion/archivo, grabacion/descarga_masiva
+    "outside_calls",   # make_call_outside_campaign
+    "campaign_contacts",  # campaign/<id>/contacts/ (DataTables)
 )
 
 

@@ -220,6 +220,7 @@ def _change(agent_id, target):
         version = utcnow()
         row.mirrored_state = None
         row.updated_at = version
+        row.status_since = version  # supervision's `tiempo` counts from here
         record(agent_id, event, pause_id)
         db.session.commit()
         _mirror(agent_id, version)
@@ -247,3 +248,21 @@ def _mirror(agent_id, version):
     except SQLAlchemyError:
         db.session.rollback()
         log.warning("could not record the mirrored state of agent %s", agent_id, exc_info=True)
+
+
+# --- the console heartbeat (contract-calls §5) -------------------------------------------------
+
+def heartbeat(agent_id, lost_before):
+    """A console of the agent is alive: one UPDATE of `heartbeat_at`. A beat after the timeout
+    ran out (`lost_before`) ends the agent's UNAVAILABLE time: its status starts again now."""
+    from sqlalchemy import case
+    now = utcnow()
+    sessions = AgentSession.__table__
+    was_lost = sessions.c.heartbeat_at < lost_before
+    done = db.session.execute(update(sessions).where(sessions.c.agent_id == agent_id).values(
+        heartbeat_at=now,
+        status_since=case((was_lost, now), else_=sessions.c.status_since))).rowcount
+    if not done:
+        session_for(agent_id).heartbeat_at = now
+    db.session.commit()
+    return now

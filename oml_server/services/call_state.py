@@ -319,7 +319,7 @@ def claim_agent(call_id, candidates, channel_id):
         claimed = db.session.execute(
             update(_sessions).where(_sessions.c.agent_id == agent_id,
                                     _sessions.c.on_call.is_(False))
-            .values(on_call=True, ringing=False, mirrored_state=None))
+            .values(on_call=True, ringing=False, mirrored_state=None, status_since=now()))
         if claimed.rowcount != 1:
             db.session.rollback()
             continue
@@ -371,11 +371,53 @@ def mark_on_call(agent_id):
 
 def _set_on_call(agent_id, on_call):
     def build():
-        values = {"on_call": on_call, "ringing": False, "mirrored_state": None}
+        values = {"on_call": on_call, "ringing": False, "mirrored_state": None,
+                  "status_since": bindparam("now")}
+        where = [_sessions.c.agent_id == bindparam("aid")]
         if not on_call:
             values["idle_since"] = bindparam("now")
-        return update(_sessions).where(_sessions.c.agent_id == bindparam("aid")).values(**values)
+            # Never free an agent who is on another live call by now: a call taken over by a
+            # supervisor freed its agent early, and the agent may be on a new call when it ends.
+            where.append(~select(_calls.c.id).where(
+                _calls.c.active_agent_id == bindparam("aid")).exists())
+        return update(_sessions).where(*where).values(**values)
     run(prepared(("on-call", on_call), build), {"aid": agent_id, "now": now()})
+
+
+# -- supervision (ari_engine/supervision.py) ---------------------------------------------------
+
+def note(call_id, event_type, legs=(), **data):
+    """Record legs a supervisor's listening adds to a call and its event, in one transaction."""
+    end_read()
+    _add_legs(call_id, legs)
+    returned = db.session.execute(select(*_RETURNED).where(_calls.c.id == call_id)).first()
+    outbox.record(event_type, call_id=call_id, agent_id=returned.agent_id if returned else None,
+                  campaign_id=returned.campaign_id if returned else None, **data)
+    db.session.commit()
+    _logged(call_id, event_type, **{k: v for k, v in data.items() if isinstance(v, (str, int))})
+
+
+def take_over(call_id, channel_id, supervisor_id=None):
+    """Take-call: the supervisor's leg `channel_id` replaces the agent's on the bridged call.
+    The agent is free at once (its leg is hung up next); the call keeps `agent_id` (who
+    handled it) but no longer holds the agent (`active_agent_id` NULL). The released agent's
+    id, or None when the call is not bridged any more."""
+    end_read()
+    returned = db.session.execute(
+        update(_calls).where(_calls.c.id == call_id, _calls.c.state == "bridged",
+                             _calls.c.active_agent_id.is_not(None))
+        .values(agent_channel_id=channel_id, active_agent_id=None)
+        .returning(*_RETURNED)).first()
+    if returned is None:
+        db.session.rollback()
+        return None
+    _set_on_call(returned.agent_id, False)
+    outbox.record("call.taken_over", call_id=call_id, agent_id=returned.agent_id,
+                  campaign_id=returned.campaign_id, supervisor_id=supervisor_id,
+                  channel=channel_id)
+    db.session.commit()
+    _logged(call_id, "taken_over", agent=returned.agent_id, supervisor=supervisor_id)
+    return returned.agent_id
 
 
 def live_calls(node_name=None):

@@ -223,7 +223,9 @@ def place(request):
     call" error."""
     # The ids are read before anything can expire the objects (each would be reloaded with a
     # SELECT of its own).
-    agent_id, campaign_id = request.agent.id, request.campaign.id
+    # No campaign: make_call_outside_campaign (contract-calls §5).
+    agent_id = request.agent.id
+    campaign_id = request.campaign.id if request.campaign is not None else None
     contact_id = request.contact.id if request.contact is not None else None
     call_id = uuid.uuid4().hex
     try:  # a CRM stuck in a loop must not ring the agent's phone forever

@@ -28,7 +28,7 @@ from schemas.provisioning import KINDS, ProvisioningSchema
 from .. import messages as M
 from ..extensions import db
 from ..models import (AgentExternalId, AgentProfile, Campaign, Contact, ContactDatabase,
-                      DispositionOption, ExternalSystem, Pause, User)
+                      DispositionOption, ExternalSystem, Pause, SupervisorProfile, User)
 from . import contacts as contact_rules
 from . import users as user_service
 
@@ -287,9 +287,13 @@ class _Run:
         self._check_id(User, label, "user", item.get("id"), user, lambda o: repr(o.username))
         agent_spec = item.get("agent") or {}
         wants_agent = item["role"] == "Agente"
+        supervisor_spec = item.get("supervisor")
         if wants_agent:
             self._check_agent_id(label, agent_spec.get("id"), user)
             self._check_extension_free(label, agent_spec.get("sip_extension"), user)
+        if supervisor_spec:
+            self._check_extension_free(label, supervisor_spec["sip_extension"], user,
+                                       "supervisor.sip_extension")
 
         if user is None:
             if "password" not in item:
@@ -317,6 +321,11 @@ class _Run:
             db.session.flush()
 
         self.ids["users"][username] = user.id
+        if wants_agent and "group" in agent_spec and user.agent.group != agent_spec["group"]:
+            user.agent.group = agent_spec["group"]
+        if supervisor_spec:
+            user_service.ensure_supervisor_phone(user, supervisor_spec["sip_extension"])
+            db.session.flush()
         if user.agent is not None:
             for system_name, external_id in (agent_spec.get("external_ids") or {}).items():
                 self._agent_external_id(label, user, system_name, external_id)
@@ -335,13 +344,15 @@ class _Run:
         if other is not None:
             self.fail(label, "agent.id", f"{agent_id} is already the id of agent {other.user.username!r}")
 
-    def _check_extension_free(self, label, extension, user):
+    def _check_extension_free(self, label, extension, user, field="agent.sip_extension"):
+        """Agents' and supervisors' phones share Asterisk's endpoint names: one owner each."""
         if extension is None:
             return
-        other = db.session.scalar(select(AgentProfile).where(AgentProfile.sip_extension == extension))
-        if other is not None and (user is None or other.user_id != user.id):
-            self.fail(label, "agent.sip_extension",
-                      f"{extension} is already the extension of agent {other.user.username!r}")
+        for model, noun in ((AgentProfile, "agent"), (SupervisorProfile, "supervisor")):
+            other = db.session.scalar(select(model).where(model.sip_extension == str(extension)))
+            if other is not None and (user is None or other.user_id != user.id):
+                self.fail(label, field, f"{extension} is already the extension of {noun} "
+                                        f"{other.user.username!r}")
 
     def _agent_external_id(self, label, user, system_name, external_id):
         field = f"agent.external_ids.{system_name}"
@@ -516,11 +527,14 @@ class _Run:
             campaign = Campaign(id=item.get("id"), name=name, type=item.get("type", "manual"),
                                 state=item.get("state", "active"), database=database,
                                 external_system=system, external_id=external_id,
-                                allow_duplicate_phones=item.get("allow_duplicate_phones", True))
+                                allow_duplicate_phones=item.get("allow_duplicate_phones", True),
+                                record=item.get("record", False),
+                                strategy=item.get("strategy", "leastrecent"))
             self._insert(campaign)
         else:
             self._apply(campaign, item, {"type": "type", "state": "state",
-                                         "allow_duplicate_phones": "allow_duplicate_phones"})
+                                         "allow_duplicate_phones": "allow_duplicate_phones",
+                                         "record": "record", "strategy": "strategy"})
             if campaign.database_id != database.id:
                 campaign.database = database
             if campaign.external_system_id != (system.id if system else None):

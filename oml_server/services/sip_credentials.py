@@ -17,6 +17,7 @@ import time
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
+from ..models import SupervisorProfile
 from . import telephony
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ def sip_password(secret, sip_user):
 
 
 def issue(agent, secret, ttl, webrtc=False):
-    """New credentials for `agent`: (sip_user, sip_password). Raises CredentialsNotIssued.
+    """New credentials for `agent` (an AgentProfile, or a supervisor's SupervisorProfile: same
+    columns): (sip_user, sip_password). Raises CredentialsNotIssued.
 
     `webrtc`: the phone asking is a browser; the engine pushes the endpoint with WebRTC
     settings (kept on the agent, so a restarted Asterisk gets them again)."""
@@ -47,7 +49,10 @@ def issue(agent, secret, ttl, webrtc=False):
     previous = (agent.sip_username, agent.sip_expires_at)
     _store(agent, user, expires_at)
     try:
-        telephony.credentials_issued(agent.id, user, password)
+        if isinstance(agent, SupervisorProfile):
+            telephony.supervisor_credentials_issued(agent.id, user, password)
+        else:
+            telephony.credentials_issued(agent.id, user, password)
     except Exception:
         log.warning("SIP credentials of agent %s refused by Asterisk", agent.id, exc_info=True)
         _store(agent, *previous)

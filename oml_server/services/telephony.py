@@ -22,6 +22,11 @@ The backend contract (duck-typed; every method may raise):
   while Asterisk is unreachable (they are pushed at the next connect); raising makes the
   credentials request fail.
 * `status()` — "ok", "connecting", "down" or "disabled", for the health endpoint.
+* `supervisor_credentials_issued(supervisor_id, sip_user, sip_password)` (optional) — the
+  same for a supervisor's phone (a `SupervisorProfile` id).
+* `supervise(call, phone, mode)` (optional) — ring the supervisor's `phone` (a
+  SupervisorProfile) into the bridged `call` as `mode`: spy, whisper, barge or take_call.
+  Raise `CallNotPlaced(reason)` when it cannot. A backend without it cannot listen in.
 """
 import logging
 
@@ -89,6 +94,20 @@ def presence_changed(agent_id):
 
 def credentials_issued(agent_id, sip_user, sip_password):
     return _backend.credentials_issued(agent_id, sip_user, sip_password)
+
+
+def supervise(call, phone, mode):
+    method = getattr(_backend, "supervise", None)
+    if method is None:
+        raise CallNotPlaced(M.SUPERVISION_UNAVAILABLE)
+    return method(call, phone, mode)
+
+
+def supervisor_credentials_issued(supervisor_id, sip_user, sip_password):
+    """As credentials_issued, for a supervisor's phone (`SupervisorProfile` id); a backend
+    without it has nothing to push (a SIP proxy checks the HMAC itself)."""
+    method = getattr(_backend, "supervisor_credentials_issued", None)
+    return method(supervisor_id, sip_user, sip_password) if method is not None else None
 
 
 def problems():

@@ -3,7 +3,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import ROLES, AgentProfile, AgentSession, User
+from ..models import ROLES, AgentProfile, AgentSession, SupervisorProfile, User
 from ..passwords import check_password
 from ..passwords import hash_password as _hash
 
@@ -72,3 +72,17 @@ def ensure_agent(user, agent_id=None, sip_extension=None):
         user.agent.sip_extension = str(sip_extension)
     return user.agent
 
+
+def ensure_supervisor_phone(user, sip_extension):
+    """The user's supervisor phone (spy, whisper, barge, take-call ring it); caller commits."""
+    phone = supervisor_phone(user.id)
+    if phone is None:
+        phone = SupervisorProfile(user_id=user.id, sip_extension=str(sip_extension))
+        db.session.add(phone)
+    elif phone.sip_extension != str(sip_extension):
+        phone.sip_extension = str(sip_extension)
+    return phone
+
+
+def supervisor_phone(user_id):
+    return db.session.scalar(select(SupervisorProfile).where(SupervisorProfile.user_id == user_id))

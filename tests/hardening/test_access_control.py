@@ -11,13 +11,13 @@ from oml_server.extensions import db
 from oml_server.models import Call, Contact, Disposition
 from oml_server.services import users
 from tests.factories import PASSWORD
-from tests.unit.test_role_matrix import ENDPOINTS
+from tests.unit.test_role_matrix import ENDPOINTS, OWN_403
 
 NOT_FOUND = {"detail": "No encontrado."}
 NO_PERMISSION_CAMPAIGN = {"idCampaign": ["No tiene permiso para editar la campaña."]}
 DATA_ERRORS = "Hubo errores en los datos recibidos"
 CHOICE = "Escoja una opción válida. Esa opción no está entre las disponibles."
-PROTECTED = ENDPOINTS + [("get", "/api/v1/calls/abc/", None)]
+PROTECTED = ENDPOINTS + [(m, p, a) for m, p, a, _ in OWN_403] + [("get", "/api/v1/calls/abc/", None)]
 
 
 def _claims(user, **extra):

@@ -36,6 +36,10 @@ def disposition_style(status, body):
     return status == 400 and body.get("status") == "ERROR" and len(body) >= 2
 
 
+def heartbeat_style(status, body):
+    return status == 400 and list(body) == ["status", "message"] and body["status"] == "ERROR"
+
+
 def status_error_style(status, body):
     return status == 200 and body == {"status": "ERROR"}
 
@@ -59,6 +63,7 @@ def endpoints(world, make):
         ("post", "/api/v1/asterisk_pause/", status_error_style, True),
         ("post", "/api/v1/asterisk_unpause/", status_error_style, True),
         ("post", "/api/v1/asterisk_ringing/", status_error_style, True),
+        ("post", "/api/v1/agent/presence/heartbeat/", heartbeat_style, True),
     ]
 
 

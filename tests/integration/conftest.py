@@ -157,6 +157,9 @@ class Server:
                         ENGINE_IDLE_SECONDS=os.environ.get("OML_IT_IDLE_SECONDS", "2"),
                         ENGINE_SWEEP_SECONDS=os.environ.get("OML_IT_SWEEP_SECONDS", "3"),
                         DIAL_TEMPLATE="PJSIP/{number}@trunk", PYTHONUNBUFFERED="1",
+                        # Where the lab Asterisk writes recordings (its astspooldir/recording).
+                        RECORDINGS_DIR=os.path.join(lab.dir, "var", "spool", "recording"),
+                        RECORDINGS_ZIP_DIR=os.path.join(workdir, "zips"),
                         MAKECALL_MAX_PER_WINDOW="100000",  # tests call faster than any CRM loop
 
                         PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))

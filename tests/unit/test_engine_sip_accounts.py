@@ -101,6 +101,21 @@ def test_expired_credentials_are_rotated_away(make, ari, accounts):
     assert agent.sip_username is None
 
 
+def test_supervisor_phones_are_pushed_and_rotated_like_agents(make, ari, accounts):
+    from oml_server.services import users
+    supervisor = make.user("Supervisor")
+    phone = users.ensure_supervisor_phone(supervisor, "1101")
+    db.session.commit()
+    user, password = issue(phone)
+    assert accounts.push_all() == (1, 0)
+    assert ari.objects[("auth", "1101")] == {"auth_type": "userpass", "username": user,
+                                             "password": password}
+    assert ari.objects[("endpoint", "1101")]["aors"] == "1101"
+    issue(phone, ttl=-1)
+    assert accounts.rotate_expired() == 1
+    assert ari.objects[("auth", "1101")]["username"].startswith("locked:")
+
+
 def test_push_all_removes_deactivated_agents(make, ari, accounts):
     keep = make.agent(sip_extension=1005)
     gone = make.agent(sip_extension=1006)

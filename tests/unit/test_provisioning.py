@@ -441,3 +441,47 @@ contact_databases:
     contacts: [{TEL: +5493511000001}, {TEL: 03511000001}]
 """))
     assert set(ids["contacts"]["d"]) == {"+5493511000001", "03511000001"}
+
+
+SUPERVISION = """
+users:
+  - {username: sup1, password: pw, role: Supervisor, supervisor: {sip_extension: 1101}}
+  - {username: agent1, password: pw, role: Agente, agent: {sip_extension: 1001, group: Ventas}}
+contact_databases:
+  - {name: leads, columns: [TEL], main_phone: TEL}
+campaigns:
+  - {name: sales, database: leads, agents: [agent1], supervisors: [sup1], record: true,
+     strategy: rrmemory}
+  - {name: plain, database: leads}
+"""
+
+
+def test_supervision_keys(app, tmp_path):
+    from oml_server.models import SupervisorProfile
+    provisioning.provision_file(write(tmp_path, SUPERVISION))
+    phone = db.session.scalar(select(SupervisorProfile))
+    assert (phone.user.username, phone.sip_extension) == ("sup1", "1101")
+    assert db.session.scalar(select(AgentProfile)).group == "Ventas"
+    sales = db.session.scalar(select(Campaign).where(Campaign.name == "sales"))
+    plain = db.session.scalar(select(Campaign).where(Campaign.name == "plain"))
+    assert (sales.record, sales.strategy) == (True, "rrmemory")
+    assert (plain.record, plain.strategy) == (False, "leastrecent")
+    before = snapshot()
+    provisioning.provision_file(write(tmp_path, SUPERVISION))
+    assert snapshot() == before
+    provisioning.provision_file(write(tmp_path, SUPERVISION.replace("1101", "1102")
+                                      .replace("group: Ventas", "group: Soporte")))
+    db.session.expire_all()
+    assert db.session.scalar(select(SupervisorProfile)).sip_extension == "1102"
+    assert db.session.scalar(select(AgentProfile)).group == "Soporte"
+
+
+def test_supervision_keys_refused(app, tmp_path):
+    expect_error(app, tmp_path, SUPERVISION.replace("1101", "1001"),
+                 'users[1] "agent1": agent.sip_extension: 1001 is already the extension of '
+                 "supervisor 'sup1'")
+    expect_error(app, tmp_path, SUPERVISION.replace("strategy: rrmemory", "strategy: ring"),
+                 'campaigns[0] "sales": strategy: Must be one of')
+    expect_error(app, tmp_path, SUPERVISION.replace("agent: {sip_extension: 1001, group: Ventas}",
+                                                    "supervisor: {sip_extension: 1001}"),
+                 'users[1] "agent1": supervisor: An agent has no supervisor phone')

@@ -85,11 +85,15 @@ def test_missing_settings_are_an_error(client, make, app, monkeypatch, setting, 
     assert response.get_json() == {"status": "ERROR", "message": "Error creating sip password"}
 
 
-def test_agents_only_and_get_only(client, make):
-    supervisor, agent = make.user("Supervisor"), make.agent()
-    response = client.get("/api/v1/sip/credentials/agent/", headers=make.headers(supervisor))
+def test_agents_and_supervisors_phones_only_and_get_only(client, make):
+    referente, agent = make.user("Referente"), make.agent()
+    response = client.get("/api/v1/sip/credentials/agent/", headers=make.headers(referente))
     assert response.status_code == 403
     assert response.get_json() == {"detail": "Usted no tiene permiso para realizar esta acción."}
+    # A supervisor without a phone: nothing to issue.
+    response = client.get("/api/v1/sip/credentials/agent/",
+                          headers=make.headers(make.user("Supervisor"), "en"))
+    assert response.get_json() == {"status": "ERROR", "message": "Error creating sip password"}
     response = client.get("/api/v1/sip/credentials/agent/")
     assert response.status_code == 403
     response = client.post("/api/v1/sip/credentials/agent/", headers=make.headers(agent, "en"))
@@ -108,3 +112,22 @@ def test_the_console_asks_for_a_webrtc_phone_and_a_plain_phone_takes_it_back(cli
     assert webrtc_after("/api/v1/sip/credentials/agent/?webrtc=1") is True
     assert webrtc_after("/api/v1/sip/credentials/agent/") is False
     assert webrtc_after("/api/v1/sip/credentials/agent/?webrtc=nonsense") is False
+
+
+def test_a_supervisor_phone_gets_credentials_pushed_like_an_agent(client, make, app,
+                                                                   fake_telephony, frozen_time):
+    from oml_server.models import SupervisorProfile
+    from oml_server.services import users
+    supervisor = make.user("Supervisor")
+    phone = users.ensure_supervisor_phone(supervisor, "1101")
+    db.session.commit()
+    pushed = []
+    fake_telephony.supervisor_credentials_issued = lambda *args: pushed.append(args)
+    body = client.get("/api/v1/sip/credentials/agent/", headers=make.headers(supervisor)).get_json()
+    user = f"{NOW + app.config['EPHEMERAL_USER_TTL']}:1101"
+    assert body == {"status": "OK", "sip_user": user,
+                    "sip_password": expected_password(app.config["SIP_SECRET_KEY"], user)}
+    assert pushed == [(phone.id, user, body["sip_password"])]
+    assert fake_telephony.credentials == []  # not an agent's push
+    db.session.expire_all()
+    assert db.session.get(SupervisorProfile, phone.id).sip_username == user

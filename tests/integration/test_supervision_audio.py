@@ -1,0 +1,255 @@
+"""Who hears whom when a supervisor listens in, proven with real audio through the lab Asterisk.
+
+The caller (SIPp UAC into an inbound campaign) streams 500 Hz, the agent's phone 900 Hz, the
+supervisor's phone 1400 Hz. The supervisor acts through `action_on_agent` (the real server);
+its phone rings, answers and hangs up by itself after a few seconds. For each mode the RTP
+Asterisk sends to each phone is captured on the loopback and each tone's level measured:
+
+    spy      supervisor hears caller + agent; agent and caller do not hear the supervisor
+    whisper  supervisor hears both; the agent hears the supervisor, the caller does not
+    barge    everybody hears everybody
+    take     the supervisor and the caller hear each other; the agent is gone
+
+Run: ``.venv/bin/python -m pytest -m integration tests/integration/test_supervision_audio.py -s``
+(prints the level table; needs root for the raw socket).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from conftest import PASSWORD
+from lab import SIPP_DIR, SippPeer, sipp_register, wait_until
+from test_engine_calls import Agent, assert_nothing_left
+from tones import RtpCapture, tone_levels, write_tone_pcap
+
+pytestmark = pytest.mark.integration
+
+CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ = 500, 900, 1400
+TONES = (CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ)
+HEARD, SILENT = 1500.0, 300.0      # the tones are sent at amplitude 8000
+SUPERVISOR_EXT = "1901"
+LISTEN_SECONDS = 5                  # the supervisor's phone hangs up after this
+
+
+def _scenario(workdir, name, pcap):
+    text = open(os.path.join(SIPP_DIR, name), encoding="latin-1").read()
+    path = os.path.join(workdir, f"tone-{os.path.basename(pcap)}-{name}")
+    with open(path, "w", encoding="latin-1") as out:
+        out.write(text.replace("/usr/share/sip-tester/g711a.pcap", pcap))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pcaps(workdir):
+    paths = {}
+    for hz in TONES:
+        paths[hz] = os.path.join(workdir, f"tone{hz}.pcap")
+        write_tone_pcap(paths[hz], hz, 60)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def supervisor(database_url, world, server):
+    """Sol, a supervisor of the `lonely` campaign (agent ivy) with her own phone."""
+    from oml_server import create_app, secrets_file
+    from oml_server.extensions import db
+    from oml_server.models import Campaign
+    from oml_server.services import users
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "ARI_ENABLED": False,
+                      "TESTING": True, **secrets_file.generate()})
+    with app.app_context():
+        sol = users.create_user("sol", PASSWORD, "Supervisor", first_name="Sol")
+        db.session.flush()
+        users.ensure_supervisor_phone(sol, SUPERVISOR_EXT)
+        lonely = db.session.get(Campaign, world.campaigns["lonely"])
+        lonely.supervisors.append(sol)
+        db.session.commit()
+    return server.token("sol")
+
+
+@pytest.fixture(scope="module")
+def agents(server, lab, world):
+    return {name: Agent(server, lab, info) for name, info in world.agents.items()}
+
+
+def _unregister(lab, agent, phone):
+    if agent.creds is not None:
+        sipp_register([(agent.ext, *agent.creds)], lab.sip_port, phone.port, expires=0)
+        lab.wait_endpoint_state(agent.ext, "offline", 3)
+
+
+def _supervisor_channel(lab):
+    return [c for c in lab.ari.channels()
+            if c["name"].startswith(f"PJSIP/{SUPERVISOR_EXT}-") and c["state"] == "Up"]
+
+
+def _in_a_bridge(lab, channel_id):
+    return any(channel_id in b["channels"] for b in lab.ari.bridges())
+
+
+def test_spy_whisper_barge_and_take_call_with_real_audio(agents, world, lab, server, supervisor,
+                                                         pcaps, workdir):
+    ivy = agents["ivy"]
+    agent_phone = SippPeer(_scenario(workdir, "agent_answer.xml", pcaps[AGENT_HZ])).start()
+    sup_phone = SippPeer(_scenario(workdir, "agent_answer_hangup.xml", pcaps[SUPERVISOR_HZ]),
+                         hangup_ms=LISTEN_SECONDS * 1000).start()
+    caller = SippPeer(_scenario(workdir, "caller_uac.xml", pcaps[CALLER_HZ]),
+                      remote=f"127.0.0.1:{lab.sip_port}",
+                      extra_args=["-s", str(world.campaigns["lonely"]), "-m", "1",
+                                  "-timeout", "90s", "-timeout_error"])
+    ports = {"caller": caller.media_port, "agent": agent_phone.media_port,
+             "supervisor": sup_phone.media_port}
+    capture = RtpCapture(ports.values()).start()
+    heard, creds = {}, {}
+    try:
+        ivy.register(agent_phone)
+        assert ivy.session("login") == {"status": "OK"}
+        creds = server.get("/api/v1/sip/credentials/agent/", supervisor)
+        assert creds["status"] == "OK", creds
+        sipp_register([(SUPERVISOR_EXT, creds["sip_user"], creds["sip_password"])],
+                      lab.sip_port, sup_phone.port)
+        lab.wait_endpoint_state(SUPERVISOR_EXT, "online", 3)
+        caller.start(settle=0)
+
+        def on_call():
+            entry = [a for a in server.get("/api/v1/supervision/agents/", supervisor)
+                     if a["id"] == ivy.agent_id]
+            return entry and entry[0]["status"] == "ONCALL" and entry[0]
+        wait_until(on_call, 8, "ivy on the inbound call")
+        call_id = on_call()["call_id"]
+
+        for action, mode in (("CHANSPY", "spy"), ("CHANSPYWISHPER", "whisper"),
+                             ("CHANCONFER", "barge"), ("CHANTAKECALL", "take")):
+            answer = server.post(f"/api/v1/supervision/action_on_agent/{ivy.agent_id}/",
+                                 supervisor, {"accion": action})
+            assert answer == {"status": "OK"}, (action, answer)
+            wait_until(lambda: _supervisor_channel(lab) and
+                       _in_a_bridge(lab, _supervisor_channel(lab)[0]["id"]), 6,
+                       f"supervisor's phone in a bridge ({mode})")
+            if mode == "take":
+                wait_until(lambda: not [c for c in lab.ari.channels()
+                                        if c["name"].startswith(f"PJSIP/{ivy.ext}-")], 4,
+                           "the agent's leg gone")
+            start = time.monotonic() + 0.6   # media settles
+            time.sleep(2.4)
+            end = time.monotonic()
+            heard[mode] = {who: tone_levels(capture.samples(port, start, end), TONES)
+                           for who, port in ports.items()}
+            wait_until(lambda: not _supervisor_channel(lab), LISTEN_SECONDS + 4,
+                       f"supervisor hung up ({mode})")
+        wait_until(lambda: not caller.alive(), 5, "the caller got BYE after the take-call")
+        call = ivy.call(call_id)
+        assert (call["state"], call["reason"]) == ("ended", "agent_hangup"), call
+        assert_nothing_left(lab)
+    finally:
+        capture.stop()
+        ivy.session("logout")
+        _unregister(lab, ivy, agent_phone)  # other modules expect ivy's phone offline
+        if creds.get("status") == "OK":
+            sipp_register([(SUPERVISOR_EXT, creds["sip_user"], creds["sip_password"])],
+                          lab.sip_port, sup_phone.port, expires=0)
+        for peer in (caller, agent_phone, sup_phone):
+            peer.stop()
+
+    print("\nlevels (amplitude of each tone in what each phone received; sent at 8000):")
+    for mode, by_phone in heard.items():
+        for who, levels in by_phone.items():
+            print(f"  {mode:8} {who:10} " + "  ".join(f"{hz} Hz {levels[hz]:7.0f}" for hz in TONES))
+
+    def hears(mode, who, hz):
+        return heard[mode][who][hz] > HEARD
+
+    def silent(mode, who, hz):
+        return heard[mode][who][hz] < SILENT
+
+    for mode in ("spy", "whisper", "barge"):
+        assert hears(mode, "supervisor", CALLER_HZ) and hears(mode, "supervisor", AGENT_HZ), mode
+        assert hears(mode, "agent", CALLER_HZ) and hears(mode, "caller", AGENT_HZ), mode
+    assert silent("spy", "agent", SUPERVISOR_HZ) and silent("spy", "caller", SUPERVISOR_HZ)
+    assert hears("whisper", "agent", SUPERVISOR_HZ) and silent("whisper", "caller", SUPERVISOR_HZ)
+    assert hears("barge", "agent", SUPERVISOR_HZ) and hears("barge", "caller", SUPERVISOR_HZ)
+    assert hears("take", "supervisor", CALLER_HZ) and silent("take", "supervisor", AGENT_HZ)
+    assert hears("take", "caller", SUPERVISOR_HZ) and silent("take", "caller", AGENT_HZ)
+    assert heard["take"]["agent"] == {hz: 0.0 for hz in TONES} or \
+        all(silent("take", "agent", hz) for hz in TONES)
+
+
+def test_a_recording_campaigns_call_is_recorded_with_both_parties(agents, world, lab, server,
+                                                                  supervisor, pcaps, workdir,
+                                                                  database_url):
+    """`record: true`: the file is real audio of the whole bridged call, both tones in it,
+    served to the campaign's supervisor with Range, and `recording.ready` is a call event."""
+    import sqlite3
+    import wave
+
+    from oml_server import create_app, secrets_file
+    from oml_server.extensions import db
+    from oml_server.models import Campaign
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "ARI_ENABLED": False,
+                      "TESTING": True, **secrets_file.generate()})
+    with app.app_context():
+        db.session.get(Campaign, world.campaigns["lonely"]).record = True
+        db.session.commit()
+    ivy = agents["ivy"]
+    agent_phone = SippPeer(_scenario(workdir, "agent_answer.xml", pcaps[AGENT_HZ])).start()
+    caller = SippPeer(_scenario(workdir, "caller_uac.xml", pcaps[CALLER_HZ]),
+                      remote=f"127.0.0.1:{lab.sip_port}",
+                      extra_args=["-s", str(world.campaigns["lonely"]), "-m", "1",
+                                  "-timeout", "30s", "-timeout_error"])
+    try:
+        ivy.register(agent_phone)
+        assert ivy.session("login") == {"status": "OK"}
+        caller.start(settle=0)
+
+        def on_call():
+            entry = [a for a in server.get("/api/v1/supervision/agents/", supervisor)
+                     if a["id"] == ivy.agent_id and a["status"] == "ONCALL"]
+            return entry and entry[0]
+        wait_until(on_call, 8, "ivy on the inbound call")
+        call_id = on_call()["call_id"]
+        time.sleep(4)
+        assert ivy.hangup() == {"status": "OK"}
+        wait_until(lambda: not caller.alive(), 5, "the caller got BYE")
+        path = os.path.join(database_url[len("sqlite:///"):])
+
+        def ready():
+            with sqlite3.connect(path, timeout=5) as conn:
+                return conn.execute("SELECT data FROM events WHERE call_id = ? AND type = "
+                                    "'recording.ready'", (call_id,)).fetchone()
+        wait_until(ready, 5, "recording.ready")
+        record = server.get(f"/api/v1/call_record/{call_id}/", supervisor)
+        assert record["record"].startswith("/api/v1/grabacion/archivo/?filename=/")
+        assert record["record"].endswith(f"/{call_id}.wav")
+        response = server.http.get(server.url + record["record"], timeout=10,
+                                   headers={"Authorization": f"Bearer {supervisor}"})
+        assert response.status_code == 200 and response.headers["Content-Type"] == "audio/wav"
+        part = server.http.get(server.url + record["record"], timeout=10,
+                               headers={"Authorization": f"Bearer {supervisor}",
+                                        "Range": "bytes=0-3"})
+        assert (part.status_code, part.content) == (206, b"RIFF")
+        local = os.path.join(workdir, "recording.wav")
+        with open(local, "wb") as out:
+            out.write(response.content)
+        with wave.open(local) as audio:
+            rate, frames = audio.getframerate(), audio.readframes(audio.getnframes())
+            width, seconds = audio.getsampwidth(), audio.getnframes() / audio.getframerate()
+        samples = [int.from_bytes(frames[i:i + 2], "little", signed=True)
+                   for i in range(0, len(frames), width)]
+        middle = samples[rate:rate * 3]  # one to three seconds in
+        levels = tone_levels(middle, TONES)
+        print(f"\nrecording: {seconds:.2f} s at {rate} Hz; levels {levels}")
+        assert rate == 8000 and 3.5 <= seconds <= 6.0
+        assert levels[CALLER_HZ] > HEARD and levels[AGENT_HZ] > HEARD
+        assert levels[SUPERVISOR_HZ] < SILENT
+        assert_nothing_left(lab)
+    finally:
+        ivy.session("logout")
+        _unregister(lab, ivy, agent_phone)
+        for peer in (caller, agent_phone):
+            peer.stop()
+        with app.app_context():
+            db.session.get(Campaign, world.campaigns["lonely"]).record = False
+            db.session.commit()
