@@ -19,6 +19,7 @@ from flask import current_app
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
+from oml_server.database import run as _run
 from oml_server.extensions import db
 from oml_server.models import FINAL_CALL_STATES, AgentSession, Call, CallLeg
 
@@ -54,8 +55,8 @@ def prepared(key, build):
 
 
 def run(statement, params=None):
-    """Execute a prepared statement in the session's current transaction."""
-    return db.session.connection().execute(statement, params or {})
+    """Execute a statement in the session's current transaction (database.run)."""
+    return _run(statement, params or {})
 
 
 def now():

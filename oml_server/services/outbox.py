@@ -5,7 +5,7 @@ Every call state change, agent status change and disposition adds one row to `ev
 if it is committed the event is there. Webhooks, external sites and the event stream read the
 table in id order; nothing else writes it.
 """
-from oml_server.extensions import db
+from oml_server.database import run
 from oml_server.models import Event, utcnow
 
 _events = Event.__table__
@@ -14,6 +14,6 @@ _insert = _events.insert()  # built once: see call_state.prepared
 
 def record(type_, call_id=None, agent_id=None, campaign_id=None, **data):
     """Add an event to the current transaction (the caller commits)."""
-    db.session.connection().execute(_insert, {
+    run(_insert, {
         "type": type_, "call_id": call_id, "agent_id": agent_id, "campaign_id": campaign_id,
         "data": data, "created_at": utcnow()})
