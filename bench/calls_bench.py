@@ -494,7 +494,7 @@ def main():
     memory_calls = args.memory_calls if args.memory_calls is not None else (
         0 if args.quick else 1000)
     bursts = [int(x) for x in (args.bursts or ("20" if args.quick else "20,100")).split(",")
-              if x]
+              if x and int(x) > 0]  # --bursts 0: none
 
     missing = labmod.missing_programs()
     if missing:

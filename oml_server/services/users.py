@@ -37,12 +37,26 @@ def set_password(user, password):
 def check_credentials(username, password):
     """The active user with these credentials, or None."""
     user = db.session.scalar(select(User).where(User.username == username))
+    _release_connection()  # the hash may wait for the hashing thread: hold no connection
     if user is None:
         check_password(_dummy_hash(), password)
         return None
     if not check_password(user.password_hash, password) or not user.is_active:
         return None
     return user
+
+
+def _release_connection():
+    """End the read transaction, keeping the loaded objects usable (not expired). A login
+    waiting for the password thread must not hold a pooled connection: under a burst of
+    logins those waits drained the pool and calls queued behind them (bench/calls_bench.py,
+    20 logins/s beside 20 calls)."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
 
 
 def create_user(username, password, role, first_name="", last_name="", email="",

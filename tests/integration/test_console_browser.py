@@ -145,8 +145,16 @@ def api_get(server, username, path):
     return server.get(path, server.token(username))
 
 
+def heartbeat_of(database_url, agent_id):
+    import sqlite3
+    with sqlite3.connect(database_url[len("sqlite:///"):], timeout=5) as conn:
+        row = conn.execute("SELECT heartbeat_at FROM agent_sessions WHERE agent_id = ?",
+                           (agent_id,)).fetchone()
+    return row[0] if row else None
+
+
 def test_two_agents_take_an_inbound_call_disposition_it_pause_and_click_to_call(
-        browser, server, lab, world, workdir):
+        browser, server, lab, world, workdir, database_url):
     first, second = CONSOLE_AGENTS
     ext = {name: world.agents[name]["ext"] for name in CONSOLE_AGENTS}
     campaign = world.campaigns["console"]
@@ -170,6 +178,10 @@ def test_two_agents_take_an_inbound_call_disposition_it_pause_and_click_to_call(
             pages[name].page.keyboard.press("Enter")
             pages[name].wait_state("#agent-status", "READY")
         pages[first].shot("01-ready")
+        # Each page beats the presence heartbeat (consoles that stop are not offered calls).
+        for name in (first, second):
+            wait_until(lambda: heartbeat_of(database_url, world.agents[name]["agent_id"]),
+                       5, f"{name}'s console heartbeat")
 
         # An inbound caller the database knows rings the idlest agent, with its data.
         log_dir = os.path.join(workdir, "console-caller")

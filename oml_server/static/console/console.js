@@ -265,8 +265,34 @@
 
   window.addEventListener("beforeunload", function () { phone.stop(); });
 
+  // -- presence heartbeat (contract-calls §5): an agent whose consoles all stop beating is not
+  // offered new calls. The server says when to beat next.
+  const consoleIds = {
+    browser: (function () {
+      try {
+        let id = window.localStorage.getItem("oml-browser-id");
+        if (!id) { id = "b-" + Math.random().toString(36).slice(2, 14); window.localStorage.setItem("oml-browser-id", id); }
+        return id;
+      } catch (e) { return "b-" + Math.random().toString(36).slice(2, 14); }
+    })(),
+    tab: "t-" + Math.random().toString(36).slice(2, 14),
+  };
+
+  async function heartbeat() {
+    let next = 20;
+    try {
+      const answer = await api.post("/api/v1/agent/presence/heartbeat/", {
+        browser_id: consoleIds.browser, tab_id: consoleIds.tab,
+        ui_state: call ? "on_call" : "idle", sent_at_ms: String(Date.now()),
+      });
+      if (answer.body && answer.body.next_heartbeat_sec) { next = answer.body.next_heartbeat_sec; }
+    } catch (e) { /* the state poll already says the server is unreachable */ }
+    window.setTimeout(heartbeat, Math.max(5, next) * 1000);
+  }
+
   showPhone(false);
   poll();
   window.setInterval(poll, POLL_MS);
+  heartbeat();
   startPhone();
 })();
