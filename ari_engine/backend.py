@@ -14,7 +14,7 @@ from oml_server.models import AgentProfile
 from oml_server.services import engine_status
 from oml_server.services.telephony import CallNotPlaced
 
-from . import call_store, ids, reasons
+from . import call_headers, call_store, ids, reasons
 from .ari_client import AriError, AriUnavailable
 from .flow import teardown_legs
 from .presence import Presence
@@ -66,7 +66,8 @@ class AriBackend:
             # extra request was ~5% of the server's CPU per call.
             self.ari.originate(f"PJSIP/{extension}", appArgs=f"click_to_call,{call.id}",
                                channelId=channel_id, callerId=f'"{call.number}" <{call.number}>',
-                               timeout=self.settings["AGENT_ANSWER_TIMEOUT"])
+                               timeout=self.settings["AGENT_ANSWER_TIMEOUT"],
+                               variables=call_headers.agent_leg_variables(call, call.agent_id))
         except AriError as exc:
             log.warning("call %s: originate failed: %s", call.id, exc)
             raise CallNotPlaced(originate_error(exc))  # the caller ends the row with it

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession, campaign_agents
 
-from . import call_store, ids, reasons
+from . import call_headers, call_store, ids, reasons
 from .ari_client import AriError
 from .flow import Flow, channel_of
 
@@ -119,11 +119,7 @@ class Inbound(Flow):
 
     def waited_enough(self, row):
         """From the row, not from memory: a worker that restarts keeps the same limit."""
-        created = row.created_at
-        if created.tzinfo is None:
-            from datetime import timezone
-            created = created.replace(tzinfo=timezone.utc)
-        return (call_store.now() - created).total_seconds() >= self.wait_seconds
+        return (call_store.now() - _aware(row.created_at)).total_seconds() >= self.wait_seconds
 
     def available_agents(self, campaign_id):
         """Member agents online, logged in, not paused and free: the idlest first."""
@@ -140,11 +136,15 @@ class Inbound(Flow):
         extension = db.session.scalar(select(AgentProfile.sip_extension)
                                       .where(AgentProfile.id == agent_id))
         self.engine.presence.mirror(agent_id)
-        number = ctx.row.number
+        row = ctx.reload()  # claim_agent just wrote agent_id: the headers name the agent
+        number = row.number
+        waited = (call_store.now() - _aware(row.created_at)).total_seconds()
         try:
             self.ari.originate(f"PJSIP/{extension}", appArgs=f"agent,{ctx.call_id}",
                                channelId=channel_id, timeout=self.agent_timeout,
-                               callerId=f'"{number}" <{number}>')
+                               callerId=f'"{number}" <{number}>',
+                               variables=call_headers.agent_leg_variables(
+                                   row, agent_id, wait_seconds=waited))
         except AriError as exc:
             log.info("call %s: agent %s not reachable: %s", ctx.call_id, agent_id, exc)
             self.release(ctx, channel_id)
@@ -217,3 +217,11 @@ class Inbound(Flow):
             self.ari.request("POST", f"/channels/{caller}/continue")
         except AriError as exc:
             log.info("call %s: caller gone before continue: %s", ctx.call_id, exc)
+
+
+def _aware(moment):
+    """SQLite gives back naive datetimes; they were stored in UTC."""
+    if moment.tzinfo is None:
+        from datetime import timezone
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment

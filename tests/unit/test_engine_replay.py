@@ -199,6 +199,15 @@ def test_recorded_inbound_call(engine, make, reason):
         ("inbound", "ended", reason, agent.id)
     [originate] = [r for r in engine.ari.requests if r[0] == "originate"]
     assert originate[1][0] == "PJSIP/1005"
+    # The agent's phone is told which call it answers (contract-calls §1).
+    headers = originate[2]["variables"]
+    assert headers["PJSIP_HEADER(add,X-OML-CallID)"] == call_id
+    assert headers["PJSIP_HEADER(add,Omlcallid)"] == call_id
+    assert headers["PJSIP_HEADER(add,X-OML-CampID)"] == str(campaign.id)
+    assert headers["PJSIP_HEADER(add,X-OML-AgentID)"] == str(agent.id)
+    assert headers["PJSIP_HEADER(add,X-OML-CallType)"] == "inbound"
+    assert headers["PJSIP_HEADER(add,Omlcamptype)"] == "1"
+    assert "PJSIP_HEADER(add,X-OML-Origin)" not in headers
     assert live_legs(call_id) == []
     assert "call.bridged" in event_types(call_id)
 
