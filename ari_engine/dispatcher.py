@@ -48,11 +48,14 @@ _RESOURCE_KEYS = ("channel", "peer", "caller", "bridge")
 
 
 class Dispatcher:
-    def __init__(self, app, flows, presence, idle_seconds=600):
+    def __init__(self, app, flows, presence, idle_seconds=600, control=None):
         """`flows`: call kind -> flow. A flow with `starts` (a Stasis argument kind such as
-        "inbound") and `start(ctx, event)` also begins calls the dialplan hands over."""
+        "inbound") and `start(ctx, event)` also begins calls the dialplan hands over.
+        `control` (call_control.CallControl) sees every call event before the call's flow:
+        commands and the legs of transfers are its own."""
         self.app = app
         self.flows = flows
+        self.control = control
         self.starters = {f.starts: f for f in flows.values() if getattr(f, "starts", None)}
         self.presence = presence
         self.idle_seconds = idle_seconds
@@ -76,6 +79,9 @@ class Dispatcher:
         kind = event.get("type")
         if kind == "EndpointStateChange":
             self._presence.put(event)
+            return
+        if kind == "ChannelUserevent":
+            self._command(event)
             return
         unresolved = None
         for key in _RESOURCE_KEYS:
@@ -105,6 +111,20 @@ class Dispatcher:
         self.known[event["channel"]["id"]] = call_id
         self.enqueue(call_id, dict(event, oml_start=flow.kind))
         return True
+
+    def _command(self, event):
+        """A command an API-only worker sent through Asterisk (call_control.USER_EVENT)."""
+        from .call_control import COMMAND, USER_EVENT
+        body = event.get("userevent") or {}
+        if event.get("eventname") != USER_EVENT or not body.get("call_id"):
+            return
+        import json
+        try:
+            args = json.loads(body.get("args") or "{}")
+        except ValueError:
+            args = {}
+        self.enqueue(body["call_id"], {"type": COMMAND, "command": body.get("command"),
+                                       "args": args})
 
     def _resolve(self, channel_id, event):
         held = self.resolving.get(channel_id)
@@ -182,6 +202,8 @@ class Dispatcher:
                     if not flow.start(ctx, event):
                         ctx.final = ctx.torn_down = True
                     return
+                if self.control is not None and self.control.handle(ctx, event):
+                    return  # a command, or a transfer's leg (call_control.py)
                 if event["type"] in flow.events:
                     flow.handle(ctx, event)
             except Exception:

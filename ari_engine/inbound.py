@@ -22,7 +22,8 @@ import gevent
 from sqlalchemy import select
 
 from oml_server.extensions import db
-from oml_server.models import AgentProfile, AgentSession, campaign_agents
+from oml_server.models import AgentProfile
+from oml_server.services import agent_pick
 
 from . import call_headers, call_store, ids, reasons
 from .ari_client import AriError
@@ -122,14 +123,8 @@ class Inbound(Flow):
         return (call_store.now() - _aware(row.created_at)).total_seconds() >= self.wait_seconds
 
     def available_agents(self, campaign_id):
-        """Member agents online, logged in, not paused and free: the idlest first."""
-        query = (select(AgentSession.agent_id)
-                 .join(campaign_agents, campaign_agents.c.agent_id == AgentSession.agent_id)
-                 .where(campaign_agents.c.campaign_id == campaign_id,
-                        AgentSession.online.is_(True), AgentSession.logged_in.is_(True),
-                        AgentSession.paused.is_(False), AgentSession.on_call.is_(False))
-                 .order_by(AgentSession.idle_since.is_not(None), AgentSession.idle_since))
-        return [a for (a,) in db.session.execute(query).all()]
+        """The campaign's available agents, best first (its strategy: services/agent_pick)."""
+        return agent_pick.available_agents(campaign_id)
 
     def ring_agent(self, ctx, agent_id, channel_id):
         """Originate the claimed agent's leg; False (agent released) when it cannot ring."""

@@ -68,3 +68,16 @@ TOO_MANY_CALLS = _("Too many calls requested for this agent; try again shortly."
 def asterisk_refused(error):
     """Asterisk's own words, inside the localised sentence (rendered lazily, like the rest)."""
     return _("The telephony server refused the call: %(error)s", error=error)
+
+# In-call commands (contract-calls §2, §3). OMniLeads' own texts are Spanish literals.
+MISSING_PARAMETERS = "Faltan parámetros: %s"
+MISSING_PARAMETER = "Falta parámetro obligatorio: %s"
+# [better] refusals, es/en
+CALL_NOT_LIVE = _("The call does not exist or has already ended.")
+CALL_NOT_CONNECTED = _("The call is not connected yet.")
+TARGET_AGENT_UNKNOWN = _("Target agent not found.")
+TARGET_IS_CURRENT = _("The call is already with that agent.")
+INVALID_ENDPOINT = _("The endpoint must be an agent's extension or a phone number "
+                     "(3-25 digits, may begin with +).")
+INVALID_HOLD_ACTION = _("action must be hold or unhold.")
+LEG_NOT_LIVE = _("That leg does not exist or is not live.")

@@ -1,0 +1,140 @@
+"""What happens to a call after the bridge (issue 9): the commands the REST layer sends (hold,
+unhold, blind transfers, hangup-leg) and the events of the legs those commands create.
+
+Commands reach a call's worker as `OmlCommand` events, so they are handled in order with the
+call's Asterisk events: from the REST worker of the engine's own process directly
+(`dispatcher.enqueue`), from an API-only worker as an ARI user event (`oml-command`) that
+Asterisk delivers on the engine's websocket (see `commands.py`). The dispatcher offers every
+event to `CallControl.handle` before the call's own flow; it takes the ones that are about
+this module's legs and leaves the rest (a caller or contact hanging up ends the call as before).
+
+Hold moves the caller (contact) out of the call's bridge into the call's holding bridge,
+`oml-<call id>-hold`, which plays music on hold; the agent stays in the call's bridge. A
+transfer parks the caller there the same way while the target rings (transfer.py).
+"""
+import logging
+
+from oml_server.services import call_control_state as control_state
+
+from . import call_store, ids, reasons
+from .ari_client import AriError
+from .cleanup import hang_up
+from .flow import Flow, channel_of
+
+log = logging.getLogger(__name__)
+
+COMMAND = "OmlCommand"
+USER_EVENT = "oml-command"      # the ARI user event name an API-only worker sends
+OWN_ROLES = frozenset({"transfer_target"})
+LEG_EVENTS = frozenset({"StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
+
+
+def hold_bridge(call_id):
+    return f"{ids.bridge(call_id)}-hold"
+
+
+class CallControl(Flow):
+    kind = "call_control"
+    timers = frozenset({"OmlTransferRetry"})
+
+    def __init__(self, engine):
+        super().__init__(engine)
+        from .transfer import Transfers
+        self.transfers = Transfers(self)
+
+    # -- routing ----------------------------------------------------------------------------
+
+    def handle(self, ctx, event):
+        """True when the event was this module's (the call's flow does not see it)."""
+        kind = event["type"]
+        if kind == COMMAND:
+            self.command(ctx, event)
+            return True
+        if kind in self.timers:
+            self.transfers.timer(ctx, event)
+            return True
+        if kind not in LEG_EVENTS:
+            return False
+        channel_id = channel_of(event)
+        role = ctx.role(channel_id) if channel_id else None
+        if role in OWN_ROLES:
+            self.transfers.leg_event(ctx, event, channel_id)
+            return True
+        if role == "agent" and kind != "ChannelHangupRequest":
+            row = ctx.row
+            # An agent leg that is no longer the call's (it was transferred away) must not end
+            # the call when it goes.
+            if row is not None and row.state == "bridged" and row.agent_channel_id != channel_id:
+                if kind == "StasisStart":
+                    hang_up(self.ari, channel_id)
+                return True
+        return False
+
+    def command(self, ctx, event):
+        name = event.get("command")
+        row = ctx.reload()
+        if row is None or row.state != "bridged":
+            log.info("call %s: %s ignored, the call is %s", ctx.call_id, name,
+                     row.state if row else "unknown")
+            return
+        args = event.get("args") or {}
+        try:
+            if name == "hold":
+                self.hold(ctx, row)
+            elif name == "unhold":
+                self.unhold(ctx, row)
+            elif name == "hangup_leg":
+                self.hangup_leg(ctx, args.get("leg"))
+            elif name == "transfer":
+                self.transfers.start(ctx, row, args)
+            else:
+                log.warning("call %s: unknown command %r", ctx.call_id, name)
+        except AriError as exc:
+            log.warning("call %s: %s failed: %s", ctx.call_id, name, exc)
+
+    # -- hold -------------------------------------------------------------------------------
+
+    def park(self, ctx, caller):
+        """Move the caller into the call's holding bridge, with music (created on first use and
+        recorded as a leg before it exists, so every teardown destroys it)."""
+        bridge_id = hold_bridge(ctx.call_id)
+        if not ctx.scratch.get("hold_bridge"):
+            call_store.add_legs(ctx.call_id, (bridge_id, "hold", "bridge"))
+            self.ari.bridge_create(bridge_id, type="holding")
+            self.ari.bridge_start_moh(bridge_id)
+            ctx.scratch["hold_bridge"] = True
+        self.ari.bridge_add_channel(bridge_id, caller)
+
+    def unpark(self, ctx, caller):
+        """The caller back into the call's bridge (which takes it out of the holding one)."""
+        self.ari.bridge_add_channel(ids.bridge(ctx.call_id), caller)
+
+    def hold(self, ctx, row):
+        if control_state.is_held(ctx.call_id):
+            return
+        self.park(ctx, row.contact_channel_id)
+        control_state.record("call.held", ctx.call_id, leg=row.contact_channel_id)
+
+    def unhold(self, ctx, row):
+        if not control_state.is_held(ctx.call_id):
+            return
+        self.unpark(ctx, row.contact_channel_id)
+        control_state.record("call.unheld", ctx.call_id, leg=row.contact_channel_id)
+
+    # -- hangup-leg -------------------------------------------------------------------------
+
+    def hangup_leg(self, ctx, leg):
+        """Hang up one channel of the call; what its departure means (the call ends when its
+        caller or agent goes) is decided by the flows on its events, as for any hang-up."""
+        if not leg or ctx.role(leg) is None:
+            return
+        control_state.record("call.leg_hangup_requested", ctx.call_id, leg=leg)
+        hang_up(self.ari, leg)
+
+    # -- shared with transfer.py ----------------------------------------------------------
+
+    def end_call(self, ctx, reason, cause=None, gone=None):
+        row = ctx.reload()
+        final = "ended" if row is not None and row.state == "bridged" else "failed"
+        self.end(ctx, final, reason, cause=cause, gone=gone)
+
