@@ -129,7 +129,9 @@ class Transfers:
                                   cause=ctx.scratch.get("causes", {}).get(leg))
         elif kind == "ChannelDestroyed":
             self.control.note(ctx, event)
-            if current:
+            if current and ctx.scratch.get("shutdown"):  # Asterisk stopping: nobody to go to
+                self.control.end_call(ctx, reasons.ASTERISK_LOST, gone=leg)
+            elif current:
                 cause = ctx.scratch.get("causes", {}).get(leg)
                 self.target_failed(ctx, leg, reasons.for_target_gone(cause), cause)
 

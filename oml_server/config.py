@@ -66,6 +66,8 @@ def load(env=None, instance_path=None):
         "AGENT_ANSWER_TIMEOUT": _int(env, "AGENT_ANSWER_TIMEOUT", 25),
         "CONTACT_ANSWER_TIMEOUT": _int(env, "CONTACT_ANSWER_TIMEOUT", 45),
         "INBOUND_WAIT_SECONDS": _int(env, "INBOUND_WAIT_SECONDS", 60),
+        # seconds a transfer's target rings before the caller goes back (issue 9)
+        "TRANSFER_TIMEOUT": _int(env, "TRANSFER_TIMEOUT", 20),
         # The agent console's phone: SIP over WebSocket (default: ws:// next to ARI_URL; in
         # production a wss:// URL behind TLS), its SIP domain, and where JsSIP was bundled.
         "CONSOLE_SIP_WS_URL": env.get("CONSOLE_SIP_WS_URL", ""),

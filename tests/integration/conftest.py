@@ -31,6 +31,7 @@ PASSWORD = "engine-test-pass"
 AGENT_ANSWER_TIMEOUT = 3
 CONTACT_ANSWER_TIMEOUT = 4
 INBOUND_WAIT_SECONDS = 2
+TRANSFER_TIMEOUT = 3
 
 
 def free_tcp_port() -> int:
@@ -150,6 +151,7 @@ class Server:
                         AGENT_ANSWER_TIMEOUT=str(AGENT_ANSWER_TIMEOUT),
                         CONTACT_ANSWER_TIMEOUT=str(CONTACT_ANSWER_TIMEOUT),
                         INBOUND_WAIT_SECONDS=str(INBOUND_WAIT_SECONDS),
+                        TRANSFER_TIMEOUT=str(TRANSFER_TIMEOUT),
                         # Workers leave quiet calls to their rows after 2 s (600 in production)
                         # and the sweep runs every 3 s: every test proves both paths.
                         ENGINE_IDLE_SECONDS=os.environ.get("OML_IT_IDLE_SECONDS", "2"),
