@@ -165,7 +165,7 @@ class Transfers:
             self.offer_campaign(ctx, row, plan)
             return
         back = plan.get("from_agent_id")
-        if back is not None and not plan.get("returning") and control_state.available(back):
+        if back is not None and not plan.get("returning") and control_state.can_take_back(back):
             again = dict(plan, mode="agent", target_agent_id=back, endpoint=None, returning=True)
             if self.ring(ctx, row, again) == "ok":
                 return

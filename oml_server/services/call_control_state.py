@@ -145,10 +145,13 @@ def last_transfer(call_id):
     return dict(row.data or {}) if row is not None else None
 
 
-def available(agent_id):
-    """The agent is online, logged in, not paused and free."""
+def can_take_back(agent_id):
+    """Whether a transferring agent can be offered its call back: its phone is registered, it
+    is not paused and not on another call. Not "logged in" as for inbound offers: an agent
+    that places calls with makeCall never logs in, and it was on this very call a moment ago."""
     session = db.session.get(AgentSession, agent_id)
-    return session is not None and session.available
+    return (session is not None and session.online and not session.paused
+            and not session.on_call)
 
 
 def is_held(call_id):

@@ -371,8 +371,8 @@ def _disposition_option_and_contact(server, campaign_id):
     with sqlite3.connect(path, timeout=5) as conn:
         database_id = conn.execute("SELECT database_id FROM campaigns WHERE id = ?",
                                    (campaign_id,)).fetchone()[0]
-        option = conn.execute("INSERT INTO disposition_options (campaign_id, name, hidden) "
-                              "VALUES (?, 'Derivado a humano', 0)", (campaign_id,)).lastrowid
+        option = conn.execute("INSERT INTO disposition_options (campaign_id, name, type, hidden) "
+                              "VALUES (?, 'Derivado a humano', 'no_action', 0)", (campaign_id,)).lastrowid
         contact = conn.execute(
             "INSERT INTO contacts (database_id, main_phone, data, created_at) "
             "VALUES (?, '5557777', '{}', CURRENT_TIMESTAMP)", (database_id,)).lastrowid
