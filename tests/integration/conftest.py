@@ -140,10 +140,11 @@ def _provision_console(created, database):
 class Server:
     """`oml-server run` in a subprocess; stopped by PID."""
 
-    def __init__(self, lab: Lab, database_url: str, workdir: str):
+    def __init__(self, lab: Lab, database_url: str, workdir: str, engine: bool = True):
         self.port = free_tcp_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = os.path.join(workdir, "server.log")
+        self.engine = engine  # False: an API-only worker (split deployment)
+        self.log_path = os.path.join(workdir, "server.log" if engine else f"api-{self.port}.log")
         self.env = dict({**secrets_file.generate(), **os.environ}, DATABASE_URL=database_url,
                         ARI_URL=lab.ari_url,
                         ARI_USER=lab.user, ARI_PASSWORD=lab.password, ARI_APP=lab.app,
@@ -169,7 +170,8 @@ class Server:
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [os.path.join(REPO, ".venv", "bin", "oml-server"), "run", "--host", "127.0.0.1",
-             "--port", str(self.port)], env=self.env, cwd=REPO, stdin=subprocess.DEVNULL,
+             "--port", str(self.port)] + ([] if self.engine else ["--no-engine"]),
+            env=self.env, cwd=REPO, stdin=subprocess.DEVNULL,
             stdout=self._log, stderr=subprocess.STDOUT)
 
         def healthy():

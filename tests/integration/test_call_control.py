@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import TRANSFER_TIMEOUT
+from conftest import TRANSFER_TIMEOUT, Server
 from lab import LAB_SH, SippPeer, wait_until
 from test_engine_calls import (Agent, agent_session_row, assert_nothing_left, bridged_call,
                                caller)
@@ -196,6 +196,29 @@ def test_hold_plays_music_to_the_caller_and_keeps_the_agent(agents, world, lab, 
     assert ana.hangup() == {"status": "OK"}
     ana.wait_call(cid, ("ended",), 5)
     assert_nothing_left(lab)
+
+
+def test_an_api_only_worker_hands_commands_to_the_engine(agents, world, lab, phones, server,
+                                                         database_url, workdir):
+    """Split deployment: the command reaches the engine's process through Asterisk (an ARI
+    user event on the engine's websocket)."""
+    api = Server(lab, database_url, workdir, engine=False)
+    api.env = dict(server.env)  # the same secrets: tokens of one are good at the other
+    api.start()
+    try:
+        ana = agents["ana"]
+        ana.register(phones["answer"])
+        call, _ = bridged_call(ana, world, lab, "5551013")
+        cid = call["id"]
+        status, body = command(api, ana, "/api/v1/call/hold/", {"call_id": cid})
+        assert (status, body) == (202, queued(body, action="hold", call_id=cid))
+        wait_until(lambda: bridge_channels(lab, f"oml-{cid}-hold") == {f"oml-{cid}-contact"},
+                   3, "caller held by the engine")
+        assert ana.hangup() == {"status": "OK"}
+        ana.wait_call(cid, ("ended",), 5)
+        assert_nothing_left(lab)
+    finally:
+        api.stop()
 
 
 # -- blind transfers (§2) ---------------------------------------------------------------------
