@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 COMMAND = "OmlCommand"
 USER_EVENT = "oml-command"      # the ARI user event name an API-only worker sends
-OWN_ROLES = frozenset({"transfer_target"})
 LEG_EVENTS = frozenset({"StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
 
 
@@ -39,8 +38,10 @@ class CallControl(Flow):
 
     def __init__(self, engine):
         super().__init__(engine)
+        from .consult import Consults
         from .transfer import Transfers
         self.transfers = Transfers(self)
+        self.consults = Consults(self)
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -57,16 +58,24 @@ class CallControl(Flow):
             return False
         channel_id = channel_of(event)
         role = ctx.role(channel_id) if channel_id else None
-        if role in OWN_ROLES:
+        if role == "transfer_target":
             self.transfers.leg_event(ctx, event, channel_id)
+            return True
+        if role == "consult":
+            self.consults.leg_event(ctx, event, channel_id)
             return True
         if role == "agent" and kind != "ChannelHangupRequest":
             row = ctx.row
+            if row is None or row.state != "bridged":
+                return False
             # An agent leg that is no longer the call's (it was transferred away) must not end
             # the call when it goes.
-            if row is not None and row.state == "bridged" and row.agent_channel_id != channel_id:
+            if row.agent_channel_id != channel_id:
                 if kind == "StasisStart":
                     hang_up(self.ari, channel_id)
+                return True
+            # The call's agent hung up while consulting: the target takes the call.
+            if kind in ("StasisEnd", "ChannelDestroyed") and self.consults.agent_left(ctx, row):
                 return True
         return False
 
@@ -87,6 +96,12 @@ class CallControl(Flow):
                 self.hangup_leg(ctx, args.get("leg"))
             elif name == "transfer":
                 self.transfers.start(ctx, row, args)
+            elif name == "consult_start":
+                self.consults.start(ctx, row, args)
+            elif name == "consult_complete":
+                self.consults.complete(ctx, row, args)
+            elif name == "consult_cancel":
+                self.consults.cancel(ctx, row, args)
             else:
                 log.warning("call %s: unknown command %r", ctx.call_id, name)
         except AriError as exc:

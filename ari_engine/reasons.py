@@ -26,6 +26,7 @@ TARGET_BUSY = "target_busy"
 TARGET_REJECTED = "target_rejected"
 TARGET_NO_ANSWER = "target_no_answer"
 TARGET_UNREACHABLE = "target_unreachable"
+TARGET_HANGUP = "target_hangup"        # a consulted target hung up before the transfer
 TRANSFER_FAILED = "transfer_failed"    # the call ended: nobody took it after a transfer
 
 BUSY_CAUSES = {17}

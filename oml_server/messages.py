@@ -81,3 +81,6 @@ INVALID_ENDPOINT = _("The endpoint must be an agent's extension or a phone numbe
                      "(3-25 digits, may begin with +).")
 INVALID_HOLD_ACTION = _("action must be hold or unhold.")
 LEG_NOT_LIVE = _("That leg does not exist or is not live.")
+CONSULT_UNDER_WAY = _("A consultation is already under way on this call.")
+NO_CONSULT = _("There is no consultation under way on this call.")
+CONSULT_NOT_ANSWERED = _("The consulted party has not answered yet.")

@@ -4,7 +4,7 @@ from marshmallow import Schema, fields
 from .common import id_field
 
 __all__ = ["BlindAgentSchema", "BlindEndpointSchema", "BlindCampaignSchema",
-           "BlindCampaignAgentSchema", "HoldSchema", "HangupLegSchema", "QueuedSchema",
+           "BlindCampaignAgentSchema", "ConsultStartSchema", "CallIdSchema", "HoldSchema", "HangupLegSchema", "QueuedSchema",
            "CommandErrorSchema"]
 
 _CALL_ID = "the call's id (makeCall's callId, the X-OML-CallID header); `callid` also accepted"
@@ -13,6 +13,10 @@ _CALL_ID = "the call's id (makeCall's callId, the X-OML-CallID header); `callid`
 class _CallId(Schema):
     call_id = fields.String(metadata={"description": _CALL_ID})
     agent_id = id_field("ignored: the agent is the one on the call")
+
+
+class CallIdSchema(_CallId):
+    pass
 
 
 class BlindAgentSchema(_CallId):
@@ -33,6 +37,12 @@ class BlindCampaignSchema(_CallId):
 class BlindCampaignAgentSchema(_CallId):
     campaign_id = id_field("the campaign whose available agent (by its strategy) is rung",
                            required=True)
+
+
+class ConsultStartSchema(_CallId):
+    target_agent_id = id_field("the agent to consult (or `endpoint`)")
+    endpoint = fields.String(metadata={"description": "an agent's extension or an outside "
+                                                      "number (or `target_agent_id`)"})
 
 
 class HoldSchema(Schema):

@@ -4,8 +4,9 @@ from flask import g
 from flask_smorest import Blueprint
 
 from schemas.call_control import (BlindAgentSchema, BlindCampaignAgentSchema,
-                                  BlindCampaignSchema, BlindEndpointSchema, CommandErrorSchema,
-                                  HangupLegSchema, HoldSchema, QueuedSchema)
+                                  BlindCampaignSchema, BlindEndpointSchema, CallIdSchema,
+                                  CommandErrorSchema, ConsultStartSchema, HangupLegSchema,
+                                  HoldSchema, QueuedSchema)
 from schemas.common import DetailSchema
 
 from ..apidoc import request_body
@@ -50,3 +51,9 @@ _command("/call/hold/", HoldSchema, call_control.hold,
          "Put the caller on hold (music) or take it back; toggles without `action`")
 _command("/call/hangup-leg/", HangupLegSchema, call_control.hangup_leg,
          "Hang up one leg of a call, or the whole call")
+_command("/agent/transfer/consult/start/", ConsultStartSchema, call_control.consult_start,
+         "Consult a colleague or a number while the caller waits with music")
+_command("/agent/transfer/consult/complete/", CallIdSchema, call_control.consult_complete,
+         "Hand the caller to the consulted party (it must have answered)")
+_command("/agent/transfer/consult/cancel/", CallIdSchema, call_control.consult_cancel,
+         "Hang up the consulted party and take the caller back")

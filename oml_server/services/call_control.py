@@ -111,16 +111,20 @@ def blind_endpoint(user, data):
     check_may_act(user, call)
     _connected(call)
     endpoint = _text(data, "endpoint")
+    args = _endpoint_target(endpoint, call)
+    return queued(call, _send(call, "transfer", by_user_id=user.id, **args), endpoint=endpoint)
+
+
+def _endpoint_target(endpoint, call):
+    """An agent's extension is that agent; else a phone number; never a dial string."""
     agent = db.session.scalar(select(AgentProfile).where(AgentProfile.sip_extension == endpoint))
     if agent is not None:
         if agent.id == call.active_agent_id:
             raise error(400, M.TARGET_IS_CURRENT)
-        args = {"mode": "agent", "target_agent_id": agent.id}
-    elif PHONE_RE.match(endpoint):
-        args = {"mode": "endpoint", "endpoint": endpoint}
-    else:
-        raise error(400, M.INVALID_ENDPOINT)
-    return queued(call, _send(call, "transfer", by_user_id=user.id, **args), endpoint=endpoint)
+        return {"mode": "agent", "target_agent_id": agent.id}
+    if PHONE_RE.match(endpoint):
+        return {"mode": "endpoint", "endpoint": endpoint}
+    raise error(400, M.INVALID_ENDPOINT)
 
 
 def blind_campaign(user, data):
@@ -202,3 +206,49 @@ def hangup_leg(user, data):
     call = live_call(row.call_id)
     check_may_act(user, call)
     return queued(call, _send(call, "hangup_leg", leg=leg), target_id=leg, mode="auto")
+
+
+# -- consultative transfer ------------------------------------------------------------------
+
+def _consult_call(user, data):
+    if not _text(data, "call_id", "callid"):
+        raise error(400, M.MISSING_PARAMETER % "call_id")
+    call = live_call(_text(data, "call_id", "callid"))
+    check_may_act(user, call)
+    _connected(call)
+    return call
+
+
+def consult_start(user, data):
+    """`target_agent_id` (an agent) or `endpoint` (an agent's extension or a number)."""
+    call = _consult_call(user, data)
+    if not _text(data, "target_agent_id") and not _text(data, "endpoint"):
+        raise error(400, "Debe proporcionar endpoint o target_agent_id")
+    if call_control_state.consult_state(call.id)[0] is not None:
+        raise error(400, M.CONSULT_UNDER_WAY)
+    if _text(data, "target_agent_id"):
+        args = {"target_agent_id": _target_agent(_text(data, "target_agent_id"), call).id}
+    else:
+        args = _endpoint_target(_text(data, "endpoint"), call)
+        if args.get("mode") == "agent":
+            args = {"target_agent_id": args["target_agent_id"]}
+        else:
+            args = {"endpoint": args["endpoint"]}
+    return queued(call, _send(call, "consult_start", by_user_id=user.id, **args), **args)
+
+
+def consult_complete(user, data):
+    call = _consult_call(user, data)
+    state = call_control_state.consult_state(call.id)[0]
+    if state is None:
+        raise error(400, M.NO_CONSULT)
+    if state != "answered":
+        raise error(400, M.CONSULT_NOT_ANSWERED)
+    return queued(call, _send(call, "consult_complete", by_user_id=user.id))
+
+
+def consult_cancel(user, data):
+    call = _consult_call(user, data)
+    if call_control_state.consult_state(call.id)[0] is None:
+        raise error(400, M.NO_CONSULT)
+    return queued(call, _send(call, "consult_cancel", by_user_id=user.id))

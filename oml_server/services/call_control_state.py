@@ -45,14 +45,9 @@ def hand_over(call_id, leg_id, target_agent, from_agent, old_leg, plan):
     transaction, with `call.transfer_requested`. Returns "ok", "busy" (target on another call:
     nothing written) or "gone" (the call is not bridged any more)."""
     end_read()
-    if target_agent is not None:
-        claimed = db.session.execute(
-            update(_sessions).where(_sessions.c.agent_id == target_agent,
-                                    _sessions.c.on_call.is_(False))
-            .values(on_call=True, ringing=False, mirrored_state=None))
-        if claimed.rowcount != 1:
-            db.session.rollback()
-            return "busy"
+    if target_agent is not None and not _claim_session(target_agent):
+        db.session.rollback()
+        return "busy"
     try:
         moved = db.session.execute(
             update(_calls).where(_calls.c.id == call_id, _calls.c.state == "bridged")
@@ -161,3 +156,94 @@ def is_held(call_id):
                                      _events.c.type.in_(("call.held", "call.unheld")))
         .order_by(_events.c.id.desc()).limit(1))
     return kind == "call.held"
+
+
+# -- consultative transfers -------------------------------------------------------------------
+
+CONSULT_EVENTS = ("call.consult_started", "call.consult_answered", "call.consult_completed",
+                  "call.consult_cancelled", "call.consult_failed")
+
+
+def _claim_session(agent_id):
+    return db.session.execute(
+        update(_sessions).where(_sessions.c.agent_id == agent_id, _sessions.c.on_call.is_(False))
+        .values(on_call=True, ringing=False, mirrored_state=None)).rowcount == 1
+
+
+def consult_begin(call_id, leg_id, target_agent, **data):
+    """The agent starts a consultation: the target agent (if any) is on a call from now (it is
+    rung), the consult leg is recorded, `call.consult_started` — one transaction. "ok", "busy"
+    or "gone" (the call is not bridged)."""
+    end_read()
+    if target_agent is not None and not _claim_session(target_agent):
+        db.session.rollback()
+        return "busy"
+    returned = db.session.execute(select(*_RETURNED).where(
+        _calls.c.id == call_id, _calls.c.state == "bridged")).first()
+    if returned is None:
+        db.session.rollback()
+        return "gone"
+    _add_legs(call_id, [(leg_id, "consult")])
+    _event("call.consult_started", call_id, returned, leg=leg_id, target_agent_id=target_agent,
+           **data)
+    db.session.commit()
+    _logged(call_id, "consult_started", leg=leg_id, target=target_agent)
+    return "ok"
+
+
+def consult_state(call_id):
+    """(None | "ringing" | "answered", data of the consultation's start) from the call's
+    latest consult event."""
+    rows = db.session.execute(
+        select(_events.c.type, _events.c.data).where(
+            _events.c.call_id == call_id, _events.c.type.in_(CONSULT_EVENTS))
+        .order_by(_events.c.id.desc()).limit(2)).all()
+    if not rows:
+        return None, {}
+    latest = rows[0]
+    if latest.type == "call.consult_started":
+        return "ringing", dict(latest.data or {})
+    if latest.type == "call.consult_answered":
+        started = rows[1] if len(rows) > 1 else latest
+        return "answered", dict(started.data or {})
+    return None, {}
+
+
+def consult_over(call_id, type_, leg_id, target_agent, **data):
+    """The consultation ended without a transfer (cancelled, or the target did not answer or
+    hung up): its leg is gone, the target agent is free."""
+    end_read()
+    _mark_leg(leg_id, "gone", data.get("hangup_cause"))
+    if target_agent is not None:
+        _set_on_call(target_agent, False)
+    returned = db.session.execute(select(*_RETURNED).where(_calls.c.id == call_id)).first()
+    _event(type_, call_id, returned, leg=leg_id, target_agent_id=target_agent, **data)
+    db.session.commit()
+    _logged(call_id, type_.split(".", 1)[1], leg=leg_id)
+
+
+def take_over(call_id, leg_id, target_agent, from_agent, old_leg, type_, **data):
+    """The consulted target takes the call (consult complete, or the agent hung up during the
+    consultation): it becomes the call's agent leg and agent (already on a call since it was
+    rung), the previous agent is free and its leg gone, with `type_`. False when the call is
+    not bridged."""
+    end_read()
+    try:
+        moved = db.session.execute(
+            update(_calls).where(_calls.c.id == call_id, _calls.c.state == "bridged")
+            .values(agent_id=target_agent, active_agent_id=target_agent,
+                    agent_channel_id=leg_id).returning(*_RETURNED)).first()
+    except IntegrityError:
+        db.session.rollback()
+        return False
+    if moved is None:
+        db.session.rollback()
+        return False
+    if from_agent is not None and from_agent != target_agent:
+        _set_on_call(from_agent, False)
+    if old_leg:
+        _mark_leg(old_leg, "gone")
+    _event(type_, call_id, moved, leg=leg_id, from_agent_id=from_agent, **data)
+    db.session.commit()
+    _logged(call_id, type_.split(".", 1)[1], leg=leg_id, target=target_agent)
+    return True

@@ -387,6 +387,93 @@ def test_blind_transfer_to_a_campaign(agents, world, lab, phones, server):
     assert_nothing_left(lab)
 
 
+# -- consultative transfer (§2) ---------------------------------------------------------------
+
+CONSULT = "/api/v1/agent/transfer/consult/"
+
+
+def test_consult_then_complete(agents, world, lab, phones, server):
+    ana, bob, dan = agents["ana"], agents["bob"], agents["dan"]
+    ana.register(phones["answer"])
+    bob.register(phones["answer"])
+    dan.register(phones["noanswer"])
+    call, _ = bridged_call(ana, world, lab, "5551020")
+    cid = call["id"]
+    contact, agent_leg = f"oml-{cid}-contact", f"oml-{cid}-agent"
+    assert command(server, ana, CONSULT + "complete/", {"call_id": cid}, "en") == \
+        (400, {"error": "There is no consultation under way on this call."})
+    assert command(server, ana, CONSULT + "start/", {"call_id": cid}) == \
+        (400, {"error": "Debe proporcionar endpoint o target_agent_id"})
+    # dan does not answer: complete is refused until it does; cancel takes the caller back
+    status, body = command(server, ana, CONSULT + "start/",
+                           {"call_id": cid, "target_agent_id": dan.agent_id})
+    assert (status, body) == (202, queued(body, target_agent_id=dan.agent_id))
+    wait_until(lambda: bridge_channels(lab, f"oml-{cid}-hold") == {contact}, 3, "caller held")
+    assert command(server, ana, CONSULT + "complete/", {"call_id": cid}, "en") == \
+        (400, {"error": "The consulted party has not answered yet."})
+    assert command(server, ana, CONSULT + "start/",
+                   {"call_id": cid, "target_agent_id": bob.agent_id}, "en") == \
+        (400, {"error": "A consultation is already under way on this call."})
+    assert command(server, ana, CONSULT + "cancel/", {"call_id": cid})[0] == 202
+    wait_event(ana, cid, "call.consult_cancelled")
+    wait_until(lambda: bridge_channels(lab, f"oml-{cid}") == {contact, agent_leg}, 3,
+               "caller back with the agent")
+    wait_until(lambda: not any("consult" in c["id"] for c in lab.ari.channels()), 3,
+               "consulted phone hung up")
+    # bob answers: ana and bob talk privately, then bob takes the caller
+    assert command(server, ana, CONSULT + "start/",
+                   {"call_id": cid, "endpoint": bob.ext})[0] == 202
+    record = wait_event(ana, cid, "call.consult_answered")
+    [leg] = [l["channel"] for l in record["legs"] if l["role"] == "consult" and
+             l["resource"] == "channel" and l["state"] == "live"]
+    wait_until(lambda: bridge_channels(lab, f"oml-{cid}-consult") == {agent_leg, leg}, 3,
+               "agent and target together")
+    assert bridge_channels(lab, f"oml-{cid}-hold") == {contact}
+    assert command(server, ana, CONSULT + "complete/", {"call_id": cid})[0] == 202
+    record = wait_event(ana, cid, "call.transferred")
+    assert record["current_agent"] == bob.agent_id
+    wait_until(lambda: bridge_channels(lab, f"oml-{cid}") == {contact, leg}, 3, "bob has it")
+    assert agent_session_row(server.env["DATABASE_URL"], ana.agent_id)["on_call"] == 0
+    assert bob.hangup() == {"status": "OK"}
+    bob.wait_call(cid, ("ended",), 5)
+    assert_nothing_left(lab)
+
+
+def test_agent_hangs_up_during_the_consult(agents, world, lab, phones, server):
+    ana, bob = agents["ana"], agents["bob"]
+    ana.register(phones["answer"])
+    bob.register(phones["answer"])
+    call, _ = bridged_call(ana, world, lab, "5551021")
+    cid = call["id"]
+    assert command(server, ana, CONSULT + "start/",
+                   {"call_id": cid, "target_agent_id": bob.agent_id})[0] == 202
+    wait_event(ana, cid, "call.consult_answered")
+    lab.ari.hangup(f"oml-{cid}-agent")  # the first agent hangs up: bob takes the caller
+    record = wait_event(ana, cid, "call.transferred")
+    assert record["state"] == "bridged" and record["current_agent"] == bob.agent_id
+    assert bob.hangup() == {"status": "OK"}
+    bob.wait_call(cid, ("ended",), 5)
+    assert_nothing_left(lab)
+
+
+def test_consulted_agent_does_not_answer(agents, world, lab, phones, server):
+    ana, dan = agents["ana"], agents["dan"]
+    ana.register(phones["answer"])
+    dan.register(phones["noanswer"])
+    call, _ = bridged_call(ana, world, lab, "5551022")
+    cid = call["id"]
+    assert command(server, ana, CONSULT + "start/",
+                   {"call_id": cid, "target_agent_id": dan.agent_id})[0] == 202
+    record = wait_event(ana, cid, "call.consult_failed", timeout=TRANSFER_TIMEOUT + 5)
+    assert events(record, "call.consult_failed")[0]["reason"] == "target_no_answer"
+    wait_until(lambda: bridge_channels(lab, f"oml-{cid}") ==
+               {f"oml-{cid}-contact", f"oml-{cid}-agent"}, 3, "caller back with the agent")
+    assert agent_session_row(server.env["DATABASE_URL"], dan.agent_id)["on_call"] == 0
+    assert ana.hangup() == {"status": "OK"}
+    ana.wait_call(cid, ("ended",), 5)
+    assert_nothing_left(lab)
+
+
 # -- the voicebot hand-off --------------------------------------------------------------------
 
 def _disposition_option_and_contact(server, campaign_id):
