@@ -38,10 +38,12 @@ class CallControl(Flow):
 
     def __init__(self, engine):
         super().__init__(engine)
+        from .conference import Conferences
         from .consult import Consults
         from .transfer import Transfers
         self.transfers = Transfers(self)
         self.consults = Consults(self)
+        self.conferences = Conferences(self)
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -64,20 +66,32 @@ class CallControl(Flow):
         if role == "consult":
             self.consults.leg_event(ctx, event, channel_id)
             return True
-        if role == "agent" and kind != "ChannelHangupRequest":
-            row = ctx.row
-            if row is None or row.state != "bridged":
-                return False
-            # An agent leg that is no longer the call's (it was transferred away) must not end
-            # the call when it goes.
-            if row.agent_channel_id != channel_id:
-                if kind == "StasisStart":
-                    hang_up(self.ari, channel_id)
-                return True
-            # The call's agent hung up while consulting: the target takes the call.
-            if kind in ("StasisEnd", "ChannelDestroyed") and self.consults.agent_left(ctx, row):
-                return True
+        if role == "third_party":
+            self.conferences.leg_event(ctx, event, channel_id)
+            return True
+        if role in ("agent", "contact", "caller") and kind != "ChannelHangupRequest":
+            return self.side_event(ctx, kind, channel_id, "agent" if role == "agent" else "contact")
         return False
+
+    def side_event(self, ctx, kind, channel_id, side):
+        """An agent or caller leg of a bridged call: True when this module takes it."""
+        row = ctx.row
+        if row is None or row.state != "bridged":
+            return False
+        current = row.agent_channel_id if side == "agent" else row.contact_channel_id
+        # A leg that is no longer the call's (transferred away, left a three-way call) must not
+        # end the call when it goes.
+        if current != channel_id:
+            if kind == "StasisStart":
+                hang_up(self.ari, channel_id)
+            return True
+        if kind not in ("StasisEnd", "ChannelDestroyed"):
+            return False
+        # The agent hung up while consulting: the target takes the call.
+        if side == "agent" and self.consults.agent_left(ctx, row):
+            return True
+        # One of three left: the other two go on.
+        return self.conferences.party_left(ctx, row, channel_id, side)
 
     def command(self, ctx, event):
         name = event.get("command")
@@ -96,6 +110,8 @@ class CallControl(Flow):
                 self.hangup_leg(ctx, args.get("leg"))
             elif name == "transfer":
                 self.transfers.start(ctx, row, args)
+            elif name == "three_way":
+                self.conferences.add(ctx, row, args)
             elif name == "consult_start":
                 self.consults.start(ctx, row, args)
             elif name == "consult_complete":

@@ -57,3 +57,5 @@ _command("/agent/transfer/consult/complete/", CallIdSchema, call_control.consult
          "Hand the caller to the consulted party (it must have answered)")
 _command("/agent/transfer/consult/cancel/", CallIdSchema, call_control.consult_cancel,
          "Hang up the consulted party and take the caller back")
+_command("/transfer/3way/", BlindEndpointSchema, call_control.three_way,
+         "Add an agent's extension or an outside number to the call (three-way)")

@@ -252,3 +252,19 @@ def consult_cancel(user, data):
     if call_control_state.consult_state(call.id)[0] is None:
         raise error(400, M.NO_CONSULT)
     return queued(call, _send(call, "consult_cancel", by_user_id=user.id))
+
+
+# -- three-way ------------------------------------------------------------------------------
+
+def three_way(user, data):
+    """Adds `endpoint` (an agent's extension or a number) to the call [better: OMniLeads
+    accepts it and does nothing]."""
+    _require(data, "call_id", "endpoint")
+    call = live_call(_text(data, "call_id", "callid"))
+    check_may_act(user, call)
+    _connected(call)
+    endpoint = _text(data, "endpoint")
+    args = _endpoint_target(endpoint, call)
+    args.pop("mode")
+    return queued(call, _send(call, "three_way", by_user_id=user.id, **args), message=False,
+                  endpoint=endpoint)

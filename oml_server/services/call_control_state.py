@@ -247,3 +247,62 @@ def take_over(call_id, leg_id, target_agent, from_agent, old_leg, type_, **data)
     db.session.commit()
     _logged(call_id, type_.split(".", 1)[1], leg=leg_id, target=target_agent)
     return True
+
+
+# -- three-way calls --------------------------------------------------------------------------
+
+def third_party_added(call_id, leg_id, target_agent, **data):
+    """A third party is rung into the call (an agent's extension is on a call from now):
+    "ok", "busy" or "gone"."""
+    end_read()
+    if target_agent is not None and not _claim_session(target_agent):
+        db.session.rollback()
+        return "busy"
+    returned = db.session.execute(select(*_RETURNED).where(
+        _calls.c.id == call_id, _calls.c.state == "bridged")).first()
+    if returned is None:
+        db.session.rollback()
+        return "gone"
+    _add_legs(call_id, [(leg_id, "third_party")])
+    _event("call.third_party_requested", call_id, returned, leg=leg_id,
+           target_agent_id=target_agent, **data)
+    db.session.commit()
+    return "ok"
+
+
+def third_party_gone(call_id, leg_id, target_agent, type_, **data):
+    """The third party left (or never answered): its leg is gone, its agent free."""
+    end_read()
+    _mark_leg(leg_id, "gone", data.get("hangup_cause"))
+    if target_agent is not None:
+        _set_on_call(target_agent, False)
+    returned = db.session.execute(select(*_RETURNED).where(_calls.c.id == call_id)).first()
+    _event(type_, call_id, returned, leg=leg_id, target_agent_id=target_agent, **data)
+    db.session.commit()
+    _logged(call_id, type_.split(".", 1)[1], leg=leg_id)
+
+
+def contact_replaced(call_id, old_leg, new_leg):
+    """The caller left a three-way call: the third party is the call's other side now."""
+    end_read()
+    _mark_leg(old_leg, "gone")
+    returned = db.session.execute(
+        update(_calls).where(_calls.c.id == call_id, _calls.c.state == "bridged")
+        .values(contact_channel_id=new_leg).returning(*_RETURNED)).first()
+    if returned is None:
+        db.session.rollback()
+        return False
+    _event("call.contact_left", call_id, returned, leg=old_leg, now_with=new_leg)
+    db.session.commit()
+    _logged(call_id, "contact_left", leg=old_leg)
+    return True
+
+
+def third_party_agent(call_id, leg_id):
+    """The agent a third-party leg rang (from its request event), or None."""
+    for (data,) in db.session.execute(
+            select(_events.c.data).where(_events.c.call_id == call_id,
+                                         _events.c.type == "call.third_party_requested")):
+        if (data or {}).get("leg") == leg_id:
+            return data.get("target_agent_id")
+    return None

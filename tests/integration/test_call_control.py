@@ -474,6 +474,70 @@ def test_consulted_agent_does_not_answer(agents, world, lab, phones, server):
     assert_nothing_left(lab)
 
 
+# -- three-way (§2 3way) ----------------------------------------------------------------------
+
+def test_three_way_then_the_agent_leaves(agents, world, lab, phones, server):
+    ana, bob = agents["ana"], agents["bob"]
+    ana.register(phones["answer"])
+    bob.register(phones["answer"])
+    call, _ = bridged_call(ana, world, lab, "5551030")
+    cid = call["id"]
+    contact, agent_leg = f"oml-{cid}-contact", f"oml-{cid}-agent"
+    status, body = command(server, ana, "/api/v1/transfer/3way/",
+                           {"call_id": cid, "endpoint": bob.ext})
+    expected = queued(body, endpoint=bob.ext)
+    del expected["message"]  # OMniLeads' 3way answers without it
+    assert (status, body) == (202, expected)
+    record = wait_event(ana, cid, "call.third_party_joined")
+    [third] = [l["channel"] for l in record["legs"] if l["role"] == "third_party"]
+    assert bridge_channels(lab, f"oml-{cid}") == {contact, agent_leg, third}
+    lab.ari.hangup(agent_leg)  # the agent leaves: caller and bob go on
+    record = wait_event(ana, cid, "call.agent_left")
+    assert record["state"] == "bridged" and record["current_agent"] == bob.agent_id
+    wait_until(lambda: bridge_channels(lab, f"oml-{cid}") == {contact, third}, 3, "two left")
+    assert agent_session_row(server.env["DATABASE_URL"], ana.agent_id)["on_call"] == 0
+    assert bob.hangup() == {"status": "OK"}
+    bob.wait_call(cid, ("ended",), 5)
+    assert_nothing_left(lab)
+
+
+def test_three_way_the_caller_and_then_the_third_party_leave(agents, world, lab, phones, server):
+    ana = agents["ana"]
+    ana.register(phones["answer"])
+    call, _ = bridged_call(ana, world, lab, "5551031")
+    cid = call["id"]
+    contact, agent_leg = f"oml-{cid}-contact", f"oml-{cid}-agent"
+    assert command(server, ana, "/api/v1/transfer/3way/",
+                   {"call_id": cid, "endpoint": "5553000"})[0] == 202
+    record = wait_event(ana, cid, "call.third_party_joined")
+    [third] = [l["channel"] for l in record["legs"] if l["role"] == "third_party"]
+    lab.ari.hangup(contact)  # the caller leaves: agent and third party go on
+    record = wait_event(ana, cid, "call.contact_left")
+    assert record["state"] == "bridged"
+    wait_until(lambda: bridge_channels(lab, f"oml-{cid}") == {agent_leg, third}, 3, "two left")
+    lab.ari.hangup(third)  # the last two: the call ends
+    ended = ana.wait_call(cid, ("ended",), 5)
+    assert ended["reason"] == "contact_hangup"
+    assert_nothing_left(lab)
+
+
+def test_three_way_the_third_party_leaves(agents, world, lab, phones, server):
+    ana = agents["ana"]
+    ana.register(phones["answer"])
+    call, _ = bridged_call(ana, world, lab, "5551032")
+    cid = call["id"]
+    assert command(server, ana, "/api/v1/transfer/3way/",
+                   {"call_id": cid, "endpoint": "5553001"})[0] == 202
+    record = wait_event(ana, cid, "call.third_party_joined")
+    [third] = [l["channel"] for l in record["legs"] if l["role"] == "third_party"]
+    lab.ari.hangup(third)
+    wait_event(ana, cid, "call.third_party_left")
+    assert bridge_channels(lab, f"oml-{cid}") == {f"oml-{cid}-contact", f"oml-{cid}-agent"}
+    assert ana.hangup() == {"status": "OK"}
+    ana.wait_call(cid, ("ended",), 5)
+    assert_nothing_left(lab)
+
+
 # -- the voicebot hand-off --------------------------------------------------------------------
 
 def _disposition_option_and_contact(server, campaign_id):
