@@ -103,7 +103,7 @@ class AriBackend:
             if not self.supervisor.connected:
                 return 0
             self.on_command(call.id, {"type": call_commands.COMMAND, "command": command,
-                                      "args": args})
+                                      "params": args})
             return 1
         if not self.engine_ready():
             return 0

@@ -14,9 +14,13 @@ transfer parks the caller there the same way while the target rings (transfer.py
 """
 import logging
 
+from sqlalchemy import select
+
+from oml_server.extensions import db
+from oml_server.models import FINAL_CALL_STATES, AgentProfile
 from oml_server.services import call_control_state as control_state
 
-from . import call_store, ids, reasons
+from . import call_headers, call_store, ids
 from .ari_client import AriError
 from .cleanup import hang_up
 from .flow import Flow, channel_of
@@ -60,14 +64,17 @@ class CallControl(Flow):
             return False
         channel_id = channel_of(event)
         role = ctx.role(channel_id) if channel_id else None
-        if role == "transfer_target":
-            self.transfers.leg_event(ctx, event, channel_id)
-            return True
-        if role == "consult":
-            self.consults.leg_event(ctx, event, channel_id)
-            return True
-        if role == "third_party":
-            self.conferences.leg_event(ctx, event, channel_id)
+        handler = {"transfer_target": self.transfers, "consult": self.consults,
+                   "third_party": self.conferences}.get(role)
+        if handler is not None:
+            if kind == "ChannelHangupRequest":
+                self.note(ctx, event)
+                return True
+            row = ctx.row
+            if row is not None and row.state in FINAL_CALL_STATES:
+                self.is_over(ctx)  # also hangs up a leg that answers too late
+            elif row is not None:
+                handler.leg_event(ctx, event, channel_id, row)
             return True
         if role in ("agent", "contact", "caller") and kind != "ChannelHangupRequest":
             return self.side_event(ctx, kind, channel_id, "agent" if role == "agent" else "contact")
@@ -100,7 +107,7 @@ class CallControl(Flow):
             log.info("call %s: %s ignored, the call is %s", ctx.call_id, name,
                      row.state if row else "unknown")
             return
-        args = event.get("args") or {}
+        args = event.get("params") or {}  # not "args": Stasis arguments (dispatcher)
         try:
             if name == "hold":
                 self.hold(ctx, row)
@@ -162,7 +169,29 @@ class CallControl(Flow):
         control_state.record("call.leg_hangup_requested", ctx.call_id, leg=leg)
         hang_up(self.ari, leg)
 
-    # -- shared with transfer.py ----------------------------------------------------------
+    # -- shared with transfer.py, consult.py, conference.py -------------------------------
+
+    def ring(self, ctx, row, leg, target_agent, number, app_arg):
+        """Originate one more leg of the call into the app, to an agent's phone or an outside
+        number (DIAL_TEMPLATE), with the call's data headers (X-OML-Origin: transfer), ringing
+        for TRANSFER_TIMEOUT. None, or the AriError when it cannot be originated."""
+        if target_agent is not None:
+            extension = db.session.scalar(select(AgentProfile.sip_extension)
+                                          .where(AgentProfile.id == target_agent))
+            endpoint = f"PJSIP/{extension}"
+        else:
+            endpoint = self.settings.get("DIAL_TEMPLATE", "PJSIP/{number}@trunk").format(
+                number=number)
+        try:
+            self.ari.originate(endpoint, appArgs=f"{app_arg},{ctx.call_id}", channelId=leg,
+                               timeout=int(self.settings.get("TRANSFER_TIMEOUT", 20)),
+                               callerId=f'"{row.number}" <{row.number}>',
+                               variables=call_headers.agent_leg_variables(
+                                   row, target_agent, origin="transfer"))
+        except AriError as exc:
+            log.info("call %s: %s unreachable: %s", ctx.call_id, endpoint, exc)
+            return exc
+        return None
 
     def end_call(self, ctx, reason, cause=None, gone=None):
         row = ctx.reload()

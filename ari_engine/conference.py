@@ -14,13 +14,9 @@ caller leg leaves a call that has a live third-party leg.
 import logging
 import uuid
 
-from sqlalchemy import select
-
-from oml_server.extensions import db
-from oml_server.models import FINAL_CALL_STATES, AgentProfile
 from oml_server.services import call_control_state as control_state
 
-from . import call_headers, call_store, ids, reasons
+from . import call_store, ids, reasons
 from .ari_client import AriError
 from .cleanup import hang_up
 
@@ -32,17 +28,9 @@ class Conferences:
         self.control = control
         self.ari = control.ari
         self.engine = control.engine
-        self.timeout = int(control.settings.get("TRANSFER_TIMEOUT", 20))
-        self.dial_template = control.settings.get("DIAL_TEMPLATE", "PJSIP/{number}@trunk")
 
     def add(self, ctx, row, args):
         target_agent = args.get("target_agent_id")
-        if target_agent is not None:
-            extension = db.session.scalar(select(AgentProfile.sip_extension)
-                                          .where(AgentProfile.id == target_agent))
-            endpoint = f"PJSIP/{extension}"
-        else:
-            endpoint = self.dial_template.format(number=args["endpoint"])
         leg = ids.attempt_channel(ctx.call_id, "third_party", uuid.uuid4().hex[:6])
         status = control_state.third_party_added(ctx.call_id, leg, target_agent,
                                                  endpoint=args.get("endpoint"))
@@ -53,28 +41,14 @@ class Conferences:
         if status != "ok":
             return
         ctx.adopt(leg, "third_party")
-        try:
-            self.ari.originate(endpoint, appArgs=f"third_party,{ctx.call_id}", channelId=leg,
-                               timeout=self.timeout, callerId=f'"{row.number}" <{row.number}>',
-                               variables=call_headers.agent_leg_variables(
-                                   row, target_agent, origin="transfer"))
-        except AriError as exc:
-            log.info("call %s: third party %s unreachable: %s", ctx.call_id, endpoint, exc)
-            control_state.third_party_gone(ctx.call_id, leg, target_agent,
-                                           "call.third_party_failed",
-                                           reason=reasons.TARGET_UNREACHABLE)
+        if self.control.ring(ctx, row, leg, target_agent, args.get("endpoint"),
+                             "third_party") is not None:
+            control_state.party_gone(ctx.call_id, "call.third_party_failed", leg, target_agent,
+                                     reason=reasons.TARGET_UNREACHABLE)
 
-    def leg_event(self, ctx, event, leg):
+    def leg_event(self, ctx, event, leg, row):
+        """An event of a third party's leg of a live call (call_control.CallControl.handle)."""
         kind = event["type"]
-        if kind == "ChannelHangupRequest":
-            self.control.note(ctx, event)
-            return
-        row = ctx.row
-        if row is None:
-            return
-        if row.state in FINAL_CALL_STATES:
-            self.control.is_over(ctx)
-            return
         if kind == "StasisStart":
             try:
                 self.ari.bridge_add_channel(ids.bridge(ctx.call_id), leg)
@@ -96,9 +70,9 @@ class Conferences:
                                   gone=leg if kind == "ChannelDestroyed" else None)
         elif leg in {a for a, _r, _res in call_store.legs_of(ctx.call_id)}:
             answered = kind == "StasisEnd"
-            control_state.third_party_gone(
-                ctx.call_id, leg, control_state.third_party_agent(ctx.call_id, leg),
-                "call.third_party_left" if answered else "call.third_party_failed",
+            control_state.party_gone(
+                ctx.call_id, "call.third_party_left" if answered else "call.third_party_failed",
+                leg, control_state.third_party_agent(ctx.call_id, leg),
                 reason=None if answered else reasons.for_target_gone(cause), hangup_cause=cause)
 
     def survivor(self, ctx, row, leaving):

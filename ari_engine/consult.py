@@ -17,13 +17,9 @@ Whether a consultation is under way, and in which step, is read from the call's 
 import logging
 import uuid
 
-from sqlalchemy import select
-
-from oml_server.extensions import db
-from oml_server.models import FINAL_CALL_STATES, AgentProfile
 from oml_server.services import call_control_state as control_state
 
-from . import call_headers, call_store, ids, reasons
+from . import call_store, ids, reasons
 from .ari_client import AriError
 from .cleanup import destroy_bridge, hang_up
 
@@ -39,8 +35,6 @@ class Consults:
         self.control = control
         self.ari = control.ari
         self.engine = control.engine
-        self.timeout = int(control.settings.get("TRANSFER_TIMEOUT", 20))
-        self.dial_template = control.settings.get("DIAL_TEMPLATE", "PJSIP/{number}@trunk")
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -48,12 +42,6 @@ class Consults:
         if control_state.consult_state(ctx.call_id)[0] is not None:
             return  # one at a time (the REST layer refuses a second one already)
         target_agent = args.get("target_agent_id")
-        if target_agent is not None:
-            extension = db.session.scalar(select(AgentProfile.sip_extension)
-                                          .where(AgentProfile.id == target_agent))
-            endpoint = f"PJSIP/{extension}"
-        else:
-            endpoint = self.dial_template.format(number=args["endpoint"])
         leg = ids.attempt_channel(ctx.call_id, "consult", uuid.uuid4().hex[:6])
         status = control_state.consult_begin(ctx.call_id, leg, target_agent,
                                              endpoint=args.get("endpoint"))
@@ -67,13 +55,8 @@ class Consults:
         self.control.transfers.park(ctx, row.contact_channel_id)
         if target_agent is not None:
             self.engine.presence.mirror(target_agent)
-        try:
-            self.ari.originate(endpoint, appArgs=f"consult,{ctx.call_id}", channelId=leg,
-                               timeout=self.timeout, callerId=f'"{row.number}" <{row.number}>',
-                               variables=call_headers.agent_leg_variables(
-                                   row, target_agent, origin="transfer"))
-        except AriError as exc:
-            log.info("call %s: consult target %s unreachable: %s", ctx.call_id, endpoint, exc)
+        if self.control.ring(ctx, row, leg, target_agent, args.get("endpoint"),
+                             "consult") is not None:
             self.over(ctx, row, leg, target_agent, "call.consult_failed",
                       reason=reasons.TARGET_UNREACHABLE)
 
@@ -93,19 +76,11 @@ class Consults:
 
     # -- the consult leg ----------------------------------------------------------------------
 
-    def leg_event(self, ctx, event, leg):
+    def leg_event(self, ctx, event, leg, row):
+        """An event of a consult leg of a live call (call_control.CallControl.handle)."""
         kind = event["type"]
-        if kind == "ChannelHangupRequest":
-            self.control.note(ctx, event)
-            return
-        row = ctx.row
-        if row is None:
-            return
-        if row.state in FINAL_CALL_STATES:
-            self.control.is_over(ctx)
-            return
         if row.agent_channel_id == leg:  # the target took the call: it is the call's agent leg
-            self.control.transfers.leg_event(ctx, event, leg)
+            self.control.transfers.leg_event(ctx, event, leg, row)
             return
         state, started = control_state.consult_state(ctx.call_id)
         ours = state is not None and started.get("leg") == leg
@@ -162,7 +137,7 @@ class Consults:
 
     def over(self, ctx, row, leg, target_agent, type_, **data):
         """No transfer after all: the agent is back with the caller, the music stops."""
-        control_state.consult_over(ctx.call_id, type_, leg, target_agent, **data)
+        control_state.party_gone(ctx.call_id, type_, leg, target_agent, **data)
         if target_agent is not None:
             self.engine.presence.mirror(target_agent)
         for channel, bridge_id in ((row.agent_channel_id, ids.bridge(ctx.call_id)),

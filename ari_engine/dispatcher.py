@@ -124,7 +124,7 @@ class Dispatcher:
         except ValueError:
             args = {}
         self.enqueue(body["call_id"], {"type": COMMAND, "command": body.get("command"),
-                                       "args": args})
+                                       "params": args})
 
     def _resolve(self, channel_id, event):
         held = self.resolving.get(channel_id)

@@ -20,13 +20,10 @@ import time
 import uuid
 
 import gevent
-from sqlalchemy import select
 
-from oml_server.extensions import db
-from oml_server.models import FINAL_CALL_STATES, AgentProfile
 from oml_server.services import call_control_state as control_state
 
-from . import call_headers, ids, reasons
+from . import ids, reasons
 from .ari_client import AriError
 from .cleanup import hang_up
 
@@ -41,9 +38,7 @@ class Transfers:
         self.ari = control.ari
         self.engine = control.engine
         settings = control.settings
-        self.timeout = int(settings.get("TRANSFER_TIMEOUT", 20))
         self.wait_seconds = settings.get("INBOUND_WAIT_SECONDS", 30)
-        self.dial_template = settings.get("DIAL_TEMPLATE", "PJSIP/{number}@trunk")
 
     # -- the command --------------------------------------------------------------------------
 
@@ -56,10 +51,14 @@ class Transfers:
             return
         plan.update(target_agent_id=args.get("target_agent_id"), endpoint=args.get("endpoint"))
         status = self.ring(ctx, row, plan)
-        if status == "busy":  # nothing changed: the caller is still with its agent
-            control_state.record("call.transfer_failed", ctx.call_id,
-                                 target_agent_id=plan["target_agent_id"],
-                                 reason=reasons.TARGET_BUSY)
+        if status != "busy":
+            return
+        # Nothing changed: the caller is still with its agent.
+        control_state.record("call.transfer_failed", ctx.call_id,
+                             target_agent_id=plan["target_agent_id"], reason=reasons.TARGET_BUSY)
+        if plan["target_campaign_id"] is not None:  # blind-campaign-agent: the campaign's next
+            self.to_campaign(ctx, ctx.reload(), dict(plan, mode="campaign",
+                                                     tried=[plan["target_agent_id"]]))
 
     # -- ringing one target -------------------------------------------------------------------
 
@@ -67,12 +66,6 @@ class Transfers:
         """Hand the call to one target: "ok", "busy" (target agent on another call: nothing
         changed) or "gone" (the call is no longer bridged)."""
         target_agent = plan.get("target_agent_id")
-        if target_agent is not None:
-            extension = db.session.scalar(select(AgentProfile.sip_extension)
-                                          .where(AgentProfile.id == target_agent))
-            endpoint = f"PJSIP/{extension}"
-        else:
-            endpoint = self.dial_template.format(number=plan["endpoint"])
         leg = ids.attempt_channel(ctx.call_id, "transfer_target", uuid.uuid4().hex[:6])
         old_leg, old_agent = row.agent_channel_id, row.agent_id
         status = control_state.hand_over(ctx.call_id, leg, target_agent, old_agent, old_leg, plan)
@@ -85,15 +78,8 @@ class Transfers:
             hang_up(self.ari, old_leg)
         for agent_id in {old_agent, target_agent} - {None}:
             self.engine.presence.mirror(agent_id)
-        row = ctx.reload()
-        try:
-            self.ari.originate(endpoint, appArgs=f"transfer_target,{ctx.call_id}",
-                               channelId=leg, timeout=self.timeout,
-                               callerId=f'"{row.number}" <{row.number}>',
-                               variables=call_headers.agent_leg_variables(
-                                   row, target_agent, origin="transfer"))
-        except AriError as exc:
-            log.info("call %s: transfer target %s unreachable: %s", ctx.call_id, endpoint, exc)
+        if self.control.ring(ctx, ctx.reload(), leg, target_agent, plan.get("endpoint"),
+                             "transfer_target") is not None:
             self.target_failed(ctx, leg, reasons.TARGET_UNREACHABLE)
         return "ok"
 
@@ -105,17 +91,9 @@ class Transfers:
 
     # -- the target's leg ---------------------------------------------------------------------
 
-    def leg_event(self, ctx, event, leg):
+    def leg_event(self, ctx, event, leg, row):
+        """An event of a target's leg of a live call (call_control.CallControl.handle)."""
         kind = event["type"]
-        if kind == "ChannelHangupRequest":
-            self.control.note(ctx, event)
-            return
-        row = ctx.row
-        if row is None:
-            return
-        if row.state in FINAL_CALL_STATES:
-            self.control.is_over(ctx)  # also hangs up a target that answers too late
-            return
         current = row.agent_channel_id == leg
         if kind == "StasisStart":
             if current:

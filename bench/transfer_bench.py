@@ -90,6 +90,10 @@ def run_engine(ctx, level):
     gevent.joinall([gevent.spawn(place, i, a) for i, a in enumerate(callers)])
     barrier.wait(60)
     barrier.stop()
+    for i, call_id in ids.items():  # both legs are in the bridge; the row follows at once
+        if (callers[i]._wait(call_id, ("bridged", "ended", "failed"), 10) or {}).get(
+                "state") != "bridged":
+            failures.append(f"{call_id}: not bridged")
     hold_ms, transfer_ms = [], []
 
     def hold(i):

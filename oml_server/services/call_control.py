@@ -69,6 +69,14 @@ def _connected(call):
         raise error(400, M.CALL_NOT_CONNECTED)
 
 
+def acting_on(user, data):
+    """The bridged call `call_id` (or `callid`) names, when `user` may act on it."""
+    call = live_call(_text(data, "call_id", "callid"))
+    check_may_act(user, call)
+    _connected(call)
+    return call
+
+
 def queued(call, subscribers, message=True, **extra):
     """OMniLeads' 202 body for a command it took (contract-calls §0)."""
     body = {"status": "queued"}
@@ -96,9 +104,7 @@ def _target_agent(raw, call):
 
 def blind_agent(user, data):
     _require(data, "call_id", "target_agent_id")
-    call = live_call(_text(data, "call_id", "callid"))
-    check_may_act(user, call)
-    _connected(call)
+    call = acting_on(user, data)
     agent = _target_agent(_text(data, "target_agent_id"), call)
     return queued(call, _send(call, "transfer", mode="agent", target_agent_id=agent.id,
                               by_user_id=user.id), target_agent_id=agent.id)
@@ -107,9 +113,7 @@ def blind_agent(user, data):
 def blind_endpoint(user, data):
     """An agent's extension (then as blind-agent) or an outside number; never a dial string."""
     _require(data, "call_id", "endpoint")
-    call = live_call(_text(data, "call_id", "callid"))
-    check_may_act(user, call)
-    _connected(call)
+    call = acting_on(user, data)
     endpoint = _text(data, "endpoint")
     args = _endpoint_target(endpoint, call)
     return queued(call, _send(call, "transfer", by_user_id=user.id, **args), endpoint=endpoint)
@@ -129,9 +133,7 @@ def _endpoint_target(endpoint, call):
 
 def blind_campaign(user, data):
     _require(data, "call_id", "target_campaign_id")
-    call = live_call(_text(data, "call_id", "callid"))
-    check_may_act(user, call)
-    _connected(call)
+    call = acting_on(user, data)
     campaign = lookup.campaign_by_id(lookup.parse_id(_text(data, "target_campaign_id")))
     if campaign is None:
         raise error(404, M.CAMPAIGN_NOT_FOUND)
@@ -148,9 +150,7 @@ def blind_campaign_agent(user, data):
     raw_campaign = _text(data, "campaign_id")
     if not raw_campaign:
         raise error(400, "campaign_id es requerido.")
-    call = live_call(_text(data, "call_id", "callid"))
-    check_may_act(user, call)
-    _connected(call)
+    call = acting_on(user, data)
     campaign = lookup.campaign_by_id(lookup.parse_id(raw_campaign))
     if campaign is None:
         raise error(404, M.CAMPAIGN_NOT_FOUND)
@@ -213,10 +213,7 @@ def hangup_leg(user, data):
 def _consult_call(user, data):
     if not _text(data, "call_id", "callid"):
         raise error(400, M.MISSING_PARAMETER % "call_id")
-    call = live_call(_text(data, "call_id", "callid"))
-    check_may_act(user, call)
-    _connected(call)
-    return call
+    return acting_on(user, data)
 
 
 def consult_start(user, data):
@@ -260,9 +257,7 @@ def three_way(user, data):
     """Adds `endpoint` (an agent's extension or a number) to the call [better: OMniLeads
     accepts it and does nothing]."""
     _require(data, "call_id", "endpoint")
-    call = live_call(_text(data, "call_id", "callid"))
-    check_may_act(user, call)
-    _connected(call)
+    call = acting_on(user, data)
     endpoint = _text(data, "endpoint")
     args = _endpoint_target(endpoint, call)
     args.pop("mode")

@@ -209,9 +209,9 @@ def consult_state(call_id):
     return None, {}
 
 
-def consult_over(call_id, type_, leg_id, target_agent, **data):
-    """The consultation ended without a transfer (cancelled, or the target did not answer or
-    hung up): its leg is gone, the target agent is free."""
+def party_gone(call_id, type_, leg_id, target_agent, **data):
+    """A consulted or third party's leg went (cancelled, not answered, hung up): the leg is
+    gone, its agent (if one was rung) free, with `type_`."""
     end_read()
     _mark_leg(leg_id, "gone", data.get("hangup_cause"))
     if target_agent is not None:
@@ -268,18 +268,6 @@ def third_party_added(call_id, leg_id, target_agent, **data):
            target_agent_id=target_agent, **data)
     db.session.commit()
     return "ok"
-
-
-def third_party_gone(call_id, leg_id, target_agent, type_, **data):
-    """The third party left (or never answered): its leg is gone, its agent free."""
-    end_read()
-    _mark_leg(leg_id, "gone", data.get("hangup_cause"))
-    if target_agent is not None:
-        _set_on_call(target_agent, False)
-    returned = db.session.execute(select(*_RETURNED).where(_calls.c.id == call_id)).first()
-    _event(type_, call_id, returned, leg=leg_id, target_agent_id=target_agent, **data)
-    db.session.commit()
-    _logged(call_id, type_.split(".", 1)[1], leg=leg_id)
 
 
 def contact_replaced(call_id, old_leg, new_leg):

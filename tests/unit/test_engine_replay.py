@@ -16,6 +16,7 @@ from sqlalchemy import select
 from ari_engine import call_store, ids, reasons, sweep
 from ari_engine.ari_client import AriNotFound
 from ari_engine.backend import AriBackend
+from ari_engine.call_control import CallControl
 from ari_engine.click_to_call import ClickToCall
 from ari_engine.dispatcher import Dispatcher
 from ari_engine.inbound import Inbound
@@ -45,7 +46,8 @@ class FakeAri:
 
     def __getattr__(self, name):
         if name in ("bridge_create", "bridge_add_channel", "hangup", "bridge_destroy",
-                    "originate", "answer", "ring", "ring_stop", "request", "device_state_put"):
+                    "originate", "answer", "ring", "ring_stop", "request", "device_state_put",
+                    "bridge_start_moh"):
             return lambda *a, **k: self._do(name, *a, **k)
         raise AttributeError(name)
 
@@ -74,7 +76,9 @@ class Harness:
         self.settings = app.config
         self.presence = Presence(self.ari)
         self.flows = {f.kind: f for f in (ClickToCall(self), Inbound(self), Outbound(self))}
-        self.dispatcher = Dispatcher(app, self.flows, self.presence, idle_seconds=idle_seconds)
+        self.control = CallControl(self)
+        self.dispatcher = Dispatcher(app, self.flows, self.presence, idle_seconds=idle_seconds,
+                                     control=self.control)
         self.backend = AriBackend(self.ari, app.config)
         self.backend.on_teardown = self.dispatcher.torn_down_elsewhere
         self.ids = {}  # placeholder / recorded id -> the id of this run
