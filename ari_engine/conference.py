@@ -32,8 +32,9 @@ class Conferences:
     def add(self, ctx, row, args):
         target_agent = args.get("target_agent_id")
         leg = ids.attempt_channel(ctx.call_id, "third_party", uuid.uuid4().hex[:6])
-        status = control_state.third_party_added(ctx.call_id, leg, target_agent,
-                                                 endpoint=args.get("endpoint"))
+        status = control_state.party_added(ctx.call_id, leg, "third_party",
+                                           "call.third_party_requested", target_agent,
+                                           endpoint=args.get("endpoint"))
         if status == "busy":
             control_state.record("call.third_party_failed", ctx.call_id,
                                  target_agent_id=target_agent, reason=reasons.TARGET_BUSY)

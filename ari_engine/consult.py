@@ -43,8 +43,8 @@ class Consults:
             return  # one at a time (the REST layer refuses a second one already)
         target_agent = args.get("target_agent_id")
         leg = ids.attempt_channel(ctx.call_id, "consult", uuid.uuid4().hex[:6])
-        status = control_state.consult_begin(ctx.call_id, leg, target_agent,
-                                             endpoint=args.get("endpoint"))
+        status = control_state.party_added(ctx.call_id, leg, "consult", "call.consult_started",
+                                           target_agent, endpoint=args.get("endpoint"))
         if status == "busy":
             control_state.record("call.consult_failed", ctx.call_id, reason=reasons.TARGET_BUSY,
                                  target_agent_id=target_agent)

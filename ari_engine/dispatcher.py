@@ -188,6 +188,12 @@ class Dispatcher:
             self.contexts.pop(call_id, None)
             for channel_id in [c for c, owner in self.known.items() if owner == call_id]:
                 del self.known[channel_id]
+            if not queue.empty():
+                # An event put while this worker's idle wait was timing out (gevent hands the
+                # item over after the getter's timeout fired): a fresh worker takes it, rather
+                # than it being lost with this queue (seen with commands to quiet calls).
+                self.workers[call_id] = queue
+                gevent.spawn(self._work, call_id, queue)
 
     def _handle(self, ctx, event):
         if ctx.final and ctx.torn_down:

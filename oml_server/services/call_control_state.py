@@ -170,10 +170,11 @@ def _claim_session(agent_id):
         .values(on_call=True, ringing=False, mirrored_state=None)).rowcount == 1
 
 
-def consult_begin(call_id, leg_id, target_agent, **data):
-    """The agent starts a consultation: the target agent (if any) is on a call from now (it is
-    rung), the consult leg is recorded, `call.consult_started` — one transaction. "ok", "busy"
-    or "gone" (the call is not bridged)."""
+def party_added(call_id, leg_id, role, type_, target_agent, **data):
+    """A consulted party (role `consult`, `call.consult_started`) or a third party (role
+    `third_party`, `call.third_party_requested`) is about to be rung: the target agent (if
+    any) is on a call from now, the leg is recorded, with the event — one transaction. "ok",
+    "busy" (the target agent is on another call) or "gone" (the call is not bridged)."""
     end_read()
     if target_agent is not None and not _claim_session(target_agent):
         db.session.rollback()
@@ -183,11 +184,10 @@ def consult_begin(call_id, leg_id, target_agent, **data):
     if returned is None:
         db.session.rollback()
         return "gone"
-    _add_legs(call_id, [(leg_id, "consult")])
-    _event("call.consult_started", call_id, returned, leg=leg_id, target_agent_id=target_agent,
-           **data)
+    _add_legs(call_id, [(leg_id, role)])
+    _event(type_, call_id, returned, leg=leg_id, target_agent_id=target_agent, **data)
     db.session.commit()
-    _logged(call_id, "consult_started", leg=leg_id, target=target_agent)
+    _logged(call_id, type_.split(".", 1)[1], leg=leg_id, target=target_agent)
     return "ok"
 
 
@@ -250,25 +250,6 @@ def take_over(call_id, leg_id, target_agent, from_agent, old_leg, type_, **data)
 
 
 # -- three-way calls --------------------------------------------------------------------------
-
-def third_party_added(call_id, leg_id, target_agent, **data):
-    """A third party is rung into the call (an agent's extension is on a call from now):
-    "ok", "busy" or "gone"."""
-    end_read()
-    if target_agent is not None and not _claim_session(target_agent):
-        db.session.rollback()
-        return "busy"
-    returned = db.session.execute(select(*_RETURNED).where(
-        _calls.c.id == call_id, _calls.c.state == "bridged")).first()
-    if returned is None:
-        db.session.rollback()
-        return "gone"
-    _add_legs(call_id, [(leg_id, "third_party")])
-    _event("call.third_party_requested", call_id, returned, leg=leg_id,
-           target_agent_id=target_agent, **data)
-    db.session.commit()
-    return "ok"
-
 
 def contact_replaced(call_id, old_leg, new_leg):
     """The caller left a three-way call: the third party is the call's other side now."""
