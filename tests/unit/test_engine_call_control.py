@@ -96,3 +96,59 @@ def test_target_not_answering_goes_back_to_the_transferring_agent(engine, make):
     call = fresh(call_id)
     assert (call.state, call.active_agent_id) == ("bridged", ana.id)
     assert db.session.get(AgentSession, bob.id).on_call is False
+
+
+# -- recorded from the lab (tests/recordings/make_recordings.py) ------------------------------
+
+def replay_transfer(engine, make, recording):
+    """A recorded click-to-call transferred to bob (extension 1002) and finally hung up by
+    bob's hangupCall; the recording's command line gets this run's target."""
+    ana, bob = online(make, "1001"), online(make, "1002")
+    call_id = rest_click_to_call(engine, ana)
+    state = {"transferred": False, "hung": False}
+
+    def before(event):
+        if event["type"] == "OmlCommand":
+            engine.dispatcher.enqueue(call_id, {"type": "OmlCommand", "command": "transfer",
+                                                "params": {"mode": "agent",
+                                                           "target_agent_id": bob.id}})
+            engine.settle()
+            state["transferred"] = True
+        elif (state["transferred"] and not state["hung"]
+              and event["type"] == "ChannelHangupRequest"
+              and event["channel"]["id"].endswith("-contact")):
+            state["hung"] = True  # the recording's end: the new agent's hangupCall
+            engine.backend.hangup_call(fresh(call_id))
+    engine.replay(recording, call_id, before=before)
+    return ana, bob, call_id
+
+
+def targets(engine):
+    return [r[1][0] for r in engine.ari.requests
+            if r[0] == "originate" and "transfer_target" in r[2]["appArgs"]]
+
+
+def test_recorded_blind_transfer(engine, make):
+    ana, bob, call_id = replay_transfer(engine, make,
+                                        "click_to_call-transferred-hangup_requested")
+    call = fresh(call_id)
+    assert (call.state, call.reason, call.agent_id) == ("ended", "hangup_requested", bob.id)
+    types = event_types(call_id)
+    assert types.index("call.transfer_requested") < types.index("call.transferred")
+    assert targets(engine) == ["PJSIP/1002"]
+    assert live_legs(call_id) == []
+    for agent in (ana, bob):
+        assert db.session.get(AgentSession, agent.id).on_call is False
+
+
+def test_recorded_transfer_not_answered_goes_back(engine, make):
+    ana, bob, call_id = replay_transfer(
+        engine, make, "click_to_call-transfer_failed-transferred-hangup_requested")
+    call = fresh(call_id)
+    # back with ana, who then hung up (the recording's hangupCall)
+    assert (call.state, call.reason, call.agent_id) == ("ended", "hangup_requested", ana.id)
+    assert targets(engine) == ["PJSIP/1002", "PJSIP/1001"]
+    types = event_types(call_id)
+    assert types.count("call.transfer_requested") == 2
+    assert "call.transfer_failed" in types and types[-2] == "call.transferred"
+    assert live_legs(call_id) == []

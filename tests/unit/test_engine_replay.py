@@ -122,12 +122,14 @@ class Harness:
 
     def _substitute(self, line):
         if "CALLID" in self.ids:
-            # An inbound call's agent legs carry a random attempt suffix: map the recorded
-            # one to the one this run originated.
-            for recorded in set(re.findall(r"oml-CALLID-agent-[0-9a-f]{6}", line)):
+            # An inbound call's agent legs and a transfer's target legs carry a random attempt
+            # suffix: map each recorded one to the one this run originated, in order.
+            for recorded in sorted(set(re.findall(
+                    r"oml-CALLID-(?:agent|transfer_target)-[0-9a-f]{6}", line))):
                 if recorded not in self.ids:
-                    ours = [c for c in self.ari.originated() if c and "-agent-" in c]
-                    self.ids[recorded] = ours[len([k for k in self.ids if "-agent-" in k])]
+                    role = "-agent-" if "-agent-" in recorded else "-transfer_target-"
+                    ours = [c for c in self.ari.originated() if c and role in c]
+                    self.ids[recorded] = ours[len([k for k in self.ids if role in k])]
         for key in sorted(self.ids, key=len, reverse=True):
             line = line.replace(key, self.ids[key])
         return line
