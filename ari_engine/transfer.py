@@ -76,10 +76,13 @@ class Transfers:
         self.park(ctx, row.contact_channel_id)
         if old_leg:
             hang_up(self.ari, old_leg)
+        unreachable = self.control.ring(ctx, ctx.reload(), leg, target_agent,
+                                        plan.get("endpoint"), "transfer_target") is not None
+        # Device states after the target rings: two ARI and database round trips each, which
+        # the caller need not wait for.
         for agent_id in {old_agent, target_agent} - {None}:
             self.engine.presence.mirror(agent_id)
-        if self.control.ring(ctx, ctx.reload(), leg, target_agent, plan.get("endpoint"),
-                             "transfer_target") is not None:
+        if unreachable:
             self.target_failed(ctx, leg, reasons.TARGET_UNREACHABLE)
         return "ok"
 

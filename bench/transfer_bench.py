@@ -228,6 +228,8 @@ def main():
     ap.add_argument("--levels", default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--database", choices=("auto", "postgresql", "sqlite"), default="auto")
+    ap.add_argument("--profile", default=None, metavar="FILE",
+                    help="py-spy the server during the whole run (collapsed stacks to FILE)")
     ap.add_argument("--out", default=cb.RESULTS)
     args = ap.parse_args()
     levels = [int(x) for x in (args.levels or ("1,5" if args.quick else "1,50")).split(",")]
@@ -268,6 +270,14 @@ def main():
                "bare_dispatcher": dispatcher}
         run_engine(ctx, 1)  # warm-up, not measured
         run_bare(ctx, 1)
+        if args.profile:
+            import subprocess
+            profiler = subprocess.Popen(
+                [os.path.join(cb.REPO, ".venv", "bin", "py-spy"), "record", "--pid",
+                 str(cb.server_pids(server)[-1]), "--format", "raw", "--rate", "200",
+                 "--nonblocking", "-o", args.profile],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            gevent.sleep(1)
         runs = {}
         for level in levels:
             for r in range(repeats):
@@ -278,6 +288,9 @@ def main():
                           f"{res['transfer']['p50_ms']} ms, hold p50 {res['hold']['p50_ms']} ms, "
                           f"{res['failures']} failed {res['failure_samples']}, leftovers "
                           f"{res['leftovers']}", flush=True)
+        if args.profile:
+            profiler.send_signal(2)  # SIGINT: py-spy writes its file
+            profiler.wait(timeout=30)
         table = []
         for level, by in runs.items():
             row = {"level": level}
