@@ -223,6 +223,9 @@ def run_bare(ctx, level):
 
 
 def main():
+    # A SIGTERM (e.g. `timeout`) still runs the cleanup below: no lab, server or SIPp left.
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="levels 1,5, one repeat")
     ap.add_argument("--levels", default=None)

@@ -30,11 +30,14 @@ def phones(lab):
         "reject": SippPeer("agent_decline.xml"),
         "bot": SippPeer("voicebot_uas.xml", extra_args=["-trace_logs"]),
     }
-    for peer in started.values():
-        peer.start()
-    yield started
-    for peer in started.values():
-        peer.stop()
+    try:
+        for peer in started.values():
+            peer.start()
+        yield started
+    finally:  # also when one fails to start: none is left running
+        for peer in started.values():
+            if peer.proc is not None:
+                peer.stop()
 
 
 @pytest.fixture(scope="module")
