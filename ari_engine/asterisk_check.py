@@ -32,6 +32,8 @@ REQUIRED_MODULES = {
     "bridge_softmix.so": "mixing bridges",
     "chan_pjsip.so": "SIP phones and trunks",
     "res_sorcery_memory.so": "agents' SIP accounts pushed through ARI",
+    "res_pjsip_header_funcs.so": "the call's data as SIP headers on the agent's INVITE",
+    "res_musiconhold.so": "music on hold for held callers and callers being transferred",
 }
 
 

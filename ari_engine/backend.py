@@ -3,6 +3,7 @@
 It uses ARI's REST calls only, so it works in every API worker of a split deployment; the
 event-driven rest of each call happens in the one engine process.
 """
+import json
 import logging
 
 import gevent
@@ -14,7 +15,8 @@ from oml_server.models import AgentProfile, SupervisorProfile
 from oml_server.services import engine_status
 from oml_server.services.telephony import CallNotPlaced
 
-from . import call_store, ids, reasons, supervision
+from . import call_control as call_commands
+from . import call_headers, call_store, ids, reasons, supervision
 from .ari_client import AriError, AriUnavailable
 from .flow import teardown_legs
 from .presence import Presence
@@ -34,6 +36,8 @@ class AriBackend:
         self.supervisor = supervisor  # set in the engine process; None in API-only workers
         # Engine process: told which call hangupCall tears down (Dispatcher.torn_down_elsewhere).
         self.on_teardown = None
+        # Engine process: how a command reaches its call's worker (Dispatcher.enqueue).
+        self.on_command = None
         self.presence = Presence(ari)
         self.sip = SipAccounts(ari, settings)
 
@@ -66,7 +70,8 @@ class AriBackend:
             # extra request was ~5% of the server's CPU per call.
             self.ari.originate(f"PJSIP/{extension}", appArgs=f"click_to_call,{call.id}",
                                channelId=channel_id, callerId=f'"{call.number}" <{call.number}>',
-                               timeout=self.settings["AGENT_ANSWER_TIMEOUT"])
+                               timeout=self.settings["AGENT_ANSWER_TIMEOUT"],
+                               variables=call_headers.agent_leg_variables(call, call.agent_id))
         except AriError as exc:
             log.warning("call %s: originate failed: %s", call.id, exc)
             raise CallNotPlaced(originate_error(exc))  # the caller ends the row with it
@@ -85,6 +90,31 @@ class AriBackend:
             if self.on_teardown is not None:
                 self.on_teardown(call.id)
             teardown_legs(self.ari, ended.legs)
+
+    def call_command(self, call, command, args):
+        """Hand a command (hold, transfer…) to the engine that runs `call`: 1 when it took it,
+        0 when no engine of the call's node is connected (nothing happens then). In the engine's
+        process straight to the call's worker; from an API-only worker as an ARI user event,
+        which Asterisk delivers on the engine's websocket (404 when no engine listens)."""
+        if call.node != self.node:
+            return 0  # this deployment drives one node: another node's engine is not ours
+        if self.on_command is not None:
+            if not self.supervisor.connected:
+                return 0
+            self.on_command(call.id, {"type": call_commands.COMMAND, "command": command,
+                                      "params": args})
+            return 1
+        if not self.engine_ready():
+            return 0
+        try:
+            self.ari.request("POST", f"/events/user/{call_commands.USER_EVENT}",
+                             {"application": self.settings["ARI_APP"]},
+                             json_body={"variables": {"call_id": call.id, "command": command,
+                                                      "args": json.dumps(args)}})
+        except AriError as exc:
+            log.warning("call %s: command %s not delivered: %s", call.id, command, exc)
+            return 0
+        return 1
 
     def presence_changed(self, agent_id):
         return self._mirror(agent_id)

@@ -55,11 +55,14 @@ _ASTERISK_NAMED = re.compile(r"\d+\.\d+$")
 
 
 class Dispatcher:
-    def __init__(self, app, flows, presence, idle_seconds=600):
+    def __init__(self, app, flows, presence, idle_seconds=600, control=None):
         """`flows`: call kind -> flow. A flow with `starts` (a Stasis argument kind such as
-        "inbound") and `start(ctx, event)` also begins calls the dialplan hands over."""
+        "inbound") and `start(ctx, event)` also begins calls the dialplan hands over.
+        `control` (call_control.CallControl) sees every call event before the call's flow:
+        commands and the legs of transfers are its own."""
         self.app = app
         self.flows = flows
+        self.control = control
         self.starters = {f.starts: f for f in flows.values() if getattr(f, "starts", None)}
         # Flows that own some roles of any call (supervision: supervisor and snoop legs).
         self.side_flows = {role: f for f in flows.values() for role in getattr(f, "roles", ())}
@@ -93,6 +96,9 @@ class Dispatcher:
             if self.on_recording is not None:
                 gevent.spawn(self._recording_done, event)
             return
+        if kind == "ChannelUserevent":
+            self._command(event)
+            return
         unresolved = None
         for key in _RESOURCE_KEYS:
             resource_id = (event.get(key) or {}).get("id")
@@ -122,6 +128,20 @@ class Dispatcher:
         self.known[event["channel"]["id"]] = call_id
         self.enqueue(call_id, dict(event, oml_start=flow.kind))
         return True
+
+    def _command(self, event):
+        """A command an API-only worker sent through Asterisk (call_control.USER_EVENT)."""
+        from .call_control import COMMAND, USER_EVENT
+        body = event.get("userevent") or {}
+        if event.get("eventname") != USER_EVENT or not body.get("call_id"):
+            return
+        import json
+        try:
+            args = json.loads(body.get("args") or "{}")
+        except ValueError:
+            args = {}
+        self.enqueue(body["call_id"], {"type": COMMAND, "command": body.get("command"),
+                                       "params": args})
 
     def _resolve(self, channel_id, event):
         held = self.resolving.get(channel_id)
@@ -198,6 +218,12 @@ class Dispatcher:
             self.contexts.pop(call_id, None)
             for channel_id in [c for c, owner in self.known.items() if owner == call_id]:
                 del self.known[channel_id]
+            if not queue.empty():
+                # An event put while this worker's idle wait was timing out (gevent hands the
+                # item over after the getter's timeout fired): a fresh worker takes it, rather
+                # than it being lost with this queue (seen with commands to quiet calls).
+                self.workers[call_id] = queue
+                gevent.spawn(self._work, call_id, queue)
 
     def _handle(self, ctx, event):
         if ctx.final and ctx.torn_down:
@@ -212,6 +238,8 @@ class Dispatcher:
                     if not flow.start(ctx, event):
                         ctx.final = ctx.torn_down = True
                     return
+                if self.control is not None and self.control.handle(ctx, event):
+                    return  # a command, or a transfer's leg (call_control.py)
                 if event["type"] in flow.events:
                     flow.handle(ctx, event)
             except Exception:

@@ -19,12 +19,13 @@ import logging
 import uuid
 
 import gevent
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from oml_server.extensions import db
-from oml_server.models import AgentProfile, AgentSession, campaign_agents
+from oml_server.models import AgentProfile
+from oml_server.services import agent_pick
 
-from . import call_store, ids, reasons, recording, strategy
+from . import call_headers, call_store, ids, reasons, recording
 from .ari_client import AriError
 from .flow import Flow, channel_of
 
@@ -104,7 +105,7 @@ class Inbound(Flow):
             agent_id = call_store.claim_agent(ctx.call_id, fresh, channel_id)
             if agent_id is None:
                 break
-            strategy.remember(row.campaign_id, agent_id)  # rrmemory: the next starts after it
+            agent_pick.remember(row.campaign_id, agent_id)  # rrmemory: the next starts after it
             tried.add(agent_id)
             if self.ring_agent(ctx, agent_id, channel_id):
                 return
@@ -120,36 +121,26 @@ class Inbound(Flow):
 
     def waited_enough(self, row):
         """From the row, not from memory: a worker that restarts keeps the same limit."""
-        created = row.created_at
-        if created.tzinfo is None:
-            from datetime import timezone
-            created = created.replace(tzinfo=timezone.utc)
-        return (call_store.now() - created).total_seconds() >= self.wait_seconds
+        return (call_store.now() - _aware(row.created_at)).total_seconds() >= self.wait_seconds
 
     def available_agents(self, campaign_id):
-        """Member agents online, logged in, not paused, free and whose console (if it ever
-        sent a heartbeat) still beats, in the order of the campaign's strategy."""
-        from oml_server.services.agent_status import heartbeat_deadline
-        query = (select(AgentSession.agent_id, AgentSession.idle_since)
-                 .join(campaign_agents, campaign_agents.c.agent_id == AgentSession.agent_id)
-                 .where(campaign_agents.c.campaign_id == campaign_id,
-                        AgentSession.online.is_(True), AgentSession.logged_in.is_(True),
-                        AgentSession.paused.is_(False), AgentSession.on_call.is_(False),
-                        or_(AgentSession.heartbeat_at.is_(None),
-                            AgentSession.heartbeat_at >= heartbeat_deadline()))
-                 .order_by(AgentSession.idle_since.is_not(None), AgentSession.idle_since))
-        return strategy.order(campaign_id, db.session.execute(query).all())
+        """The campaign's available agents, best first (its strategy: services/agent_pick)."""
+        return agent_pick.available_agents(campaign_id)
 
     def ring_agent(self, ctx, agent_id, channel_id):
         """Originate the claimed agent's leg; False (agent released) when it cannot ring."""
         extension = db.session.scalar(select(AgentProfile.sip_extension)
                                       .where(AgentProfile.id == agent_id))
         self.engine.presence.mirror(agent_id)
-        number = ctx.row.number
+        row = ctx.reload()  # claim_agent just wrote agent_id: the headers name the agent
+        number = row.number
+        waited = (call_store.now() - _aware(row.created_at)).total_seconds()
         try:
             self.ari.originate(f"PJSIP/{extension}", appArgs=f"agent,{ctx.call_id}",
                                channelId=channel_id, timeout=self.agent_timeout,
-                               callerId=f'"{number}" <{number}>')
+                               callerId=f'"{number}" <{number}>',
+                               variables=call_headers.agent_leg_variables(
+                                   row, agent_id, wait_seconds=waited))
         except AriError as exc:
             log.info("call %s: agent %s not reachable: %s", ctx.call_id, agent_id, exc)
             self.release(ctx, channel_id)
@@ -223,3 +214,11 @@ class Inbound(Flow):
             self.ari.request("POST", f"/channels/{caller}/continue")
         except AriError as exc:
             log.info("call %s: caller gone before continue: %s", ctx.call_id, exc)
+
+
+def _aware(moment):
+    """SQLite gives back naive datetimes; they were stored in UTC."""
+    if moment.tzinfo is None:
+        from datetime import timezone
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment

@@ -21,6 +21,13 @@ HANGUP_REQUESTED = "hangup_requested"
 INVALID_NUMBER = "invalid_number"      # an agent dialled something makeCall would refuse
 AGENT_BUSY = "agent_busy"              # an agent already on a call dialled again
 SETUP_LOST = "setup_lost"              # never reached Asterisk (e.g. a failure before originate)
+# A transfer's target did not take the call (issue 9); the call itself goes on.
+TARGET_BUSY = "target_busy"
+TARGET_REJECTED = "target_rejected"
+TARGET_NO_ANSWER = "target_no_answer"
+TARGET_UNREACHABLE = "target_unreachable"
+TARGET_HANGUP = "target_hangup"        # a consulted target hung up before the transfer
+TRANSFER_FAILED = "transfer_failed"    # the call ended: nobody took it after a transfer
 
 BUSY_CAUSES = {17}
 REJECT_CAUSES = {21}
@@ -68,3 +75,14 @@ def for_leg_gone(state, is_agent_leg, cause=None, dialstatus=None, shutdown=Fals
     if cause in NO_ANSWER_CAUSES:
         return "failed", CONTACT_NO_ANSWER
     return "failed", CONTACT_UNREACHABLE
+
+
+def for_target_gone(cause):
+    """Why a transfer target's leg went before it answered."""
+    if cause in BUSY_CAUSES:
+        return TARGET_BUSY
+    if cause in REJECT_CAUSES:
+        return TARGET_REJECTED
+    if cause in NO_ANSWER_CAUSES or cause is None:
+        return TARGET_NO_ANSWER
+    return TARGET_UNREACHABLE

@@ -10,6 +10,7 @@ from oml_server.services import engine_status, telephony
 
 from . import ari_client, asterisk_check, recording, sweep
 from .backend import AriBackend
+from .call_control import CallControl
 from .click_to_call import ClickToCall
 from .dispatcher import Dispatcher
 from .inbound import Inbound
@@ -44,10 +45,13 @@ class Engine:
         self.presence = self.backend.presence
         self.flows = {flow.kind: flow for flow in
                       (ClickToCall(self), Inbound(self), Outbound(self), Supervision(self))}
+        self.control = CallControl(self)
         self.dispatcher = Dispatcher(app, self.flows, self.presence,
-                                     idle_seconds=config.get("ENGINE_IDLE_SECONDS", 600))
+                                     idle_seconds=config.get("ENGINE_IDLE_SECONDS", 600),
+                                     control=self.control)
         self.backend.on_teardown = self.dispatcher.torn_down_elsewhere
         self.dispatcher.on_recording = recording.finished
+        self.backend.on_command = self.dispatcher.enqueue  # commands taken in this process
         self.startup_time = None
         self.problems = None
         self._loops = []

@@ -78,6 +78,8 @@ def load(env=None, instance_path=None):
         "CONTACTS_COUNT_CACHE_SECONDS": _int(env, "CONTACTS_COUNT_CACHE_SECONDS", 15),
         "PRESENCE_HEARTBEAT_TIMEOUT_SEC": _int(env, "PRESENCE_HEARTBEAT_TIMEOUT_SEC", 60),
         "PRESENCE_HEARTBEAT_NEXT_SEC": _int(env, "PRESENCE_HEARTBEAT_NEXT_SEC", 15),
+        # seconds a transfer's target rings before the caller goes back (issue 9)
+        "TRANSFER_TIMEOUT": _int(env, "TRANSFER_TIMEOUT", 20),
         # The agent console's phone: SIP over WebSocket (default: ws:// next to ARI_URL; in
         # production a wss:// URL behind TLS), its SIP domain, and where JsSIP was bundled.
         "CONSOLE_SIP_WS_URL": env.get("CONSOLE_SIP_WS_URL", ""),

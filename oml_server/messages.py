@@ -94,3 +94,19 @@ ZIP_STARTED = _("Recordings zip export in progress")
 OUTSIDE_CALL_STARTED = _("Out of campaign call started")
 INVALID_DESTINATION = _("Invalid destination value")
 INVALID_DESTINATION_TYPE = _("Invalid destination_type value")
+
+# In-call commands (contract-calls §2, §3). OMniLeads' own texts are Spanish literals.
+MISSING_PARAMETERS = "Faltan parámetros: %s"
+OML_MISSING_PARAMETER = "Falta parámetro obligatorio: %s"
+# [better] refusals, es/en
+CALL_NOT_LIVE = _("The call does not exist or has already ended.")
+CALL_NOT_CONNECTED = _("The call is not connected yet.")
+TARGET_AGENT_UNKNOWN = _("Target agent not found.")
+TARGET_IS_CURRENT = _("The call is already with that agent.")
+INVALID_ENDPOINT = _("The endpoint must be an agent's extension or a phone number "
+                     "(3-25 digits, may begin with +).")
+INVALID_HOLD_ACTION = _("action must be hold or unhold.")
+LEG_NOT_LIVE = _("That leg does not exist or is not live.")
+CONSULT_UNDER_WAY = _("A consultation is already under way on this call.")
+NO_CONSULT = _("There is no consultation under way on this call.")
+CONSULT_NOT_ANSWERED = _("The consulted party has not answered yet.")

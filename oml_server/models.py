@@ -295,8 +295,10 @@ class Call(db.Model):
         return self.state in FINAL_CALL_STATES
 
 
+# Bridges: main (the call's), hold (the caller on hold or waiting for a transfer, with music),
+# consult (the agent with a consulted party).
 LEG_ROLES = ("agent", "contact", "caller", "transfer_target", "consult", "third_party", "snoop",
-             "supervisor", "main")
+             "supervisor", "main", "hold")
 
 
 class CallLeg(db.Model):

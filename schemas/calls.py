@@ -49,3 +49,13 @@ class CallSchema(Schema):
     agent_channel_id = fields.String(allow_none=True)
     contact_channel_id = fields.String(allow_none=True)
     bridge_id = fields.String(allow_none=True)
+    current_agent = fields.Integer(allow_none=True, metadata={
+        "description": "[extension] the agent the call is with now (after transfers)"})
+    legs = fields.List(fields.Dict(), metadata={
+        "description": "[extension] every channel and bridge of the call: role (agent, contact, "
+                       "caller, transfer_target, hold, main…), channel, resource, state "
+                       "(live, gone, released), hangup_cause, created_at, ended_at"})
+    events = fields.List(fields.Dict(), metadata={
+        "description": "[extension] what happened, in order, with times: call.requested … "
+                       "call.bridged, call.held, call.unheld, call.transfer_requested, "
+                       "call.transferred, call.transfer_failed (reason), call.ended"})

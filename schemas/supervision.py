@@ -93,10 +93,7 @@ class CommandQueuedSchema(Schema):
     whisper = fields.String()
 
 
-class CommandErrorSchema(Schema):
-    error = fields.String()
-    received = fields.Raw()
-    detail = fields.String()
+from .call_control import CommandErrorSchema  # noqa: E402,F401 (one shape for §0's refusals)
 
 
 class OutsideCallRequestSchema(Schema):

@@ -11,6 +11,7 @@ BLUEPRINT_MODULES = (
     "agent_session",   # asterisk_* endpoints
     "sip",             # sip credentials
     "calls",           # makeCall, hangupCall, call records
+    "call_control",    # transfers, hold, hangup-leg (contract-calls §2, §3)
     "health",          # health [extension]
     "console",         # the agent console page /agente/ and its state endpoint [extension]
     "supervision",     # supervision/agents, agent_status, action_on_agent

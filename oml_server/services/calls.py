@@ -20,7 +20,7 @@ from .. import messages as M
 from ..database import Prepared, is_unique_violation, run
 from ..errors import business_error, data_errors, not_found
 from ..extensions import db
-from ..models import Call, Campaign, Contact, campaign_agents
+from ..models import Call, CallLeg, Campaign, Contact, Event, campaign_agents
 from . import call_state, lookup, outbox, telephony, throttle
 from .contacts import PHONE_RE
 
@@ -311,8 +311,10 @@ def visible_call(user, call_id):
 
 
 def _may_see(user, call):
-    if user.agent is not None and call.agent_id == user.agent.id:
+    if user.agent is not None and user.agent.id in (call.agent_id, call.active_agent_id):
         return True
+    if user.agent is not None and _was_on(user.agent.id, call.id):
+        return True  # an agent the call was transferred away from keeps seeing it
     if user.role in SUPERVISING_ROLES and call.campaign_id is not None:
         campaign = lookup.campaign_by_id(call.campaign_id, active_only=False)
         return campaign is not None and any(s.id == user.id for s in campaign.supervisors)
@@ -327,7 +329,39 @@ def _iso(moment):
     return moment.astimezone(timezone.utc).isoformat()
 
 
+def _was_on(agent_id, call_id):
+    return db.session.scalar(select(Event.id).where(Event.call_id == call_id,
+                                                    Event.agent_id == agent_id).limit(1)) is not None
+
+
+def _legs(call_id):
+    rows = db.session.scalars(select(CallLeg).where(CallLeg.call_id == call_id)
+                              .order_by(CallLeg.id)).all()
+    return [{"role": leg.role, "channel": leg.asterisk_id, "resource": leg.resource,
+             "state": leg.state, "hangup_cause": leg.hangup_cause,
+             "created_at": _iso(leg.created_at), "ended_at": _iso(leg.ended_at)} for leg in rows]
+
+
+# Keys of an event's data already shown elsewhere in the record (or internal to the engine).
+_EVENT_HIDDEN = ("kind", "number", "state", "tried", "deadline")
+
+
+def _events(call_id):
+    rows = db.session.scalars(select(Event).where(Event.call_id == call_id)
+                              .order_by(Event.id)).all()
+    return [{"type": e.type, "time": _iso(e.created_at), "agent": e.agent_id,
+             **{k: v for k, v in (e.data or {}).items()
+                if k not in _EVENT_HIDDEN and v is not None}} for e in rows]
+
+
 def payload(call):
+    return {
+        **_summary(call), "current_agent": call.active_agent_id,
+        "legs": _legs(call.id), "events": _events(call.id),
+    }
+
+
+def _summary(call):
     return {
         "id": call.id, "kind": call.kind, "campaign": call.campaign_id, "agent": call.agent_id,
         "contact": call.contact_id, "number": call.number, "state": call.state,

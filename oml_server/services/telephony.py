@@ -21,6 +21,8 @@ The backend contract (duck-typed; every method may raise):
   stored) ephemeral SIP credentials usable (push them to Asterisk). Return without pushing
   while Asterisk is unreachable (they are pushed at the next connect); raising makes the
   credentials request fail.
+* `call_command(call, command, args)` — hand an in-call command to the engine that runs the
+  live `call`; return how many engines took it (1 or 0).
 * `status()` — "ok", "connecting", "down" or "disabled", for the health endpoint.
 * `supervisor_credentials_issued(supervisor_id, sip_user, sip_password)` (optional) — the
   same for a supervisor's phone (a `SupervisorProfile` id).
@@ -61,6 +63,9 @@ class NoEngine:
     def credentials_issued(self, agent_id, sip_user, sip_password):
         return None  # a SIP proxy checks ephemeral credentials itself; nothing to push
 
+    def call_command(self, call, command, args):
+        return 0  # no engine subscribed: nothing happens (contract-calls §0)
+
     def status(self):
         return "disabled"
 
@@ -86,6 +91,12 @@ def place_click_to_call(call):
 
 def hangup_call(call):
     return _backend.hangup_call(call)
+
+
+def call_command(call, command, args):
+    """Hand an in-call command (hold, transfer, hangup-leg…) to the engine running `call`:
+    the number of engines that took it (1, or 0 when none is connected)."""
+    return _backend.call_command(call, command, args)
 
 
 def presence_changed(agent_id):

@@ -31,6 +31,7 @@ PASSWORD = "engine-test-pass"
 AGENT_ANSWER_TIMEOUT = 3
 CONTACT_ANSWER_TIMEOUT = 4
 INBOUND_WAIT_SECONDS = 2
+TRANSFER_TIMEOUT = 3
 
 
 def free_tcp_port() -> int:
@@ -140,9 +141,12 @@ class Server:
     """`oml-server run` in a subprocess; stopped by PID."""
 
     def __init__(self, lab: Lab, database_url: str, workdir: str, name: str = "server",
-                 command: tuple = ("run",)):
+                 command: tuple = ("run",), engine: bool = True):
         self.port = free_tcp_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        if not engine:  # an API-only worker (split deployment)
+            name, command = f"api-{self.port}", ("run", "--no-engine")
+        self.engine = engine
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.command = list(command)
         self.env = dict({**secrets_file.generate(), **os.environ}, DATABASE_URL=database_url,
@@ -152,6 +156,7 @@ class Server:
                         AGENT_ANSWER_TIMEOUT=str(AGENT_ANSWER_TIMEOUT),
                         CONTACT_ANSWER_TIMEOUT=str(CONTACT_ANSWER_TIMEOUT),
                         INBOUND_WAIT_SECONDS=str(INBOUND_WAIT_SECONDS),
+                        TRANSFER_TIMEOUT=str(TRANSFER_TIMEOUT),
                         # Workers leave quiet calls to their rows after 2 s (600 in production)
                         # and the sweep runs every 3 s: every test proves both paths.
                         ENGINE_IDLE_SECONDS=os.environ.get("OML_IT_IDLE_SECONDS", "2"),

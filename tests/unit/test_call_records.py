@@ -42,6 +42,7 @@ def expected(agent, campaign, contact):
         "bridged_at": "2024-05-01T12:00:09+00:00", "ended_at": "2024-05-01T12:03:00+00:00",
         "agent_channel_id": "a" * 32 + "-agent", "contact_channel_id": "a" * 32 + "-contact",
         "bridge_id": "a" * 32 + "-bridge",
+        "current_agent": None, "legs": [], "events": [],
     }
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from ari_engine import call_store, ids, reasons, sweep
 from ari_engine.ari_client import AriNotFound
 from ari_engine.backend import AriBackend
+from ari_engine.call_control import CallControl
 from ari_engine.click_to_call import ClickToCall
 from ari_engine.dispatcher import Dispatcher
 from ari_engine.inbound import Inbound
@@ -45,7 +46,8 @@ class FakeAri:
 
     def __getattr__(self, name):
         if name in ("bridge_create", "bridge_add_channel", "hangup", "bridge_destroy",
-                    "originate", "answer", "ring", "ring_stop", "request", "device_state_put"):
+                    "originate", "answer", "ring", "ring_stop", "request", "device_state_put",
+                    "bridge_start_moh"):
             return lambda *a, **k: self._do(name, *a, **k)
         raise AttributeError(name)
 
@@ -74,7 +76,9 @@ class Harness:
         self.settings = app.config
         self.presence = Presence(self.ari)
         self.flows = {f.kind: f for f in (ClickToCall(self), Inbound(self), Outbound(self))}
-        self.dispatcher = Dispatcher(app, self.flows, self.presence, idle_seconds=idle_seconds)
+        self.control = CallControl(self)
+        self.dispatcher = Dispatcher(app, self.flows, self.presence, idle_seconds=idle_seconds,
+                                     control=self.control)
         self.backend = AriBackend(self.ari, app.config)
         self.backend.on_teardown = self.dispatcher.torn_down_elsewhere
         self.ids = {}  # placeholder / recorded id -> the id of this run
@@ -122,12 +126,14 @@ class Harness:
 
     def _substitute(self, line):
         if "CALLID" in self.ids:
-            # An inbound call's agent legs carry a random attempt suffix: map the recorded
-            # one to the one this run originated.
-            for recorded in set(re.findall(r"oml-CALLID-agent-[0-9a-f]{6}", line)):
+            # An inbound call's agent legs and a transfer's target legs carry a random attempt
+            # suffix: map each recorded one to the one this run originated, in order.
+            for recorded in sorted(set(re.findall(
+                    r"oml-CALLID-(?:agent|transfer_target)-[0-9a-f]{6}", line))):
                 if recorded not in self.ids:
-                    ours = [c for c in self.ari.originated() if c and "-agent-" in c]
-                    self.ids[recorded] = ours[len([k for k in self.ids if "-agent-" in k])]
+                    role = "-agent-" if "-agent-" in recorded else "-transfer_target-"
+                    ours = [c for c in self.ari.originated() if c and role in c]
+                    self.ids[recorded] = ours[len([k for k in self.ids if role in k])]
         for key in sorted(self.ids, key=len, reverse=True):
             line = line.replace(key, self.ids[key])
         return line
@@ -205,6 +211,15 @@ def test_recorded_inbound_call(engine, make, reason):
         ("inbound", "ended", reason, agent.id)
     [originate] = [r for r in engine.ari.requests if r[0] == "originate"]
     assert originate[1][0] == "PJSIP/1005"
+    # The agent's phone is told which call it answers (contract-calls §1).
+    headers = originate[2]["variables"]
+    assert headers["PJSIP_HEADER(add,X-OML-CallID)"] == call_id
+    assert headers["PJSIP_HEADER(add,Omlcallid)"] == call_id
+    assert headers["PJSIP_HEADER(add,X-OML-CampID)"] == str(campaign.id)
+    assert headers["PJSIP_HEADER(add,X-OML-AgentID)"] == str(agent.id)
+    assert headers["PJSIP_HEADER(add,X-OML-CallType)"] == "inbound"
+    assert headers["PJSIP_HEADER(add,Omlcamptype)"] == "1"
+    assert "PJSIP_HEADER(add,X-OML-Origin)" not in headers
     assert live_legs(call_id) == []
     assert "call.bridged" in event_types(call_id)
 

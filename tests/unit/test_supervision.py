@@ -262,7 +262,7 @@ def test_lost_heartbeat_makes_the_agent_unavailable_for_new_calls_only(app, clie
 
 @pytest.mark.parametrize("strategy", ["leastrecent", "fewestcalls", "random", "rrmemory"])
 def test_strategy_orders_the_available_agents(app, make, strategy):
-    from ari_engine import strategy as strategies
+    from oml_server.services import agent_pick as strategies
     from ari_engine.inbound import Inbound
     agents = [make.agent() for _ in range(4)]
     campaign = make.campaign(agents=agents, type="inbound")

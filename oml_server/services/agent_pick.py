@@ -1,4 +1,5 @@
-"""Who of a campaign's available agents gets the next call: the campaign's `strategy`.
+"""Which agent of a campaign gets a call: the campaign's `strategy`. Used by inbound calls and
+transfers to a campaign (engine) and by blind-campaign-agent (REST).
 
     leastrecent  the agent idle longest (idle_since oldest; never idle first) — the default
     fewestcalls  the agent who took the fewest calls of the campaign today (UTC), then leastrecent
@@ -6,16 +7,31 @@
     rrmemory     round robin by agent id, starting after the agent that got the campaign's
                  last call (`campaigns.last_agent_id`, written by `remember`)
 
-`order` returns every candidate, best first: the caller claims them in that order, so an agent
-taken meanwhile by another call is simply skipped.
+`available_agents` returns every candidate, best first: the caller claims them in that order,
+so an agent taken meanwhile by another call is simply skipped.
 """
 import random
 from datetime import datetime, time, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from oml_server.extensions import db
-from oml_server.models import Call, Campaign
+from oml_server.models import AgentSession, Call, Campaign, campaign_agents
+
+
+def available_agents(campaign_id):
+    """Member agents online, logged in, not paused, free and whose console (if it ever sent a
+    heartbeat) still beats, in the order of the campaign's strategy."""
+    from oml_server.services.agent_status import heartbeat_deadline
+    query = (select(AgentSession.agent_id, AgentSession.idle_since)
+             .join(campaign_agents, campaign_agents.c.agent_id == AgentSession.agent_id)
+             .where(campaign_agents.c.campaign_id == campaign_id,
+                    AgentSession.online.is_(True), AgentSession.logged_in.is_(True),
+                    AgentSession.paused.is_(False), AgentSession.on_call.is_(False),
+                    or_(AgentSession.heartbeat_at.is_(None),
+                        AgentSession.heartbeat_at >= heartbeat_deadline()))
+             .order_by(AgentSession.idle_since.is_not(None), AgentSession.idle_since))
+    return order(campaign_id, db.session.execute(query).all())
 
 
 def order(campaign_id, candidates):
