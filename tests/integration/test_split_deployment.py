@@ -27,7 +27,8 @@ def split(lab, trunk, world, database_url, workdir):
     app = lab.app + "-split"
     api = Server(lab, database_url, workdir, name="split-api", command=("run", "--no-engine"))
     for proc in (api,):
-        proc.env.update(ARI_APP=app, ENGINE_HEARTBEAT_SECONDS="1", ENGINE_SWEEP_SECONDS="30")
+        proc.env.update(ARI_APP=app, ENGINE_HEARTBEAT_SECONDS="1", ENGINE_SWEEP_SECONDS="30",
+                        SWEEP_GRACE_SECONDS="1")  # the call is seconds old when the engine is back
     engine = {"env": dict(api.env), "proc": None}
     log = open(os.path.join(workdir, "split-engine.log"), "a")
 
