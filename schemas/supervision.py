@@ -91,6 +91,13 @@ class CommandQueuedSchema(Schema):
     supervisor_id = fields.Integer()
     supervisor_sip = fields.String()
     whisper = fields.String()
+    call_id = fields.String(metadata={"description": "three-way-conf: the call joined"})
+    sip_number = fields.String(metadata={"description": "three-way-conf: the phone that rings"})
+
+
+class ThreeWayConfRequestSchema(Schema):
+    agent_id = id_field("the agent whose live call the supervisor joins", required=True)
+    supervisor_id = id_field("the supervisor (user id) whose phone rings; default the caller")
 
 
 from .call_control import CommandErrorSchema  # noqa: E402,F401 (one shape for §0's refusals)

@@ -9,7 +9,7 @@ from schemas.common import DetailSchema
 from schemas.supervision import (ActionRequestSchema, ActionResultSchema, AgentStatusItemSchema,
                                  CallCountsSchema, CampaignCountsSchema, CommandErrorSchema,
                                  CommandQueuedSchema, RefusedSchema, SpyRequestSchema,
-                                 SupervisedAgentSchema)
+                                 SupervisedAgentSchema, ThreeWayConfRequestSchema)
 
 from .. import messages as M
 from ..apidoc import request_body
@@ -136,11 +136,40 @@ def spy():
     """The supervisor's phone rings; on answer it hears the agent's call (`whisper=none`), is
     also heard by the agent (`out`), by both sides (`both`, barge) or by the caller only (`in`)."""
     data = read_body(lambda message: _command_error(400, message))
+    whisper = data.get("whisper") or "none"
+    if data.get("agent_id") not in (None, "") and whisper not in WHISPER_MODES:
+        raise _command_error(400, M.WHISPER_CHOICES, received=str(whisper)[:64])
+    call, phone, subscribers = _listen_in(data, WHISPER_MODES.get(whisper))
+    return {"status": "queued", "message": M.COMMAND_RECEIVED, "subscribers": subscribers,
+            "channel": f"acd:commands:{call.node}", "node_id": call.node, "callid": call.id,
+            "supervisor_id": phone.user_id, "supervisor_sip": phone.sip_extension,
+            "whisper": whisper}, 202
+
+
+@blp.route("/call/three-way-conf/", methods=["POST"])
+@login_required(*SUPERVISORS)
+@blp.doc(**request_body(ThreeWayConfRequestSchema))
+@blp.response(202, CommandQueuedSchema)
+@blp.alt_response(400, schema=CommandErrorSchema, description="A missing or bad field, or the "
+                  "agent is not on a call")
+@blp.alt_response(404, schema=CommandErrorSchema, description="Unknown agent")
+@blp.alt_response(403, schema=CommandErrorSchema, description="Authentication, role, or not a "
+                  "supervisor of the call's campaign")
+def three_way_conf():
+    """The supervisor's phone rings; on answer it joins the agent's call as a third party:
+    everybody hears everybody (the same as `call/spy` with `whisper=both`)."""
+    call, phone, subscribers = _listen_in(
+        read_body(lambda message: _command_error(400, message)), "barge")
+    return {"status": "queued", "message": M.COMMAND_RECEIVED, "subscribers": subscribers,
+            "channel": f"acd:commands:{call.node}", "node_id": call.node, "call_id": call.id,
+            "sip_number": phone.sip_extension}, 202
+
+
+def _listen_in(data, mode):
+    """call/spy and call/three-way-conf: OMniLeads' checks in its order, then the supervisor's
+    phone is rung into the agent's call in `mode`. (call, supervisor phone, subscribers)."""
     if data.get("agent_id") in (None, ""):
         raise _command_error(400, M.MISSING_PARAMETER % {"name": "agent_id"})
-    whisper = data.get("whisper") or "none"
-    if whisper not in WHISPER_MODES:
-        raise _command_error(400, M.WHISPER_CHOICES, received=str(whisper)[:64])
     phone = None
     if data.get("supervisor_id") not in (None, ""):
         supervisor_id = parse_id(data["supervisor_id"])
@@ -158,14 +187,10 @@ def spy():
     if not supervision.may_see_call_campaign(g.user, call.campaign_id):
         raise forbidden(M.NO_PERMISSION)
     try:
-        call = supervision.listen(g.user, agent_id, WHISPER_MODES[whisper], phone)
+        call = supervision.listen(g.user, agent_id, mode, phone)
         subscribers = 1
     except supervision.ActionRefused as exc:
         if not supervision.engine_away(exc.message):
             raise _command_error(400, exc.message)
         subscribers = 0  # no engine took it: as OMniLeads with no subscriber, nothing happens
-    phone = phone or supervision.supervisor_phone(g.user.id)
-    return {"status": "queued", "message": M.COMMAND_RECEIVED, "subscribers": subscribers,
-            "channel": f"acd:commands:{call.node}", "node_id": call.node, "callid": call.id,
-            "supervisor_id": phone.user_id, "supervisor_sip": phone.sip_extension,
-            "whisper": whisper}, 202
+    return call, phone or supervision.supervisor_phone(g.user.id), subscribers

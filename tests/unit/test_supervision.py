@@ -338,3 +338,28 @@ def test_call_spy_queues_for_a_supervisor_of_the_calls_campaign(client, make, fl
     del fake_telephony.supervise  # an engine that cannot listen in: nothing is queued
     response = spy(client, make, sup, agent_id=ana.agent.id, whisper="both")
     assert (response.status_code, response.get_json()["subscribers"]) == (202, 0)
+
+
+def test_three_way_conf_rings_the_supervisor_into_the_call_as_a_third_party(
+        client, make, floor, fake_telephony):
+    """contract-calls §3: `call/three-way-conf/` — the supervisor joins as a third party (the
+    engine's barge), with OMniLeads' keys and its checks in its words."""
+    sup, ana = floor["sup"], floor["ana"]
+    conf = lambda user, **body: client.post("/api/v1/call/three-way-conf/", json=body,  # noqa
+                                            headers=make.headers(user))
+    assert (conf(sup).status_code, conf(sup).get_json()) == \
+        (400, {"error": "Falta parámetro obligatorio: agent_id"})
+    assert conf(sup, agent_id=ana.agent.id).get_json() == {"error": "El agente no está en llamada"}
+    session(ana, on_call=True)
+    call = live_call(ana, floor["sales"])
+    phone = users.ensure_supervisor_phone(sup, "1101")
+    db.session.commit()
+    asked = []
+    fake_telephony.supervise = lambda call, phone, mode: asked.append((call.id, phone.id, mode))
+    response = conf(sup, agent_id=ana.agent.id, supervisor_id=sup.id)
+    assert (response.status_code, response.get_json()) == (202, {
+        "status": "queued", "message": "Comando recibido", "subscribers": 1,
+        "channel": "acd:commands:local", "node_id": "local", "call_id": call.id,
+        "sip_number": "1101"})
+    assert asked == [(call.id, phone.id, "barge")]
+    assert conf(ana, agent_id=ana.agent.id).status_code == 403  # an agent may not
