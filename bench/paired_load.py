@@ -6,6 +6,8 @@ clients (median of the per-round ratios), and what happens to p99?
     # the main checkout's build against this one (each needs its own virtualenv)
     .venv/bin/python bench/paired_load.py --baseline /path/to/main/.venv/bin --rounds 5
     .venv/bin/python bench/paired_load.py --baseline /path/to/main/.venv/bin --kind gunicorn
+    # one build, two settings: the pool as configured against a larger one
+    .venv/bin/python bench/paired_load.py --baseline .venv/bin --candidate-env DB_MAX_OVERFLOW=22
 
 Each build gets its own throw-away PostgreSQL database, provisioned like bench/api_bench.py's
 (whose helpers this uses), and its own server (`--kind`). A round runs the hot path at each
@@ -24,10 +26,19 @@ import api_bench as B
 
 
 @contextlib.contextmanager
-def server(bindir, kind, db_url, tmpdir):
+def server(bindir, kind, db_url, tmpdir, env):
+    """The server of one build; `env` ("NAME=VALUE,…") is added to its environment only."""
+    pairs = [pair.split("=", 1) for pair in env.split(",") if pair]
+    saved_env = {name: os.environ.get(name) for name, _ in pairs}
     saved, B.BIN = B.BIN, bindir   # api_bench starts `oml-server` / `gunicorn` from BIN
+    os.environ.update(dict(pairs))   # running_server passes os.environ on at start
     try:
         with B.running_server(kind, db_url, tmpdir) as running:
+            for name, value in saved_env.items():   # the other build keeps its own settings
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
             yield running
     finally:
         B.BIN = saved
@@ -46,6 +57,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", required=True, help="bin/ of the baseline's virtualenv")
     parser.add_argument("--candidate", default=B.BIN, help="bin/ of the candidate's virtualenv")
+    parser.add_argument("--baseline-env", default="", help="NAME=VALUE,… for the baseline's server")
+    parser.add_argument("--candidate-env", default="", help="NAME=VALUE,… for the candidate's server")
     parser.add_argument("--kind", default="gevent", choices=("gevent", "gunicorn"))
     parser.add_argument("--endpoint", default="new_contact",
                         choices=[e for e in B.ENDPOINTS if e not in ("login", "disposition_update")])
@@ -64,8 +77,8 @@ def main():
             B.throwaway_database("postgresql", tmpdir, "paired_b") as url_b:
         urls = {"baseline": url_a, "candidate": url_b}
         first = {name: provision(bindir, urls[name], tmpdir) for name, bindir in builds.items()}
-        with server(builds["baseline"], opts.kind, url_a, tmpdir) as (_pa, port_a), \
-                server(builds["candidate"], opts.kind, url_b, tmpdir) as (_pb, port_b):
+        with server(builds["baseline"], opts.kind, url_a, tmpdir, opts.baseline_env) as (_pa, port_a), \
+                server(builds["candidate"], opts.kind, url_b, tmpdir, opts.candidate_env) as (_pb, port_b):
             ports = {"baseline": port_a, "candidate": port_b}
             run_opts = argparse.Namespace(duration=opts.duration, repeats=1)
             measures = {name: B.Measure(run_opts, ports[name], B.login(ports[name]), first[name],
