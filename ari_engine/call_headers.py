@@ -1,7 +1,8 @@
 """The call's data as SIP headers on every INVITE to an agent's phone (contract-calls §1).
 
 A WebPhone, a voicebot or a softphone script reads them to know what it is answering: the
-OMniLeads 3 names (`X-OML-…`) and the OMniLeads 2.6.3 names, both sent. They travel as ARI
+OMniLeads 3 names (`X-OML-…`) and the OMniLeads 2.6.3 names, both sent (`Omlrecfilename`
+only when the campaign records). They travel as ARI
 originate `variables` (`PJSIP_HEADER(add,<name>)`), so they cost nothing but the request body.
 """
 from sqlalchemy import select
@@ -25,9 +26,13 @@ def agent_leg_variables(call, agent_id, origin=None, wait_seconds=None, campaign
     """ARI originate variables putting the call's headers on an agent leg's INVITE. `call` is a
     call row or object (id, kind, campaign_id, contact_id, number); `origin` "transfer" on a
     transferred leg (also its X-OML-CallType)."""
-    if campaign_type is None and call.campaign_id is not None:
-        campaign_type = db.session.scalar(select(Campaign.type)
-                                          .where(Campaign.id == call.campaign_id))
+    recorded = False
+    if call.campaign_id is not None:
+        found = db.session.execute(select(Campaign.type, Campaign.record)
+                                   .where(Campaign.id == call.campaign_id)).first()
+        if found is not None:
+            campaign_type = campaign_type or found.type
+            recorded = bool(found.record)
     kind = "transfer" if origin == "transfer" else call_type(call.kind, campaign_type)
     campaign = "" if call.campaign_id is None else str(call.campaign_id)
     contact = "" if call.contact_id is None else str(call.contact_id)
@@ -43,5 +48,12 @@ def agent_leg_variables(call, agent_id, origin=None, wait_seconds=None, campaign
     }
     if origin:
         headers["X-OML-Origin"] = origin
+    if recorded and getattr(call, "created_at", None) is not None:
+        # The name the recording will have (ari_engine/recording.py names it so at bridged).
+        from flask import current_app
+
+        from .recording import file_name
+        headers["Omlrecfilename"] = file_name(
+            call.id, call.created_at, current_app.config.get("RECORDING_FORMAT", "wav"))
     # Asterisk adds no header whose value is empty; "-" would be a lie, so empty ones go.
     return {f"PJSIP_HEADER(add,{name})": value for name, value in headers.items() if value != ""}
