@@ -219,6 +219,18 @@ def test_two_agents_take_an_inbound_call_disposition_it_pause_and_click_to_call(
         call_id = api_get(server, first, "/api/v1/agent/state/")["call"]["id"]
         pages[first].shot("03-on-call")
 
+        # Hold from the page: the caller moves to the call's holding bridge (music on hold),
+        # the agent's leg stays; then back together.
+        ringing.click("#btn-hold")
+        wait_until(lambda: any(b["id"].endswith("-hold") and len(b["channels"]) == 1
+                               for b in lab.ari.bridges()), 5, "caller on hold")
+        ringing.wait_for_selector('#btn-hold:text-is("Retomar")', timeout=UI_WAIT_MS)
+        pages[first].shot("03b-on-hold")
+        ringing.click("#btn-hold")
+        wait_until(lambda: any(len(b["channels"]) == 2 for b in lab.ari.bridges()), 5,
+                   "caller back with the agent")
+        ringing.wait_for_selector('#btn-hold:text-is("Espera")', timeout=UI_WAIT_MS)
+
         # Hang up, then the disposition form offers the visible options only.
         ringing.click("#btn-hangup")
         ringing.wait_for_selector("#disposition-panel:not([hidden])", timeout=UI_WAIT_MS)

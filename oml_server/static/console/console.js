@@ -171,13 +171,76 @@
     say("");
     $("call-state").textContent = t("on_call");
     $("btn-answer").hidden = true;
+    showControls(true);
     $("btn-hangup").focus();
     api.post("/api/v1/asterisk_ringing/", { ringing: "false" }).then(poll);
   }
 
+  // -- in-call control: hold and transfers (contract-calls §2, §3) -------------------------
+
+  function showControls(on) {
+    $("btn-hold").hidden = !on;
+    $("transfer-form").hidden = !on;
+    if (!on) {
+      $("btn-hold").textContent = t("hold");
+      $("btn-consult-complete").hidden = $("btn-consult-cancel").hidden = true;
+    }
+  }
+
+  async function command(path, fields, failure) {
+    if (!call || !call.id) { return null; }
+    const answer = await api.post(path, Object.assign({ call_id: call.id }, fields));
+    if (answer.status !== 202) {
+      const why = answer.body && (answer.body.error || answer.body.detail);
+      say(t(failure) + (why ? " " + why : ""), "error");
+      return null;
+    }
+    say("");
+    return answer.body;
+  }
+
+  $("btn-hold").addEventListener("click", async function () {
+    const held = call && call.held;
+    const done = await command("/api/v1/call/hold/", { action: held ? "unhold" : "hold" },
+                               "hold_failed");
+    if (!done || !call) { return; }
+    call.held = !held;
+    $("btn-hold").textContent = t(call.held ? "unhold" : "hold");
+    $("call-state").textContent = t(call.held ? "on_hold" : "on_call");
+  });
+
+  $("transfer-form").addEventListener("submit", async function (e) {
+    e.preventDefault();
+    const done = await command("/api/v1/transfer/blind-endpoint/",
+                               { endpoint: $("transfer-to").value.trim() }, "transfer_failed");
+    if (done) { say(t("transferred"), ""); }
+  });
+
+  $("btn-consult").addEventListener("click", async function () {
+    const done = await command("/api/v1/agent/transfer/consult/start/",
+                               { endpoint: $("transfer-to").value.trim() }, "transfer_failed");
+    if (!done) { return; }
+    $("btn-consult-complete").hidden = $("btn-consult-cancel").hidden = false;
+    $("call-state").textContent = t("consulting");
+  });
+
+  $("btn-consult-complete").addEventListener("click", async function () {
+    if (await command("/api/v1/agent/transfer/consult/complete/", {}, "transfer_failed")) {
+      say(t("transferred"), "");
+    }
+  });
+
+  $("btn-consult-cancel").addEventListener("click", async function () {
+    if (await command("/api/v1/agent/transfer/consult/cancel/", {}, "transfer_failed")) {
+      $("btn-consult-complete").hidden = $("btn-consult-cancel").hidden = true;
+      $("call-state").textContent = t("on_call");
+    }
+  });
+
   function ended() {
     const finished = call;
     call = null;
+    showControls(false);
     $("call-panel").hidden = true;
     window.setTimeout(poll, 300); // the engine records the end within moments
     if (!finished) { return; }
