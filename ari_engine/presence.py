@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession
+from oml_server.services import outbox
 from oml_server.services.call_state import end_read
 
 from . import ids
@@ -67,6 +68,7 @@ class Presence:
         if session.online != online:
             session.online = online
             session.mirrored_state = None
+            outbox.agent_status(session, "online" if online else "offline")
         db.session.commit()
         self.mirror(agent.id)
 
@@ -110,6 +112,9 @@ class Presence:
                 db.session.add(session)
             online = endpoints.get(agent.sip_extension, False)
             if force or session.online != online:
+                if bool(session.online) != online:
+                    session.online = online
+                    outbox.agent_status(session, "online" if online else "offline")
                 session.online = online
                 session.mirrored_state = None
         db.session.commit()

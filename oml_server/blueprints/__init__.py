@@ -13,6 +13,9 @@ BLUEPRINT_MODULES = (
     "calls",           # makeCall, hangupCall, call records
     "health",          # health [extension]
     "console",         # the agent console page /agente/ and its state endpoint [extension]
+    "external_sites",  # CRM external sites and their authentications
+    "webhooks",        # webhook subscriptions and their delivery log [extension]
+    "events",          # the live event stream [extension]
 )
 
 

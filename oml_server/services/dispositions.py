@@ -14,7 +14,7 @@ from ..database import is_unique_violation
 from ..errors import business_error, not_found
 from ..extensions import db
 from ..models import Campaign, Contact, Disposition, DispositionOption
-from . import contacts
+from . import contacts, outbox
 from .lookup import external_system, parse_id
 
 CALLID_MAX_LENGTH = 32
@@ -154,6 +154,19 @@ def _taken(contact_id, campaign_id, exclude_id=None):
     return db.session.scalar(query.limit(1)) is not None
 
 
+def _record(type_, disposition_id, agent_id, values):
+    """`disposition.created|updated` in the transaction of the write (`values`: the row's
+    columns). The option's name and `crm_interaction` go with it: the Calificación site fires
+    on the latter."""
+    option = db.session.execute(select(DispositionOption.name, DispositionOption.crm_interaction)
+                                .where(DispositionOption.id == values["option_id"])).first()
+    outbox.record(type_, call_id=values.get("callid"), agent_id=agent_id,
+                  campaign_id=values["campaign_id"], disposition_id=disposition_id,
+                  contact_id=values["contact_id"], option_id=values["option_id"],
+                  option_name=option.name, crm_interaction=bool(option.crm_interaction),
+                  callid=values.get("callid"), comments=values.get("comments", ""))
+
+
 def _duplicate():
     return business_error(msg=M.DUPLICATE_DISPOSITION)
 
@@ -195,6 +208,9 @@ def create(agent, data):
             raise
         answer = {"id": result.inserted_primary_key[0], "idContact": contact_id,
                   "callid": callid, "idDispositionOption": option.id, "comments": comments}
+        _record("disposition.created", answer["id"], agent.id,
+                {"contact_id": contact_id, "campaign_id": option.campaign_id,
+                 "option_id": option.id, "callid": callid, "comments": comments})
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()
@@ -215,6 +231,9 @@ def update(agent, disposition, data):
         disposition.option_id = option.id
         disposition.comments = comments
         disposition.callid = callid
+        _record("disposition.updated", disposition.id, agent.id,
+                {"contact_id": contact_id, "campaign_id": option.campaign_id,
+                 "option_id": option.id, "callid": callid, "comments": comments})
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()
@@ -300,6 +319,10 @@ def _create_with_contact(agent, data, phone_free):
                                   agent_id=agent.id, option_id=option.id, callid=callid,
                                   comments=comments)
         db.session.add(disposition)
+        db.session.flush()
+        _record("disposition.created", disposition.id, agent.id,
+                {"contact_id": contact.id, "campaign_id": campaign.id, "option_id": option.id,
+                 "callid": callid, "comments": comments})
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()

@@ -1,0 +1,90 @@
+"""The delivering greenlets of a process: the fan-out (outbox → deliveries) and the sender
+(due deliveries → CRMs). They run apart from request handling and from the ARI event reader:
+a slow or dead CRM holds only its own destination's few greenlets (CRM_CONCURRENCY each).
+
+Started by `oml-server run`, `oml-server engine` and `oml-server deliver`; any number of them
+may run against one database (rows are claimed, fan-out is idempotent).
+"""
+import logging
+
+import gevent
+import gevent.event
+
+from .extensions import db
+from .services import crm_sender, deliveries
+
+log = logging.getLogger("oml.deliveries")
+
+
+class DeliveryWorker:
+    def __init__(self, app):
+        self.app = app
+        cfg = app.config
+        self.poll = cfg["DELIVERY_POLL_SECONDS"]
+        self.concurrency = cfg["CRM_CONCURRENCY"]
+        self.lease = max(cfg["CRM_TIMEOUT_SECONDS"] * 3, 30)
+        self.in_flight = {}            # destination -> requests being sent now
+        self.wake = gevent.event.Event()
+        self.greenlets = []
+        self.stopping = False
+
+    def start(self):
+        self.greenlets = [gevent.spawn(self._loop, self._fan_out_once, gevent.event.Event()),
+                          gevent.spawn(self._loop, self._send_due, self.wake)]
+        return self
+
+    def stop(self, timeout=5):
+        self.stopping = True
+        gevent.joinall(self.greenlets, timeout=timeout)
+        gevent.killall([g for g in self.greenlets if not g.dead], block=False)
+
+    def _loop(self, step, wake):
+        fan_out = deliveries.FanOut()
+        while not self.stopping:
+            busy = False
+            with self.app.app_context():
+                try:
+                    busy = step(fan_out)
+                except Exception:
+                    log.exception("delivery step failed; retrying")
+                    db.session.rollback()
+                    gevent.sleep(1)
+                finally:
+                    db.session.remove()
+            if not busy:
+                wake.wait(self.poll)
+                wake.clear()
+
+    def _fan_out_once(self, fan_out):
+        added = fan_out.step()
+        if added:
+            self.wake.set()
+        return added > 0
+
+    def _send_due(self, _fan_out):
+        claimed = 0
+        for destination in deliveries.due_destinations():
+            free = self.concurrency - self.in_flight.get(destination, 0)
+            if free <= 0:
+                continue
+            for row in deliveries.claim(destination, free, self.lease):
+                claimed += 1
+                self.in_flight[destination] = self.in_flight.get(destination, 0) + 1
+                gevent.spawn(self._send, destination, row)
+        return claimed > 0
+
+    def _send(self, destination, row):
+        with self.app.app_context():
+            try:
+                crm_sender.send(row)
+            except Exception:
+                log.exception("delivery %s could not be settled; its lease will expire", row.id)
+                db.session.rollback()
+            finally:
+                db.session.remove()
+                self.in_flight[destination] -= 1
+                self.wake.set()
+
+
+def start(app):
+    return DeliveryWorker(app).start() if app.config.get("DELIVERY_ENABLED", True) else None
