@@ -22,7 +22,8 @@ class DeliveryWorker:
         cfg = app.config
         self.poll = cfg["DELIVERY_POLL_SECONDS"]
         self.concurrency = cfg["CRM_CONCURRENCY"]
-        self.lease = max(cfg["CRM_TIMEOUT_SECONDS"] * 3, 30)
+        # A send is at most three requests (token, request, again after a 401) plus settling.
+        self.lease = cfg["CRM_TIMEOUT_SECONDS"] * 3 + 5
         self.in_flight = {}            # destination -> requests being sent now
         self.wake = gevent.event.Event()
         self.greenlets = []
