@@ -2,7 +2,7 @@
 request and answers what the test scripts: `fail_next(503, 2)` answers 503 twice, `down()`
 closes the port (connection refused) and `up()` opens it again on the same port. `/token`
 answers `{"token": "tok-<n>", "expires_in": <token_lifetime>}` and counts fetches; other paths
-check `Authorization: Bearer <current token>` when `require_token` is set (401 otherwise)."""
+in `require_token` check `Authorization: Bearer <current token>` (401 otherwise)."""
 import json
 import threading
 import time
@@ -26,7 +26,7 @@ class StubCrm:
         self.received = []
         self.token_fetches = 0
         self.token_lifetime = 3600
-        self.require_token = False
+        self.require_token = set()   # routes that need the Bearer token
         self.keep_alive = False
         self.valid_tokens = set()
         self._failures = []
@@ -102,7 +102,7 @@ def _handler(crm):
                     {"token": token, "expires_in": crm.token_lifetime}).encode())
             with crm._lock:
                 status = crm._failures.pop(0) if crm._failures else None
-            if status is None and crm.require_token:
+            if status is None and urlsplit(self.path).path in crm.require_token:
                 sent = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 if sent not in crm.valid_tokens:
                     status = 401

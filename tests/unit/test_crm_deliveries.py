@@ -229,7 +229,7 @@ def test_every_method_and_format(app, make, crm, metodo, formato, check):
 
 
 def test_the_token_is_fetched_once_kept_and_fetched_again_after_a_401(app, make, crm):
-    crm.require_token = True
+    crm.require_token = {"/pop/crm-77"}
     auth = ExternalSiteAuthentication(nombre="crm-auth", url=crm.url + "/token", username="oml",
                                       password="pw", campo_token="token", duracion=0,
                                       campo_duracion="expires_in", ssl_estricto=True)
