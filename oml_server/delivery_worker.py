@@ -14,6 +14,7 @@ from .extensions import db
 from .services import crm_sender, deliveries
 
 log = logging.getLogger("oml.deliveries")
+BATCH = 8   # rows a sending slot takes per claim
 
 
 class DeliveryWorker:
@@ -68,18 +69,32 @@ class DeliveryWorker:
             free = self.concurrency - self.in_flight.get(destination, 0)
             if free <= 0:
                 continue
-            for row in deliveries.claim(destination, free, self.lease):
-                claimed += 1
+            # Each free slot takes a few rows (the heads of different calls) and sends them one
+            # after the other: one claim and one settle per batch instead of per request.
+            rows = deliveries.claim(destination, free * BATCH, self.lease)
+            claimed += len(rows)
+            for slot in range(min(free, len(rows))):
                 self.in_flight[destination] = self.in_flight.get(destination, 0) + 1
-                gevent.spawn(self._send, destination, row)
+                gevent.spawn(self._send, destination, rows[slot::free])
         return claimed > 0
 
-    def _send(self, destination, row):
+    def _send(self, destination, rows):
         with self.app.app_context():
             try:
-                crm_sender.send(row)
+                done = []
+                for position, row in enumerate(rows):
+                    status, error, retry = crm_sender.deliver(row)
+                    if error is None and not retry:
+                        done.append((row, status))
+                        continue
+                    deliveries.settle(row, status, error, retry)
+                    if retry:   # the CRM is failing: the rest of the batch goes back untried
+                        deliveries.release(rows[position + 1:])
+                        break
+                deliveries.settle_delivered(done)
             except Exception:
-                log.exception("delivery %s could not be settled; its lease will expire", row.id)
+                log.exception("deliveries of %s could not be settled; their lease will expire",
+                              destination)
                 db.session.rollback()
             finally:
                 db.session.remove()

@@ -8,7 +8,7 @@ campaign forbids duplicates (`contacts.unique_phone`).
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer,
-                        LargeBinary, String, Table, Text, UniqueConstraint, false)
+                        LargeBinary, String, Table, Text, UniqueConstraint, false, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -400,7 +400,11 @@ class Delivery(db.Model):
     __table_args__ = (
         UniqueConstraint("destination", "key"),
         Index("ix_deliveries_due", "state", "next_attempt_at"),
-        Index("ix_deliveries_order", "destination", "order_key", "state"),
+        # "Is an earlier request of this call still open?" is one probe of this partial
+        # index (without it the claim compared every open row with every other).
+        Index("ix_deliveries_open", "destination", "order_key", "id",
+              postgresql_where=text("state IN ('pending', 'sending')"),
+              sqlite_where=text("state IN ('pending', 'sending')")),
     )
 
 

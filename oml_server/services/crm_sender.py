@@ -50,8 +50,8 @@ def _attempt(row, token=None):
                           verify=row.verify_tls, allow_redirects=False)
 
 
-def send(row):
-    """Send and settle; returns the row's new state."""
+def deliver(row):
+    """Send (with the token flow); the outcome as settle() takes it: (status, error, retry)."""
     token = None
     try:
         if row.authentication_id:
@@ -62,13 +62,16 @@ def send(row):
             token = crm_auth.token(row.authentication_id)
             answer = _attempt(row, token)
     except crm_auth.TokenUnavailable as exc:
-        return deliveries.settle(row, error=str(exc), retry=True)
+        return None, str(exc), True
     except requests.RequestException as exc:
-        return deliveries.settle(row, error=f"{exc.__class__.__name__}: {exc}"[:500], retry=True)
+        return None, f"{exc.__class__.__name__}: {exc}"[:500], True
     status = answer.status_code
     answer.close()
     if 200 <= status < 300:
-        return deliveries.settle(row, status=status)
-    if status >= 500:
-        return deliveries.settle(row, status=status, error=f"HTTP {status}", retry=True)
-    return deliveries.settle(row, status=status, error=f"HTTP {status}")
+        return status, None, False
+    return status, f"HTTP {status}", status >= 500
+
+
+def send(row):
+    """Send and settle; returns the row's new state."""
+    return deliveries.settle(row, *deliver(row))

@@ -16,7 +16,7 @@ import random
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from oml_server.extensions import db
@@ -122,8 +122,10 @@ def _insert_new(rows):
         row.setdefault("authentication_id", None)
         row.setdefault("verify_tls", True)
         row.update(state="pending", attempts=0, next_attempt_at=now, created_at=now)
-    return db.session.execute(insert(_deliveries).values(rows).on_conflict_do_nothing(
-        index_elements=["destination", "key"])).rowcount
+    # executemany: one compiled statement, not a VALUES list compiled anew for every batch.
+    db.session.execute(insert(_deliveries).on_conflict_do_nothing(
+        index_elements=["destination", "key"]), rows)
+    return len(rows)
 
 
 class FanOut:
@@ -133,7 +135,7 @@ class FanOut:
         self.reader = None
 
     def step(self, limit=500):
-        """One batch; the number of delivery rows added."""
+        """One batch; the number of delivery rows written (some may have been there)."""
         if self.reader is None:
             cursor = db.session.get(OutboxCursor, CURSOR)
             self.reader = OutboxReader(cursor.last_event_id if cursor else 0)
@@ -178,12 +180,16 @@ def claim(destination, limit, lease_seconds):
     """Take up to `limit` due rows of `destination` (oldest first, one per call at a time)."""
     now = utcnow()
     earlier = aliased(Delivery)
-    blocked = exists().where(earlier.destination == _deliveries.c.destination,
-                             earlier.order_key == _deliveries.c.order_key,
-                             earlier.id < _deliveries.c.id,
-                             earlier.state.in_(("pending", "sending")))
+    # A row goes when it is the oldest open one of its call at this destination. Written as a
+    # correlated min() (one probe of ix_deliveries_open per row): as NOT EXISTS, PostgreSQL
+    # planned an anti join comparing every open row with every other (90 ms at 1,000 rows).
+    head = (select(func.min(earlier.id))
+            .where(earlier.destination == _deliveries.c.destination,
+                   earlier.order_key == _deliveries.c.order_key,
+                   earlier.state.in_(("pending", "sending"))).scalar_subquery())
     candidates = (select(_deliveries.c.id).where(_deliveries.c.destination == destination,
-                                                 _due(now), ~blocked)
+                                                 _due(now), or_(_deliveries.c.order_key.is_(None),
+                                                                _deliveries.c.id == head))
                   .order_by(_deliveries.c.id).limit(limit))
     if db.session.get_bind().dialect.name == "postgresql":
         # A materialized CTE: as a plain `IN (subquery … LIMIT)` PostgreSQL may run the
@@ -223,6 +229,34 @@ def settle(row, status=None, error=None, retry=False):
         _deliveries.c.state == "sending").values(**values))
     db.session.commit()
     return values["state"]
+
+
+_DELIVERED = (update(_deliveries)
+              .where(_deliveries.c.id == bindparam("row_id"),
+                     _deliveries.c.attempts == bindparam("row_attempts"),
+                     _deliveries.c.state == "sending")
+              .values(state="delivered", delivered_at=bindparam("moment"),
+                      last_status=bindparam("status"), last_error=None, lease_until=None))
+
+
+def release(rows):
+    """Hand claimed rows back untried (their slot stopped at a failing CRM): the attempt their
+    claim counted is taken back, and they are due at once."""
+    for row in rows:
+        db.session.execute(update(_deliveries).where(
+            _deliveries.c.id == row.id, _deliveries.c.attempts == row.attempts,
+            _deliveries.c.state == "sending").values(
+                state="pending", attempts=row.attempts - 1, lease_until=None))
+    db.session.commit()
+
+
+def settle_delivered(done):
+    """Many deliveries that got a 2xx, `done` [(row, status)], in one statement."""
+    if done:
+        moment = utcnow()
+        db.session.execute(_DELIVERED, [{"row_id": row.id, "row_attempts": row.attempts,
+                                         "moment": moment, "status": status} for row, status in done])
+        db.session.commit()
 
 
 # -- the log ------------------------------------------------------------------------------

@@ -81,9 +81,8 @@ class Hub:
             return
         self.subscribers.add(sub)
         if self.poller is None or self.poller.dead:
-            with self.app.app_context():
-                start = last_event_id()
-            self.poller = gevent.spawn(self._poll, OutboxReader(start))
+            # Set before anything yields: clients arriving together must not start a poller each.
+            self.poller = gevent.spawn(self._poll)
 
     def unsubscribe(self, sub):
         self.subscribers.discard(sub)
@@ -95,7 +94,12 @@ class Hub:
             _offer(sub, _CLOSE)
         self.subscribers.clear()
 
-    def _poll(self, reader):
+    def _poll(self):
+        with self.app.app_context():
+            try:
+                reader = OutboxReader(last_event_id())
+            finally:
+                db.session.remove()
         idle_since = None
         interval = self.app.config["STREAM_POLL_SECONDS"]
         while not self.closed:

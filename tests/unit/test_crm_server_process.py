@@ -46,7 +46,7 @@ class World:
         from flask_migrate import upgrade
         from oml_server.models import Campaign, ContactDatabase
         from oml_server.services import users
-        self.url = "sqlite:///" + path
+        self.url = path if "://" in path else "sqlite:///" + path
         self.secrets = secrets_file.generate()
         self.app = create_app({"SQLALCHEMY_DATABASE_URI": self.url, "ARI_ENABLED": False,
                                "TESTING": True, **self.secrets})
@@ -153,6 +153,14 @@ def test_sigkill_while_the_crm_is_down_loses_nothing_and_sends_each_delivery_onc
     port = crm.port
     crm.down()
     server = Server(world, str(tmp_path)).start()
+    try:
+        _outage_then_restart(world, crm, tmp_path, port, server)
+    finally:
+        if server.proc.poll() is None:
+            server.kill(signal.SIGTERM)
+
+
+def _outage_then_restart(world, crm, tmp_path, port, server):
     admin = server.token("admin")
     hook = requests.post(server.url + "/api/v1/webhooks/", headers={"Authorization": f"Bearer {admin}"},
                          json={"url": f"http://127.0.0.1:{port}/hook", "events": ["call.*"],
@@ -166,7 +174,7 @@ def test_sigkill_while_the_crm_is_down_loses_nothing_and_sends_each_delivery_onc
                20, "12 deliveries stored, the first of each call tried twice")
     server.kill(signal.SIGKILL)
     calls.append(world.call("ana"))   # written while no server runs: found from the cursor
-    server = Server(world, str(tmp_path)).start()
+    server.start()   # the same database, a new process
     crm.port = port
     crm.up()
     try:

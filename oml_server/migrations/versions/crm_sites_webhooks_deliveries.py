@@ -45,7 +45,9 @@ def upgrade():
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_deliveries_due', ['state', 'next_attempt_at'], unique=False)
-        batch_op.create_index('ix_deliveries_order', ['destination', 'order_key', 'state'], unique=False)
+        batch_op.create_index('ix_deliveries_open', ['destination', 'order_key', 'id'], unique=False,
+                              postgresql_where=sa.text("state IN ('pending', 'sending')"),
+                              sqlite_where=sa.text("state IN ('pending', 'sending')"))
 
     op.create_table('external_site_authentications',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -115,7 +117,7 @@ def downgrade():
     op.drop_table('outbox_cursors')
     op.drop_table('external_site_authentications')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.drop_index('ix_deliveries_order')
+        batch_op.drop_index('ix_deliveries_open')
         batch_op.drop_index('ix_deliveries_due')
 
     op.drop_table('deliveries')
