@@ -75,3 +75,12 @@ class WebhookSchema(Schema):
                    and not (e.endswith(".*") and any(t.startswith(e[:-1]) for t in EVENT_TYPES))]
         if unknown:
             raise ValidationError(str(M.UNKNOWN_EVENTS) + ": " + ", ".join(unknown), "events")
+
+
+class CrmErrorSchema(Schema):
+    """An error of these endpoints: `{"status": "ERROR", "message", "errors"}`; a path that
+    matches no route (e.g. a negative id) is the framework's `{"detail": …}`."""
+    status = fields.String(metadata={"enum": ["ERROR"]})
+    message = fields.String()
+    errors = fields.Raw(metadata={"description": "object of field lists, or a list"})
+    detail = fields.String()
