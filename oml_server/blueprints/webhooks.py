@@ -11,8 +11,7 @@ from ..services import deliveries, webhooks
 blp = Blueprint("webhooks", __name__, url_prefix="/api/v1",
                 description="[extension] Webhooks: signed event deliveries to a CRM")
 
-
-
+ADMIN = ("Administrador",)
 errors_documented = crm_errors(blp)
 
 
