@@ -21,8 +21,9 @@ class Received:
 
 
 class StubCrm:
-    def __init__(self, port=0):
+    def __init__(self, port=0, tls=None):
         self.port = port
+        self.tls = tls   # (certificate file, key file): serve HTTPS
         self.received = []
         self.token_fetches = 0
         self.token_lifetime = 3600
@@ -36,7 +37,7 @@ class StubCrm:
     # -- scripting ------------------------------------------------------------------------------
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def fail_next(self, status, times=1):
         with self._lock:
@@ -50,6 +51,11 @@ class StubCrm:
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
+        if self.tls:
+            import ssl
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

@@ -28,7 +28,9 @@ from .outbox_reader import OutboxReader
 _deliveries = Delivery.__table__
 CURSOR = "deliveries"
 SERVER_TRIGGER, DISPOSITION_TRIGGER = 3, 4
-ANSWER_EVENTS = ("call.answered", "call.bridged")
+# The agent takes the call: answered (click-to-call), bridged (inbound), or a transfer handed it
+# to another agent (issue 9's `call.transferred`, whose agent_id is the new agent).
+ANSWER_EVENTS = ("call.answered", "call.bridged", "call.transferred")
 
 
 # -- what an event means for each destination ---------------------------------------------

@@ -314,3 +314,33 @@ def test_the_delivery_log_shows_attempts_status_and_error(app, make, client, crm
     assert (entry["state"], entry["attempts"], entry["last_status"], entry["last_error"]) == (
         "pending", 1, 500, "HTTP 500")
     assert json.loads(json.dumps(entry))["next_attempt_at"] is not None
+
+
+def test_ssl_estricto_refuses_a_certificate_it_cannot_verify_and_off_accepts_it(app, make, tmp_path):
+    import subprocess
+    cert, key = str(tmp_path / "crm.pem"), str(tmp_path / "crm.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    crm = StubCrm(tls=(cert, key)).up()
+    try:
+        results = {}
+        for strict in (True, False):
+            auth = ExternalSiteAuthentication(nombre=f"auth-{strict}", url=crm.url + "/token",
+                                              username="oml", password="pw", duracion=60,
+                                              ssl_estricto=strict)
+            db.session.add(auth)
+            db.session.flush()
+            agent, campaign, contact, site = _server_site(crm, make, autenticacion_id=auth.id)
+            site.nombre, campaign.name = f"site-{strict}", f"campaign-{strict}"
+            db.session.commit()
+            a_call(agent, campaign, contact)
+            deliver_all(rounds=2)
+            row = db.session.scalars(db.select(Delivery).where(
+                Delivery.destination == f"site:{site.id}")).one()
+            results[strict] = (row.state, row.last_error or "")
+        assert results[True][0] == "pending" and "token request failed" in results[True][1]
+        assert results[False] == ("delivered", "")
+        assert crm.token_fetches == 1   # only the lenient one got through TLS
+    finally:
+        crm.down()
