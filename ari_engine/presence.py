@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, select, update
 
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession, utcnow
+from oml_server.services import outbox
 from oml_server.services.call_state import prepared, release, run
 
 from . import ids
@@ -68,6 +69,7 @@ class Presence:
             session.online = online
             session.mirrored_state = None
             session.status_since = utcnow()  # supervision: UNAVAILABLE (or back) from now
+            outbox.agent_status(session, "online" if online else "offline")
         db.session.commit()
         self.mirror(agent.id)
 
@@ -113,6 +115,9 @@ class Presence:
             if session.online != online:
                 session.status_since = utcnow()
             if force or session.online != online:
+                if bool(session.online) != online:
+                    session.online = online
+                    outbox.agent_status(session, "online" if online else "offline")
                 session.online = online
                 session.mirrored_state = None
         db.session.commit()

@@ -17,3 +17,16 @@ def request_body(schema, required=True):
 # Every operation needs a Bearer token (or the web session) unless it says otherwise: the
 # document's default `security` is set in config (API_SPEC_OPTIONS); login and health opt out.
 NO_AUTH = {"security": []}
+
+
+def crm_errors(blp):
+    """A decorator documenting the error answers of the CRM admin endpoints (400 invalid
+    fields, 403 authentication or role, 404 unknown id) on blueprint `blp`."""
+    from schemas.common import DetailSchema
+    from schemas.crm import CrmErrorSchema
+
+    def decorate(view):
+        view = blp.alt_response(400, schema=CrmErrorSchema, description="Invalid fields")(view)
+        view = blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")(view)
+        return blp.alt_response(404, schema=CrmErrorSchema, description="Unknown id")(view)
+    return decorate

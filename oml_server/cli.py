@@ -1,6 +1,6 @@
 """`oml-server`: the command line (a Flask CLI group).
 
-run, engine, db (Flask-Migrate), provision, import-contacts, create-user, shell, routes.
+run, engine, deliver, db (Flask-Migrate), provision, import-contacts, create-user, shell, routes.
 """
 import json
 import sys
@@ -45,6 +45,7 @@ def secrets_command(path):
 def register_commands(app):
     app.cli.add_command(run_command)
     app.cli.add_command(engine_command)
+    app.cli.add_command(deliver_command)
     app.cli.add_command(create_user_command)
     app.cli.add_command(provision_command)
     app.cli.add_command(import_contacts_command)
@@ -65,17 +66,40 @@ def run_command(host, port, engine):
 @click.command("engine")
 @with_appcontext
 def engine_command():
-    """Run the ARI engine alone (split deployment: API workers elsewhere, one engine per app)."""
+    """Run the ARI engine alone (split deployment: API workers elsewhere, one engine per app),
+    with the CRM delivery greenlets."""
+    from ari_engine.runner import start_engine
+    from . import delivery_worker
+    app = current_app._get_current_object()
+    engine = start_engine(app)
+    delivering = delivery_worker.start(app)
+    _wait_for_signal()
+    if delivering is not None:
+        delivering.stop()
+    engine.stop()
+
+
+@click.command("deliver")
+@with_appcontext
+def deliver_command():
+    """Run only the CRM deliveries (webhooks, external sites): for split deployments. Any
+    number may run; each delivery is claimed by one."""
+    from . import delivery_worker
+    app = current_app._get_current_object()
+    app.config["DELIVERY_ENABLED"] = True
+    delivering = delivery_worker.start(app)
+    _wait_for_signal()
+    delivering.stop()
+
+
+def _wait_for_signal():
     import signal
 
     import gevent.event
-    from ari_engine.runner import start_engine
-    engine = start_engine(current_app._get_current_object())
     stopped = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stopped.set)
     gevent.signal_handler(signal.SIGINT, stopped.set)
     stopped.wait()
-    engine.stop()
 
 
 @click.command("create-user")

@@ -131,6 +131,19 @@ def load(env=None, instance_path=None):
     cfg["PASSWORD_HASH_THREADS"] = _int(env, "PASSWORD_HASH_THREADS", 1)
     cfg["ARI_EVENT_LOG"] = env.get("ARI_EVENT_LOG", "")
     cfg["SWEEP_GRACE_SECONDS"] = float(env.get("SWEEP_GRACE_SECONDS") or 5)
+    # CRM deliveries (webhooks, external sites): kept trying this long, backoff from BASE
+    # doubling up to MAX seconds, this many requests at once per destination, per-request
+    # timeout, and how often the outbox and the due rows are looked at.
+    cfg["DELIVERY_ENABLED"] = flag(env, "DELIVERY_ENABLED", True)
+    cfg["CRM_RETRY_HOURS"] = float(env.get("CRM_RETRY_HOURS") or 24)
+    cfg["CRM_RETRY_BASE_SECONDS"] = float(env.get("CRM_RETRY_BASE_SECONDS") or 2)
+    cfg["CRM_RETRY_MAX_SECONDS"] = float(env.get("CRM_RETRY_MAX_SECONDS") or 600)
+    cfg["CRM_CONCURRENCY"] = _int(env, "CRM_CONCURRENCY", 4)
+    cfg["CRM_TIMEOUT_SECONDS"] = float(env.get("CRM_TIMEOUT_SECONDS") or 10)
+    cfg["DELIVERY_POLL_SECONDS"] = float(env.get("DELIVERY_POLL_SECONDS") or 0.2)
+    # The event stream: how often the outbox is polled, and the heartbeat comment's period.
+    cfg["STREAM_POLL_SECONDS"] = float(env.get("STREAM_POLL_SECONDS") or 0.2)
+    cfg["STREAM_HEARTBEAT_SECONDS"] = float(env.get("STREAM_HEARTBEAT_SECONDS") or 15)
     return cfg
 
 

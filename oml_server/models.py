@@ -8,7 +8,7 @@ campaign forbids duplicates (`contacts.unique_phone`).
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer,
-                        String, Table, Text, UniqueConstraint, false)
+                        LargeBinary, String, Table, Text, UniqueConstraint, false, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -156,6 +156,52 @@ campaign_supervisors = Table(
 )
 
 
+class ExternalSiteAuthentication(db.Model):
+    """How a CRM site authenticates (OMniLeads' AutenticacionSitioExterno). `token` is the one
+    fetched last, kept until `token_expires_at` so every process reuses it; never returned."""
+    __tablename__ = "external_site_authentications"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nombre: Mapped[str] = mapped_column(String(128), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    username: Mapped[str] = mapped_column(String(128))
+    password: Mapped[str] = mapped_column(String(1024))
+    campo_token: Mapped[str] = mapped_column(String(128), default="token")
+    duracion: Mapped[int] = mapped_column(Integer, default=0)          # seconds; 0: read campo_duracion
+    campo_duracion: Mapped[str | None] = mapped_column(String(128))
+    ssl_estricto: Mapped[bool] = mapped_column(Boolean, default=True)
+    token: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ExternalSite(db.Model):
+    """A CRM site (OMniLeads' SitioExterno); the numeric codes are OMniLeads' own."""
+    __tablename__ = "external_sites"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nombre: Mapped[str] = mapped_column(String(128), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    oculto: Mapped[bool] = mapped_column(Boolean, default=False)
+    disparador: Mapped[int] = mapped_column(Integer)     # 1 agent, 2 automatic, 3 server, 4 disposition
+    metodo: Mapped[int] = mapped_column(Integer)         # 1 GET, 2 POST
+    formato: Mapped[int | None] = mapped_column(Integer)  # 1 multipart, 2 form, 3 text, 4 json
+    objetivo: Mapped[int | None] = mapped_column(Integer)  # 1 embedded, 2 new tab
+    autenticacion_id: Mapped[int | None] = mapped_column(
+        ForeignKey("external_site_authentications.id", ondelete="SET NULL"))
+    signing_secret: Mapped[str | None] = mapped_column(String(256))   # [extension]
+
+    autenticacion: Mapped[ExternalSiteAuthentication | None] = relationship()
+
+
+class Webhook(db.Model):
+    """[extension] A subscription: every event whose type matches `events` is POSTed to `url`."""
+    __tablename__ = "webhooks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list] = mapped_column(JSON, default=lambda: ["*"])   # types, "call.*" or "*"
+    secret: Mapped[str | None] = mapped_column(String(256))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Campaign(db.Model):
     __tablename__ = "campaigns"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -173,10 +219,14 @@ class Campaign(db.Model):
                                           server_default="leastrecent")
     # rrmemory: the agent that got the last call; the next one after it (by id) gets the next.
     last_agent_id: Mapped[int | None] = mapped_column(Integer)
+    external_site_id: Mapped[int | None] = mapped_column(ForeignKey("external_sites.id", ondelete="SET NULL"))
+    # What the site receives: [{"name", "type", "value"}] (OMniLeads' ParametrosCrm), in order.
+    crm_parameters: Mapped[list] = mapped_column(JSON, default=list)
     __table_args__ = (UniqueConstraint("external_system_id", "external_id"),)
 
     database: Mapped[ContactDatabase] = relationship()
     external_system: Mapped[ExternalSystem | None] = relationship()
+    external_site: Mapped[ExternalSite | None] = relationship()
     agents: Mapped[list[AgentProfile]] = relationship(secondary=campaign_agents)
     supervisors: Mapped[list[User]] = relationship(secondary=campaign_supervisors)
 
@@ -192,6 +242,8 @@ class DispositionOption(db.Model):
     name: Mapped[str] = mapped_column(String(128))
     type: Mapped[str] = mapped_column(String(16), default="no_action")
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A disposition with this option fires the campaign's Calificación site (interaccion_crm).
+    crm_interaction: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     __table_args__ = (UniqueConstraint("campaign_id", "name"),)
 
     campaign: Mapped[Campaign] = relationship()
@@ -354,3 +406,49 @@ class ThrottleEvent(db.Model):
     key: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     __table_args__ = (Index("ix_throttle_events_key_created_at", "key", "created_at"),)
+
+
+class Delivery(db.Model):
+    """One request to a CRM (a webhook's event, a site's request), stored before it is sent
+    and kept as its log. `key` makes the fan-out idempotent per destination (the event id, or
+    the call for a Servidor site: one request per call); `order_key` (the call) holds a request
+    back while an earlier one of the same destination and call is not delivered. A sender claims
+    a row by moving it to `sending` with a lease; an expired lease is claimable again."""
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(24))       # "webhook:<id>" | "site:<id>"
+    key: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    order_key: Mapped[str | None] = mapped_column(String(48))
+    method: Mapped[str] = mapped_column(String(8), default="POST")
+    url: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(String(128))
+    body: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    authentication_id: Mapped[int | None] = mapped_column(Integer)
+    secret: Mapped[str | None] = mapped_column(String(256))
+    verify_tls: Mapped[bool] = mapped_column(Boolean, default=True)
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # pending|sending|delivered|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (
+        UniqueConstraint("destination", "key"),
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+        # "Is an earlier request of this call still open?" is one probe of this partial
+        # index (without it the claim compared every open row with every other).
+        Index("ix_deliveries_open", "destination", "order_key", "id",
+              postgresql_where=text("state IN ('pending', 'sending')"),
+              sqlite_where=text("state IN ('pending', 'sending')")),
+    )
+
+
+class OutboxCursor(db.Model):
+    """How far a reader of the outbox (the delivery fan-out) got: the last event id it handled."""
+    __tablename__ = "outbox_cursors"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)

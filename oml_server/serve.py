@@ -1,7 +1,8 @@
 """Serve the app with gevent's WSGI server, TCP_NODELAY on (see architecture.md: ~44 ms per
 keep-alive request without it), and the ARI engine's greenlets in the same process.
 
-SIGTERM / SIGINT stop it gracefully (tests/integration/test_no_data_loss.py holds it to that):
+The CRM delivery greenlets (oml_server/delivery_worker.py) run here too. SIGTERM / SIGINT
+stop it gracefully (tests/integration/test_no_data_loss.py holds it to that):
 the listening socket closes at once (a new server may bind the port), every request already
 read runs to its end and is answered with `Connection: close`, idle keep-alive connections are
 closed (a request is never half-processed: either it was read and gets its answer, or it was
@@ -114,6 +115,9 @@ def serve(app, host, port, with_engine=True):
             engine = start_engine(app) if with_engine else None
             if engine is None:
                 install_backend(app)
+    from . import delivery_worker
+    from .services import event_stream
+    delivering = delivery_worker.start(app)
     server = DrainingWSGIServer(listening_socket(host, port), app, log=None, error_log=log)
     stop_requested = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop_requested.set)
@@ -122,10 +126,13 @@ def serve(app, host, port, with_engine=True):
     log.info("serving on http://%s:%s (OpenAPI at /docs)", host, port)
     stop_requested.wait()
     log.info("stopping: finishing requests in flight")
+    event_stream.hub(app).close_all()   # open event streams end now instead of holding the drain
     busy = server.drain()
     if busy:
         log.warning("stopped with %d request(s) still running after %.0f s", busy, DRAIN_TIMEOUT)
     else:
         log.info("all requests in flight answered")
+    if delivering is not None:
+        delivering.stop()
     if engine is not None:
         engine.stop()

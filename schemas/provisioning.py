@@ -13,7 +13,14 @@ from oml_server.models import (CAMPAIGN_STATES, CAMPAIGN_TYPES, OPTION_TYPES, PA
                                STRATEGIES)
 
 # The kinds of object, in the order they are provisioned (each may refer to the ones before).
-KINDS = ("external_systems", "users", "pauses", "contact_databases", "campaigns")
+KINDS = ("external_systems", "users", "pauses", "contact_databases",
+         "external_site_authentications", "external_sites", "webhooks", "campaigns")
+# External sites: the file's words for OMniLeads' numeric codes, in code order (1, 2, …).
+SITE_TRIGGERS = ("agent", "automatic", "server", "disposition")
+SITE_METHODS = ("GET", "POST")
+SITE_FORMATS = ("multipart", "form", "text", "json")
+SITE_TARGETS = ("embedded", "new_tab")
+CRM_PARAMETER_TYPES = ("campaign", "contact", "call", "fixed", "dialplan", "disposition")
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
 EXTENSION_RE = re.compile(r"^[0-9A-Za-z_+*#-]{1,32}$")
 
@@ -117,6 +124,43 @@ class DispositionOptionSchema(Schema):
     name = _name()
     type = fields.String(validate=validate.OneOf(OPTION_TYPES))
     hidden = fields.Boolean()
+    crm_interaction = fields.Boolean()
+
+
+class ExternalSiteAuthenticationSchema(Schema):
+    name = _name()
+    url = fields.String(required=True)
+    username = fields.String(required=True)
+    password = fields.String(required=True)
+    token_field = fields.String()
+    duration = fields.Integer(strict=True)
+    duration_field = fields.String(allow_none=True)
+    strict_ssl = fields.Boolean()
+
+
+class ExternalSiteSchema(Schema):
+    name = _name()
+    url = fields.String(required=True)
+    trigger = fields.String(required=True, validate=validate.OneOf(SITE_TRIGGERS))
+    method = fields.String(required=True, validate=validate.OneOf(SITE_METHODS))
+    format = fields.String(allow_none=True, validate=validate.OneOf(SITE_FORMATS))
+    target = fields.String(allow_none=True, validate=validate.OneOf(SITE_TARGETS))
+    authentication = fields.String(allow_none=True)
+    signing_secret = fields.String(allow_none=True)
+    hidden = fields.Boolean()
+
+
+class WebhookSchema(Schema):
+    url = fields.String(required=True)
+    events = fields.Raw()
+    secret = fields.String(allow_none=True)
+    active = fields.Boolean()
+
+
+class CrmParameterSchema(Schema):
+    name = _name()
+    type = fields.String(required=True, validate=validate.OneOf(CRM_PARAMETER_TYPES))
+    value = fields.Raw(required=True)
 
 
 class CampaignSchema(Schema):
@@ -133,6 +177,8 @@ class CampaignSchema(Schema):
     record = fields.Boolean()
     strategy = fields.String(validate=validate.OneOf(STRATEGIES))
     disposition_options = fields.List(fields.Nested(DispositionOptionSchema))
+    external_site = fields.String(allow_none=True)
+    crm_parameters = fields.List(fields.Nested(CrmParameterSchema))
 
     @validates_schema
     def _external_pair(self, data, **kwargs):
@@ -147,6 +193,10 @@ class ProvisioningSchema(Schema):
     users = fields.List(fields.Nested(UserSchema), allow_none=True)
     pauses = fields.List(fields.Nested(PauseSchema), allow_none=True)
     contact_databases = fields.List(fields.Nested(ContactDatabaseSchema), allow_none=True)
+    external_site_authentications = fields.List(fields.Nested(ExternalSiteAuthenticationSchema),
+                                                allow_none=True)
+    external_sites = fields.List(fields.Nested(ExternalSiteSchema), allow_none=True)
+    webhooks = fields.List(fields.Nested(WebhookSchema), allow_none=True)
     campaigns = fields.List(fields.Nested(CampaignSchema), allow_none=True)
 
     @post_load

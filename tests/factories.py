@@ -70,9 +70,9 @@ class Factory:
         db.session.commit()
         return campaign
 
-    def option(self, campaign, name=None, type="no_action", hidden=False):
+    def option(self, campaign, name=None, type="no_action", hidden=False, crm_interaction=False):
         option = DispositionOption(campaign_id=campaign.id, name=name or f"option{next(_seq)}",
-                                   type=type, hidden=hidden)
+                                   type=type, hidden=hidden, crm_interaction=crm_interaction)
         db.session.add(option)
         db.session.commit()
         return option

@@ -19,6 +19,9 @@ BLUEPRINT_MODULES = (
     "recordings",      # call_record, grabacion/archivo, grabacion/descarga_masiva
     "outside_calls",   # make_call_outside_campaign
     "campaign_contacts",  # campaign/<id>/contacts/ (DataTables)
+    "external_sites",  # CRM external sites and their authentications
+    "webhooks",        # webhook subscriptions and their delivery log [extension]
+    "events",          # the live event stream [extension]
 )
 
 

@@ -47,3 +47,13 @@ def hangup_call():
 def call_record(call_id):
     """[extension] One call: visible to its agent and to the supervisors of its campaign."""
     return calls.visible_call(g.user, call_id)
+
+
+@blp.route("/calls/<string:call_id>/crm_interaction/", methods=["GET"])
+@login_required(*ALL_ROLES, orm_user=True)
+@blp.response(200)
+@blp.alt_response(404, schema=DetailSchema, description="Unknown call, not the caller's, or no site")
+def crm_interaction(call_id):
+    """[extension] The campaign site's configuration for the agent's browser (Agente /
+    Automático): url with placeholders replaced, method, format, parameters."""
+    return calls.crm_interaction(g.user, call_id)

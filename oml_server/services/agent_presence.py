@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from ..database import is_unique_violation, take_write_lock
 from ..extensions import db
 from ..models import SYSTEM_PAUSES, AgentActivity, AgentSession, Pause, User, utcnow
-from . import telephony
+from . import outbox, telephony
 from .lookup import parse_id
 
 log = logging.getLogger(__name__)
@@ -222,6 +222,7 @@ def _change(agent_id, target):
         row.updated_at = version
         row.status_since = version  # supervision's `tiempo` counts from here
         record(agent_id, event, pause_id)
+        outbox.agent_status(row, event)
         db.session.commit()
         _mirror(agent_id, version)
         return True

@@ -38,7 +38,8 @@ EVENT_OF_STATE = {"requested": "call.requested", "agent_ringing": "call.agent_ri
 _calls = Call.__table__
 _legs = CallLeg.__table__
 _sessions = AgentSession.__table__
-_RETURNED = (_calls.c.agent_id, _calls.c.campaign_id, _calls.c.kind, _calls.c.number)
+_RETURNED = (_calls.c.agent_id, _calls.c.campaign_id, _calls.c.kind, _calls.c.number,
+             _calls.c.contact_id)
 # Statements are built once, with bind parameters, and run on the session's connection:
 # building an UPDATE each time cost ~270 µs of CPU and the ORM session's execute path ~35 µs
 # more, against ~60 µs to run a prepared one (tests/ measured with bench/engine_cpu.py); a
@@ -191,7 +192,7 @@ def create(call_id, kind, legs=(), **fields):
         outbox.record(EVENT_OF_STATE[fields["state"]], call_id=call_id,
                       agent_id=fields.get("agent_id"), campaign_id=fields.get("campaign_id"),
                       state=fields["state"], kind=kind, number=fields["number"],
-                      reason=fields.get("reason"))
+                      contact_id=fields.get("contact_id"), reason=fields.get("reason"))
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -202,7 +203,7 @@ def create(call_id, kind, legs=(), **fields):
 def _record(call_id, state, returned, **data):
     outbox.record(EVENT_OF_STATE[state], call_id=call_id, agent_id=returned.agent_id,
                   campaign_id=returned.campaign_id, state=state, kind=returned.kind,
-                  number=returned.number, **data)
+                  number=returned.number, contact_id=returned.contact_id, **data)
 
 
 def _logged(call_id, state, **extra):

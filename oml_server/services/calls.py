@@ -18,10 +18,10 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import messages as M
 from ..database import Prepared, is_unique_violation, run
-from ..errors import business_error, data_errors, not_found
+from ..errors import Detail, business_error, data_errors, not_found
 from ..extensions import db
 from ..models import Call, CallLeg, Campaign, Contact, Event, campaign_agents
-from . import call_state, lookup, outbox, telephony, throttle
+from . import call_state, crm_request, lookup, outbox, telephony, throttle
 from .contacts import PHONE_RE
 
 log = logging.getLogger(__name__)
@@ -302,12 +302,26 @@ def hangup(agent_id):
 
 # --- GET /api/v1/calls/<callId>/ -------------------------------------------------------------
 
-def visible_call(user, call_id):
-    """The call as JSON for its agent or a supervisor of its campaign; 404 for anyone else."""
+def _visible(user, call_id):
+    """The call, for its agent or a supervisor of its campaign; 404 for anyone else."""
     call = db.session.get(Call, call_id) if isinstance(call_id, str) and len(call_id) <= 32 else None
     if call is None or not _may_see(user, call):
         raise not_found()
-    return payload(call)
+    return call
+
+
+def visible_call(user, call_id):
+    """The call as JSON for its agent or a supervisor of its campaign; 404 for anyone else."""
+    return payload(_visible(user, call_id))
+
+
+def crm_interaction(user, call_id):
+    """The browser's configuration of the call's campaign site; 404 like visible_call, or
+    when the campaign has none."""
+    config = crm_request.interaction(_visible(user, call_id))
+    if config is None:
+        raise Detail(404, M.NO_CRM_SITE)
+    return config
 
 
 def _may_see(user, call):

@@ -14,7 +14,7 @@ from ..database import Prepared, is_unique_violation, run as _run
 from ..errors import ContractError, business_error, not_found
 from ..extensions import db
 from ..models import Campaign, Contact, Disposition, DispositionOption
-from . import contacts
+from . import contacts, outbox
 from .lookup import external_system, parse_id, visible_option_campaign
 
 CALLID_MAX_LENGTH = 32
@@ -175,6 +175,21 @@ def _taken(contact_id, campaign_id, exclude_id=None):
     return db.session.scalar(query.limit(1)) is not None
 
 
+def _record(type_, disposition_id, agent_id, values):
+    """`disposition.created|updated` in the transaction of the write (`values`: the row's
+    columns). The option's name and `crm_interaction` go with it: the Calificación site fires
+    on the latter."""
+    option = db.session.execute(select(DispositionOption.name, DispositionOption.crm_interaction,
+                                       DispositionOption.campaign_id)
+                                .where(DispositionOption.id == values["option_id"])).first()
+    outbox.record(type_, call_id=values.get("callid"), agent_id=agent_id,
+                  campaign_id=values.get("campaign_id", option.campaign_id),
+                  disposition_id=disposition_id,
+                  contact_id=values["contact_id"], option_id=values["option_id"],
+                  option_name=option.name, crm_interaction=bool(option.crm_interaction),
+                  callid=values.get("callid"), comments=values.get("comments", ""))
+
+
 def _duplicate():
     return business_error(msg=M.DUPLICATE_DISPOSITION)
 
@@ -231,6 +246,10 @@ def create(agent, data):
         if data.get("idExternalSystem") in (None, ""):
             answer = _create_checked(agent, data)
             if answer is not None:
+                _record("disposition.created", answer["id"], agent.id,
+                        {"contact_id": answer["idContact"], "option_id":
+                         answer["idDispositionOption"], "callid": answer["callid"],
+                         "comments": answer["comments"]})
                 _commit_or_duplicate()
                 return answer
             option, contact_id, taken = _option_contact_taken(data)
@@ -247,6 +266,9 @@ def create(agent, data):
                                    "callid": callid, "comments": comments})
         answer = {"id": result.scalar(), "idContact": contact_id,
                   "callid": callid, "idDispositionOption": option.id, "comments": comments}
+        _record("disposition.created", answer["id"], agent.id,
+                {"contact_id": contact_id, "campaign_id": option.campaign_id,
+                 "option_id": option.id, "callid": callid, "comments": comments})
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()
@@ -273,6 +295,9 @@ def update(agent, disposition, data):
         disposition.comments = comments
         disposition.callid = callid
         answer = representation(disposition)   # before the commit expires the object
+        _record("disposition.updated", disposition.id, agent.id,
+                {"contact_id": contact_id, "campaign_id": option.campaign_id,
+                 "option_id": option.id, "callid": callid, "comments": comments})
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()
@@ -343,6 +368,9 @@ def create_with_contact(agent, data):
                                    "callid": callid, "comments": comments})
         answer = {"id": result.scalar(), "callid": callid,
                   "idDispositionOption": option_id, "comments": comments}
+        _record("disposition.created", answer["id"], agent.id,
+                {"contact_id": contact_id, "campaign_id": campaign.id, "option_id": option_id,
+                 "callid": callid, "comments": comments})
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()

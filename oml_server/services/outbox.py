@@ -17,3 +17,15 @@ def record(type_, call_id=None, agent_id=None, campaign_id=None, **data):
     run(_insert, {
         "type": type_, "call_id": call_id, "agent_id": agent_id, "campaign_id": campaign_id,
         "data": data, "created_at": utcnow()})
+
+
+# Activity events that change the agent's status (§4); ringing and the like are not status.
+STATUS_EVENTS = ("login", "logout", "pause", "unpause", "online", "offline")
+
+
+def agent_status(session, event):
+    """`agent.status` from an AgentSession row just changed by `event` (same transaction)."""
+    if event in STATUS_EVENTS:
+        record("agent.status", agent_id=session.agent_id, event=event,
+               online=bool(session.online), logged_in=bool(session.logged_in),
+               paused=bool(session.paused), pause_id=session.pause_id)

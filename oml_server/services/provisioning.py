@@ -30,6 +30,7 @@ from ..extensions import db
 from ..models import (AgentExternalId, AgentProfile, Campaign, Contact, ContactDatabase,
                       DispositionOption, ExternalSystem, Pause, SupervisorProfile, User)
 from . import contacts as contact_rules
+from . import provisioning_crm
 from . import users as user_service
 
 
@@ -195,6 +196,11 @@ class _Run:
             self._pause(index, item)
         for index, item in enumerate(self.spec["contact_databases"]):
             self._contact_database(index, item)
+        for kind, write, key in (("external_site_authentications", provisioning_crm.authentication, "name"),
+                                 ("external_sites", provisioning_crm.site, "name"),
+                                 ("webhooks", provisioning_crm.webhook, "url")):
+            for index, item in enumerate(self.spec[kind]):
+                write(self, _label(kind, index, item[key]), item)
         for index, item in enumerate(self.spec["campaigns"]):
             self._campaign(index, item)
         db.session.flush()
@@ -545,6 +551,7 @@ class _Run:
             campaign.agents = [u.agent for u in agents]
         if supervisors is not None and {s.id for s in campaign.supervisors} != {u.id for u in supervisors}:
             campaign.supervisors = list(supervisors)
+        provisioning_crm.campaign_site(self, label, campaign, item)
         db.session.flush()
         self.ids["campaigns"][name] = campaign.id
 
@@ -579,10 +586,12 @@ class _Run:
         if option is None:
             option = DispositionOption(id=item.get("id"), campaign_id=campaign.id, name=name,
                                        type=item.get("type", "no_action"),
-                                       hidden=item.get("hidden", False))
+                                       hidden=item.get("hidden", False),
+                                       crm_interaction=item.get("crm_interaction", False))
             self._insert(option)
         else:
-            self._apply(option, item, {"type": "type", "hidden": "hidden"})
+            self._apply(option, item, {"type": "type", "hidden": "hidden",
+                                       "crm_interaction": "crm_interaction"})
         self.ids["disposition_options"].setdefault(campaign.name, {})[name] = option.id
 
     # -- PostgreSQL sequences -----------------------------------------------------------------

@@ -44,6 +44,11 @@ class Figures:
                 f"5xx answers: {self.server_errors}, schema violations: {self.schema_violations}")
 
 
+# A stream that never ends cannot be read to its end by a test client: its refusals are tested
+# in tests/unit/test_crm_server_process.py against the real server.
+ENDLESS = {"/api/v1/events/"}
+
+
 def run(app, auth_variants, max_examples=10, modes=("positive", "negative"), seed=None):
     """Fuzz every operation of `app`'s OpenAPI document; `auth_variants` maps a label to the
     headers to add (`{}` for anonymous). Without `seed` the examples are derandomized (the same
@@ -53,6 +58,8 @@ def run(app, auth_variants, max_examples=10, modes=("positive", "negative"), see
     client = app.test_client()
     for result in schema.get_all_operations():
         operation = result.ok()
+        if operation.path in ENDLESS:
+            continue
         figures.operations += 1
         for mode in modes:
             strategy = operation.as_strategy(generation_mode=schemathesis.GenerationMode(mode))

@@ -166,6 +166,8 @@ class Server:
                         RECORDINGS_DIR=os.path.join(lab.dir, "var", "spool", "recording"),
                         RECORDINGS_ZIP_DIR=os.path.join(workdir, "zips"),
                         MAKECALL_MAX_PER_WINDOW="100000",  # tests call faster than any CRM loop
+                        # CRM deliveries retry within a test's patience (2 s doubling in production).
+                        CRM_RETRY_BASE_SECONDS="0.3", CRM_RETRY_MAX_SECONDS="1",
 
                         PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
         self.env.pop("FLASK_APP", None)

@@ -1,0 +1,106 @@
+"""The delivering greenlets of a process: the fan-out (outbox → deliveries) and the sender
+(due deliveries → CRMs). They run apart from request handling and from the ARI event reader:
+a slow or dead CRM holds only its own destination's few greenlets (CRM_CONCURRENCY each).
+
+Started by `oml-server run`, `oml-server engine` and `oml-server deliver`; any number of them
+may run against one database (rows are claimed, fan-out is idempotent).
+"""
+import logging
+
+import gevent
+import gevent.event
+
+from .extensions import db
+from .services import crm_sender, deliveries
+
+log = logging.getLogger("oml.deliveries")
+BATCH = 8   # rows a sending slot takes per claim
+
+
+class DeliveryWorker:
+    def __init__(self, app):
+        self.app = app
+        cfg = app.config
+        self.poll = cfg["DELIVERY_POLL_SECONDS"]
+        self.concurrency = cfg["CRM_CONCURRENCY"]
+        # A send is at most three requests (token, request, again after a 401) plus settling.
+        self.lease = cfg["CRM_TIMEOUT_SECONDS"] * 3 + 5
+        self.in_flight = {}            # destination -> requests being sent now
+        self.wake = gevent.event.Event()
+        self.greenlets = []
+        self.stopping = False
+
+    def start(self):
+        self.greenlets = [gevent.spawn(self._loop, self._fan_out_once, gevent.event.Event()),
+                          gevent.spawn(self._loop, self._send_due, self.wake)]
+        return self
+
+    def stop(self, timeout=5):
+        self.stopping = True
+        gevent.joinall(self.greenlets, timeout=timeout)
+        gevent.killall([g for g in self.greenlets if not g.dead], block=False)
+
+    def _loop(self, step, wake):
+        fan_out = deliveries.FanOut()
+        while not self.stopping:
+            busy = False
+            with self.app.app_context():
+                try:
+                    busy = step(fan_out)
+                except Exception:
+                    log.exception("delivery step failed; retrying")
+                    db.session.rollback()
+                    gevent.sleep(1)
+                finally:
+                    db.session.remove()
+            if not busy:
+                wake.wait(self.poll)
+                wake.clear()
+
+    def _fan_out_once(self, fan_out):
+        added = fan_out.step()
+        if added:
+            self.wake.set()
+        return added > 0
+
+    def _send_due(self, _fan_out):
+        claimed = 0
+        for destination in deliveries.due_destinations():
+            free = self.concurrency - self.in_flight.get(destination, 0)
+            if free <= 0:
+                continue
+            # Each free slot takes a few rows (the heads of different calls) and sends them one
+            # after the other: one claim and one settle per batch instead of per request.
+            rows = deliveries.claim(destination, free * BATCH, self.lease)
+            claimed += len(rows)
+            for slot in range(min(free, len(rows))):
+                self.in_flight[destination] = self.in_flight.get(destination, 0) + 1
+                gevent.spawn(self._send, destination, rows[slot::free])
+        return claimed > 0
+
+    def _send(self, destination, rows):
+        with self.app.app_context():
+            try:
+                done = []
+                for position, row in enumerate(rows):
+                    status, error, retry = crm_sender.deliver(row)
+                    if error is None and not retry:
+                        done.append((row, status))
+                        continue
+                    deliveries.settle(row, status, error, retry)
+                    if retry:   # the CRM is failing: the rest of the batch goes back untried
+                        deliveries.release(rows[position + 1:])
+                        break
+                deliveries.settle_delivered(done)
+            except Exception:
+                log.exception("deliveries of %s could not be settled; their lease will expire",
+                              destination)
+                db.session.rollback()
+            finally:
+                db.session.remove()
+                self.in_flight[destination] -= 1
+                self.wake.set()
+
+
+def start(app):
+    return DeliveryWorker(app).start() if app.config.get("DELIVERY_ENABLED", True) else None
