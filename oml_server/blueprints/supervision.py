@@ -123,15 +123,19 @@ def _command_error(status, message, **extra):
     return ContractError(status, {"error": message, **extra})
 
 
+def _listening_responses(view):
+    """call/spy's and call/three-way-conf's documented answers (§0's style)."""
+    for status, description in ((403, "Authentication, role, or not a supervisor of the "
+                                      "call's campaign"), (404, "Unknown agent"),
+                                (400, "A missing or bad field, or the agent is not on a call")):
+        view = blp.alt_response(status, schema=CommandErrorSchema, description=description)(view)
+    return blp.response(202, CommandQueuedSchema)(view)
+
+
 @blp.route("/call/spy/", methods=["POST"])
 @login_required(*SUPERVISORS)
 @blp.doc(**request_body(SpyRequestSchema))
-@blp.response(202, CommandQueuedSchema)
-@blp.alt_response(400, schema=CommandErrorSchema, description="A missing or bad field, or the "
-                  "agent is not on a call")
-@blp.alt_response(404, schema=CommandErrorSchema, description="Unknown agent")
-@blp.alt_response(403, schema=CommandErrorSchema, description="Authentication, role, or not a "
-                  "supervisor of the call's campaign")
+@_listening_responses
 def spy():
     """The supervisor's phone rings; on answer it hears the agent's call (`whisper=none`), is
     also heard by the agent (`out`), by both sides (`both`, barge) or by the caller only (`in`)."""
@@ -149,12 +153,7 @@ def spy():
 @blp.route("/call/three-way-conf/", methods=["POST"])
 @login_required(*SUPERVISORS)
 @blp.doc(**request_body(ThreeWayConfRequestSchema))
-@blp.response(202, CommandQueuedSchema)
-@blp.alt_response(400, schema=CommandErrorSchema, description="A missing or bad field, or the "
-                  "agent is not on a call")
-@blp.alt_response(404, schema=CommandErrorSchema, description="Unknown agent")
-@blp.alt_response(403, schema=CommandErrorSchema, description="Authentication, role, or not a "
-                  "supervisor of the call's campaign")
+@_listening_responses
 def three_way_conf():
     """The supervisor's phone rings; on answer it joins the agent's call as a third party:
     everybody hears everybody (the same as `call/spy` with `whisper=both`)."""
