@@ -136,6 +136,7 @@ def provision(database_url, agents):
         created = [users.create_user(f"bench{i:03d}", PASSWORD, "Agente") for i in range(agents)]
         # Logged in over and over beside the calls (--logins): a production hash (scrypt).
         from werkzeug.security import generate_password_hash
+        users.create_user("bench-admin", PASSWORD, "Administrador")  # --dead-crm's webhook
         login_user = users.create_user("bench-login", PASSWORD, "Supervisor")
         login_user.password_hash = generate_password_hash(PASSWORD, method="scrypt")
         db.session.flush()
@@ -484,6 +485,9 @@ def main():
                     help="comma-separated burst sizes: N makeCalls sent at the same moment")
     ap.add_argument("--logins", type=float, default=20.0,
                     help="logins per second beside 20 steady calls (0: skip that section)")
+    ap.add_argument("--dead-crm", action="store_true",
+                    help="20 steady calls without and with a webhook on every event to a CRM "
+                         "that refuses connections (issue 11: ratio <= 1.1)")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args()
     levels = [int(x) for x in (args.levels or ("1,5,10" if args.quick else "1,50,100,200"))
@@ -596,6 +600,25 @@ def main():
                     print(f"20 calls {'with' if beside else 'without'} {args.logins:g} logins/s "
                           f"run {r + 1}: p50 {res['p50_ms']} ms p95 {res['p95_ms']} ms"
                           + (f" (logins: {done})" if beside else ""), flush=True)
+        dead_crm_runs = {}
+        if args.dead_crm:
+            admin = requests.Session()
+            admin.trust_env = False
+            admin.headers["Authorization"] = f"Bearer {server.token('bench-admin')}"
+            for r in range(repeats):
+                for dead in (False, True):
+                    hook = None
+                    if dead:  # every event of every call goes to a port nobody listens on
+                        hook = admin.post(server.url + "/api/v1/webhooks/", timeout=10, json={
+                            "url": f"http://127.0.0.1:{free_tcp_port()}/oml", "events": "*"})
+                        assert hook.status_code == 201, hook.text
+                    res = run_engine(ctx, 20, 20, args.rate, hold)
+                    if hook is not None:
+                        admin.delete(f"{server.url}/api/v1/webhooks/{_hook_id(hook)}/", timeout=10)
+                    dead_crm_runs.setdefault(dead, []).append(res)
+                    print(f"20 calls {'with' if dead else 'without'} a dead CRM run {r + 1}: "
+                          f"p50 {res['p50_ms']} ms p95 {res['p95_ms']} ms, "
+                          f"{res['failures']} failed", flush=True)
         while ctx["engine_calls"] < memory_calls:
             level = min(100, n_agents)
             run_engine(ctx, level, level, args.rate, 0.2)
@@ -645,7 +668,15 @@ def main():
                       "ratio_p95": round(statistics.median(
                           w["p95_ms"] / o["p95_ms"] for w, o in
                           zip(login_runs[True], login_runs[False]) if o["p95_ms"]), 2)}
-        report = {"database": db_kind, "bursts": burst_table, "logins_beside": logins, "deployment": "split" if args.split else "one process",
+        dead_crm = None
+        if dead_crm_runs:
+            dead_crm = {"without_p95_ms": median([x["p95_ms"] for x in dead_crm_runs[False]]),
+                        "with_p95_ms": median([x["p95_ms"] for x in dead_crm_runs[True]]),
+                        "ratio_p95": round(statistics.median(
+                            w["p95_ms"] / o["p95_ms"] for w, o in
+                            zip(dead_crm_runs[True], dead_crm_runs[False]) if o["p95_ms"]), 2)}
+        report = {"database": db_kind, "bursts": burst_table, "logins_beside": logins,
+                  "dead_crm": dead_crm, "deployment": "split" if args.split else "one process",
                   "levels": levels, "repeats": repeats, "rate": args.rate,
                   "hold_s": hold, "single_calls": single, "quick": args.quick,
                   "flow": "agent originated; bridge + tone:ring; contact originated into the "
@@ -720,6 +751,11 @@ def print_table(report):
           f"{report['target']}")
 
 
+def _hook_id(answer):
+    body = answer.json()
+    return body.get("id") or (body.get("webhook") or {}).get("id")
+
+
 def login_load(server, rate, stop):
     """POST /api/v1/login `rate` times a second (a real scrypt check each) until `stop`."""
     http = requests.Session()
@@ -755,6 +791,11 @@ def print_bursts(report):
                   f"{b['p50_ms']} ms | {b['p95_ms']} ms | {r['ratio_p95']}x | "
                   f"{e['cpu_ms_per_call']} ms | {b['cpu_ms_per_call']} ms | {r['ratio_cpu']}x | "
                   f"{e['failures']}/{b['failures']} |")
+    dead = report.get("dead_crm")
+    if dead:
+        print(f"20 steady calls, setup p95 without / with a dead CRM webhook on every event: "
+              f"{dead['without_p95_ms']} ms / {dead['with_p95_ms']} ms "
+              f"(ratio {dead['ratio_p95']}x; goal <= 1.1x)")
     logins = report.get("logins_beside")
     if logins:
         print(f"20 steady calls, setup p95 without / with {logins['rate']:g} logins/s beside: "

@@ -6,6 +6,7 @@ Started by `oml-server run`, `oml-server engine` and `oml-server deliver`; any n
 may run against one database (rows are claimed, fan-out is idempotent).
 """
 import logging
+import time
 
 import gevent
 import gevent.event
@@ -26,6 +27,13 @@ class DeliveryWorker:
         # A send is at most three requests (token, request, again after a 401) plus settling.
         self.lease = cfg["CRM_TIMEOUT_SECONDS"] * 3 + 5
         self.in_flight = {}            # destination -> requests being sent now
+        # A destination that just failed with a retryable error rests (in this process) before
+        # any other of its rows is tried: a dead CRM then costs one probe per rest, not one
+        # attempt per pending row per poll (measured: with every row retried, 20 calls' setup
+        # p95 beside a dead CRM was 1.4-3.8x the same without).
+        self.resting = {}              # destination -> (monotonic time it may be tried, failures)
+        self.rest_base = cfg["CRM_RETRY_BASE_SECONDS"]
+        self.rest_max = cfg["CRM_RETRY_MAX_SECONDS"]
         self.wake = gevent.event.Event()
         self.greenlets = []
         self.stopping = False
@@ -65,7 +73,10 @@ class DeliveryWorker:
 
     def _send_due(self, _fan_out):
         claimed = 0
+        now = time.monotonic()
         for destination in deliveries.due_destinations():
+            if self.resting.get(destination, (0, 0))[0] > now:
+                continue
             free = self.concurrency - self.in_flight.get(destination, 0)
             if free <= 0:
                 continue
@@ -90,8 +101,11 @@ class DeliveryWorker:
                     deliveries.settle(row, status, error, retry)
                     if retry:   # the CRM is failing: the rest of the batch goes back untried
                         deliveries.release(rows[position + 1:])
+                        self._rest(destination)
                         break
                 deliveries.settle_delivered(done)
+                if done:
+                    self.resting.pop(destination, None)
             except Exception:
                 log.exception("deliveries of %s could not be settled; their lease will expire",
                               destination)
@@ -100,6 +114,12 @@ class DeliveryWorker:
                 db.session.remove()
                 self.in_flight[destination] -= 1
                 self.wake.set()
+
+
+    def _rest(self, destination):
+        failures = self.resting.get(destination, (0, 0))[1] + 1
+        pause = min(self.rest_max, self.rest_base * 2 ** (failures - 1))
+        self.resting[destination] = (time.monotonic() + pause, failures)
 
 
 def start(app):
