@@ -50,10 +50,7 @@ def agent_leg_variables(call, agent_id, origin=None, wait_seconds=None, campaign
         headers["X-OML-Origin"] = origin
     if recorded and getattr(call, "created_at", None) is not None:
         # The name the recording will have (ari_engine/recording.py names it so at bridged).
-        from flask import current_app
-
-        from .recording import file_name
-        headers["Omlrecfilename"] = file_name(
-            call.id, call.created_at, current_app.config.get("RECORDING_FORMAT", "wav"))
+        from oml_server.services.recordings import file_name
+        headers["Omlrecfilename"] = file_name(call.id, call.created_at)
     # Asterisk adds no header whose value is empty; "-" would be a lie, so empty ones go.
     return {f"PJSIP_HEADER(add,{name})": value for name, value in headers.items() if value != ""}

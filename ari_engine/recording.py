@@ -16,15 +16,12 @@ from sqlalchemy import select
 
 from oml_server.extensions import db
 from oml_server.models import Campaign
+from oml_server.services.recordings import file_name
 
 from . import call_store, ids
 from .ari_client import AriError
 
 log = logging.getLogger(__name__)
-
-
-def file_name(call_id, created_at, fmt):
-    return f"{created_at:%Y-%m-%d}/{call_id}.{fmt}"
 
 
 def start(ari, settings, call_id):

@@ -57,7 +57,23 @@ def _call_value(value, call, agent, user):
         return max(0, int((answered - created).total_seconds())) if answered and created else 0
     if value == "datetime":
         return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    return ""   # rec_filename: recordings are not kept by this server yet
+    if value == "rec_filename":
+        return _recording_name(call)
+    return ""
+
+
+def _recording_name(call):
+    """The call's recording file (relative to RECORDINGS_DIR), also before it started: the
+    Servidor site fires as the call is bridged, when the recording is being started."""
+    if call is None:
+        return ""
+    if getattr(call, "recording_file", None):
+        return call.recording_file
+    from .recordings import file_name
+    campaign = db.session.get(Campaign, call.campaign_id) if call.campaign_id else None
+    if campaign is None or not campaign.record or call.created_at is None:
+        return ""
+    return file_name(call.id, call.created_at)
 
 
 def parameters(campaign, call=None, disposition=None, agent_id=None):

@@ -28,6 +28,14 @@ MIME = {"wav": "audio/wav", "gsm": "audio/x-gsm", "mp3": "audio/mpeg", "ogg": "a
         "zip": "application/zip"}
 
 
+def file_name(call_id, created_at, fmt=None):
+    """A call's recording, relative to RECORDINGS_DIR: `<YYYY-MM-DD>/<call id>.<format>` (the
+    call's start day). Known before the recording starts: the agent's INVITE
+    (`Omlrecfilename`) and the CRM's Servidor request (`rec_filename`) name it."""
+    fmt = fmt or current_app.config.get("RECORDING_FORMAT", "wav")
+    return f"{created_at:%Y-%m-%d}/{call_id}.{fmt}"
+
+
 def may_hear(user, call):
     if user.role in SEES_ALL:
         return True
