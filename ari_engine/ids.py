@@ -26,25 +26,29 @@ def call_id_of(resource_id):
     return rest.split("-", 1)[0] or None
 
 
+def _suffix(resource_id):
+    """What follows the call id in one of our ids (`agent`, `agent-3fa2`, `contact`, "" for
+    the bridge), or None for anything not ours."""
+    if not is_ours(resource_id):
+        return None
+    return resource_id[len(PREFIX):].partition("-")[2]
+
+
 def role_of(resource_id):
     """The role our own channel id names (`agent`, `contact`…; an attempt suffix such as
     `-agent-3fa2` dropped), or None for a bridge or anything not ours."""
-    if not is_ours(resource_id):
-        return None
-    rest = resource_id[len(PREFIX):].partition("-")[2]
-    return rest.partition("-")[0].rstrip("0123456789") or None
+    suffix = _suffix(resource_id)
+    return suffix.partition("-")[0].rstrip("0123456789") or None if suffix else None
 
 
 def kind_hint(resource_id):
     """The call kind one of our channel ids implies, when it does: a plain `-agent` leg is
     click-to-call's (makeCall originates it), an agent leg with an attempt suffix is an
     inbound call's. Spares the dispatcher a row read on a call's first event."""
-    if not is_ours(resource_id):
-        return None
-    rest = resource_id[len(PREFIX):].partition("-")[2]
-    if rest == "agent":
+    suffix = _suffix(resource_id)
+    if suffix == "agent":
         return "click_to_call"
-    if rest.startswith("agent-"):
+    if suffix and suffix.startswith("agent-"):
         return "inbound"
     return None
 

@@ -420,10 +420,3 @@ def take_over(call_id, channel_id, supervisor_id=None):
     db.session.commit()
     _logged(call_id, "taken_over", agent=returned.agent_id, supervisor=supervisor_id)
     return returned.agent_id
-
-
-def live_calls(node_name=None):
-    query = select(Call).where(Call.state.not_in(FINAL_CALL_STATES))
-    if node_name is not None:
-        query = query.where(Call.node == node_name)
-    return db.session.scalars(query).all()
