@@ -27,7 +27,10 @@ def split(lab, trunk, world, database_url, workdir):
     app = lab.app + "-split"
     api = Server(lab, database_url, workdir, name="split-api", command=("run", "--no-engine"))
     for proc in (api,):
-        proc.env.update(ARI_APP=app, ENGINE_HEARTBEAT_SECONDS="1", ENGINE_SWEEP_SECONDS="30",
+        # Its own node: the session's server runs an engine beside it on the same database, and
+        # its heartbeat (and sweep) for node "local" must not stand in for the stopped one.
+        proc.env.update(ARI_APP=app, ASTERISK_NODE="split", ENGINE_HEARTBEAT_SECONDS="1",
+                        ENGINE_SWEEP_SECONDS="30",
                         SWEEP_GRACE_SECONDS="1")  # the call is seconds old when the engine is back
     engine = {"env": dict(api.env), "proc": None}
     log = open(os.path.join(workdir, "split-engine.log"), "a")
@@ -48,6 +51,7 @@ def split(lab, trunk, world, database_url, workdir):
     stop_engine()
     api.stop()
     log.close()
+    lab.clean()  # a failed test's bridged call must not fail the tests after it
 
 
 def health(api):
