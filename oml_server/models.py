@@ -7,7 +7,7 @@ campaign forbids duplicates (`contacts.unique_phone`).
 """
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer,
+from sqlalchemy import (JSON, event, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer,
                         LargeBinary, String, Table, Text, UniqueConstraint, false, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -117,6 +117,8 @@ class ContactDatabase(db.Model):
     main_phone: Mapped[str] = mapped_column(String(128))
     other_phones: Mapped[list] = mapped_column(JSON, default=list)
     external_id_column: Mapped[str | None] = mapped_column(String(128))
+    # Kept by database triggers in the writer's transaction (migration contacts_search_and_counts).
+    contacts_count: Mapped[int] = mapped_column(server_default="0", default=0)
 
     @property
     def phone_columns(self):
@@ -134,6 +136,9 @@ class Contact(db.Model):
     data: Mapped[dict] = mapped_column(JSON)               # column name -> value
     assigned_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # services.contacts.search_text(): what campaign/<id>/contacts/ searches, indexed for
+    # substrings (pg_trgm on PostgreSQL, the contacts_search FTS5 table on SQLite).
+    search_text: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (
         UniqueConstraint("database_id", "external_id"),
         UniqueConstraint("database_id", "unique_phone"),
@@ -142,6 +147,31 @@ class Contact(db.Model):
         Index("ix_contacts_database_id", "database_id", "id"),
     )
 
+
+# A campaign's dispositioned contacts per contact database, kept by triggers: with
+# contact_databases.contacts_count, the contacts page's total without counting a million rows.
+def contact_search_text(phone, values):
+    """What campaign/<id>/contacts/ searches: the phone and every non-empty value, one per
+    line, lower case (a search is a case-insensitive substring of one of them, as OMniLeads'
+    `telefono__contains | datos__contains`, without matching the JSON's keys or quoting).
+    The ORM keeps it on every insert and update (below); Core writers pass it."""
+    shown = [phone or ""] + [v if isinstance(v, str) else str(v)
+                             for v in (values or {}).values() if v is not None and v != ""]
+    return "\n".join(dict.fromkeys(shown)).lower()
+
+
+@event.listens_for(Contact, "before_insert")
+@event.listens_for(Contact, "before_update")
+def _keep_search_text(mapper, connection, contact):
+    contact.search_text = contact_search_text(contact.main_phone, contact.data)
+
+
+campaign_dispositioned = Table(
+    "campaign_dispositioned", db.metadata,
+    Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+    Column("database_id", ForeignKey("contact_databases.id", ondelete="CASCADE"), primary_key=True),
+    Column("dispositioned", Integer, nullable=False, server_default="0"),
+)
 
 campaign_agents = Table(
     "campaign_agents", db.metadata,
