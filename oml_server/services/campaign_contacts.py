@@ -9,12 +9,12 @@ Fast at a million contacts (bench/supervision_bench.py):
 - the page is one query in id order (`NOT EXISTS` a disposition), LIMIT/OFFSET;
 - recordsTotal is contact_databases.contacts_count minus campaign_dispositioned, two
   counters the database's triggers keep in the writer's own transaction: no count at all;
-- a search is served by a substring index (pg_trgm GIN on PostgreSQL, the contacts_search
-  FTS5 trigram table on SQLite; terms of 1–2 characters have no trigram and scan, but such
-  terms match densely, so the scan stops early). recordsFiltered counts matches up to
-  SEARCH_COUNT_LIMIT: counting every contact containing "maria" would read most of a
-  million rows; past the limit the answer says the limit, and DataTables pages through
-  that many (an agent narrows the search long before).
+- a rare term is found through a substring index (pg_trgm GIN on PostgreSQL, the
+  contacts_search FTS5 trigram table on SQLite), a common one by the id-ordered scan, which
+  stops early (terms of 1–2 characters have no trigram: always the scan);
+- recordsFiltered counts matches up to SEARCH_COUNT_LIMIT (1,000): counting every contact
+  that contains "maria" would read most of a million rows. Past the limit the answer says
+  the limit and DataTables pages through that many; an agent narrows the search first.
 """
 from sqlalchemy import and_, exists, func, select, text
 
@@ -23,7 +23,7 @@ from ..models import Contact, Disposition
 
 MAX_LENGTH = 1000
 EMPTY = "---"
-SEARCH_COUNT_LIMIT = 10_000
+SEARCH_COUNT_LIMIT = 1000
 
 
 def _not_dispositioned(campaign_id):
@@ -42,18 +42,35 @@ def total(campaign):
     return db.session.scalar(_TOTAL, {"cid": campaign.id, "dbid": campaign.database_id}) or 0
 
 
-def _matching(term):
-    """contacts.search_text contains `term` (lower case). SQLite: through the FTS5 trigram
-    table when the term has a trigram; GLOB there, since FTS5 does not serve LIKE … ESCAPE."""
+def _matching(term, database_id):
+    """contacts.search_text contains `term` (lower case), as the cheapest plan for it."""
     needle = term.lower()
     if db.session.get_bind().dialect.name == "postgresql":
+        # PostgreSQL's planner estimates a LIKE from its statistics and picks the trigram
+        # index (rare terms) or the id-ordered scan (dense ones) by itself.
         escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return Contact.search_text.like(f"%{escaped}%")
+    # SQLite: GLOB (FTS5 serves GLOB and LIKE, not LIKE … ESCAPE; the text is lower case).
     pattern = "*" + "".join(f"[{c}]" if c in "*?[" else c for c in needle) + "*"
-    if len(needle) < 3 or not _has_fts():
-        return Contact.search_text.op("GLOB")(pattern)
+    scan = Contact.search_text.op("GLOB")(pattern)
+    if len(needle) < 3 or not _has_fts() or _dense(pattern, database_id):
+        return scan
     return Contact.id.in_(text("SELECT rowid FROM contacts_search WHERE search_text GLOB :pattern")
                           .bindparams(pattern=pattern))
+
+
+_SAMPLE = text("SELECT count(*) FROM (SELECT search_text FROM contacts WHERE database_id = :db"
+               " ORDER BY id LIMIT :rows) WHERE search_text GLOB :pattern")
+SAMPLE_ROWS = 5000
+
+
+def _dense(pattern, database_id):
+    """SQLite's planner does not weigh FTS5 against a scan: FTS5 materializes every match
+    (seconds when a term is in most contacts), a scan in id order stops at the count's
+    limit (seconds when the term is rare). A sample of the first rows decides: at 1 % or
+    more, the scan meets SEARCH_COUNT_LIMIT matches within 100 × the limit rows."""
+    found = db.session.scalar(_SAMPLE, {"db": database_id, "rows": SAMPLE_ROWS, "pattern": pattern})
+    return found * 100 >= SAMPLE_ROWS
 
 
 _fts = {}
@@ -73,7 +90,7 @@ def page(campaign, start, length, search=""):
     database = campaign.database
     pending = and_(Contact.database_id == database.id, _not_dispositioned(campaign.id))
     all_pending = total(campaign)
-    where = and_(pending, _matching(search)) if search else pending
+    where = and_(pending, _matching(search, database.id)) if search else pending
     filtered = all_pending if not search else db.session.scalar(
         select(func.count()).select_from(
             select(Contact.id).where(where).limit(SEARCH_COUNT_LIMIT).subquery()))
