@@ -253,3 +253,109 @@ def test_a_recording_campaigns_call_is_recorded_with_both_parties(agents, world,
         with app.app_context():
             db.session.get(Campaign, world.campaigns["lonely"]).record = False
             db.session.commit()
+
+
+TARGET_HZ = 1900                    # the agent a held call is transferred to
+
+
+def test_a_recorded_call_held_and_transferred_is_one_file_with_all_three_parties(
+        agents, world, lab, server, supervisor, pcaps, workdir, database_url):
+    """`record: true` across a hold and a blind transfer: ONE file from bridged to the end.
+    ivy (900 Hz) talks with the caller (500 Hz), holds, takes the caller back and transfers
+    the call to dan (1900 Hz), who talks with the caller and hangs up. The file's length is
+    the whole call's; its start has the caller and ivy, its end the caller and dan (not ivy),
+    and all three tones are in it."""
+    import wave
+
+    from oml_server import create_app, secrets_file
+    from oml_server.extensions import db
+    from oml_server.models import Campaign
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "ARI_ENABLED": False,
+                      "TESTING": True, **secrets_file.generate()})
+    with app.app_context():
+        db.session.get(Campaign, world.campaigns["lonely"]).record = True
+        db.session.commit()
+    target_pcap = os.path.join(workdir, f"tone{TARGET_HZ}.pcap")
+    write_tone_pcap(target_pcap, TARGET_HZ, 60)
+    ivy, dan = agents["ivy"], agents["dan"]
+    ivy_phone = SippPeer(_scenario(workdir, "agent_answer.xml", pcaps[AGENT_HZ])).start()
+    dan_phone = SippPeer(_scenario(workdir, "agent_answer.xml", target_pcap)).start()
+    caller = SippPeer(_scenario(workdir, "caller_uac.xml", pcaps[CALLER_HZ]),
+                      remote=f"127.0.0.1:{lab.sip_port}",
+                      extra_args=["-s", str(world.campaigns["lonely"]), "-m", "1",
+                                  "-timeout", "60s", "-timeout_error"])
+
+    def post(agent, path, body):
+        response = server.http.post(server.url + path, json=body, timeout=10,
+                                    headers={"Authorization": f"Bearer {agent.token}"})
+        assert response.status_code == 202, (path, response.status_code, response.text)
+
+    def happened(call_id, kind, count=1):
+        wait_until(lambda: sum(e["type"] == kind for e in ivy.call(call_id)["events"]) >= count,
+                   8, kind)
+
+    try:
+        ivy.register(ivy_phone)
+        dan.register(dan_phone)
+        assert ivy.session("login") == {"status": "OK"}
+        assert dan.session("login") == {"status": "OK"}
+        caller.start(settle=0)
+
+        def on_call():
+            entry = [a for a in server.get("/api/v1/supervision/agents/", supervisor)
+                     if a["id"] == ivy.agent_id and a["status"] == "ONCALL"]
+            return entry and entry[0]
+        wait_until(on_call, 8, "ivy on the inbound call")
+        call_id = on_call()["call_id"]
+        started = time.monotonic()
+        time.sleep(2)
+        post(ivy, "/api/v1/call/hold/", {"call_id": call_id, "action": "hold"})
+        happened(call_id, "call.held")
+        time.sleep(1.5)
+        post(ivy, "/api/v1/call/hold/", {"call_id": call_id, "action": "unhold"})
+        happened(call_id, "call.unheld")
+        time.sleep(1)
+        post(ivy, "/api/v1/transfer/blind-agent/",
+             {"call_id": call_id, "target_agent_id": dan.agent_id})
+        happened(call_id, "call.transferred")
+        time.sleep(3)
+        assert dan.hangup() == {"status": "OK"}
+        ended = time.monotonic()
+        wait_until(lambda: not caller.alive(), 5, "the caller got BYE")
+        wait_until(lambda: any(e["type"] == "recording.ready"
+                               for e in ivy.call(call_id)["events"]), 5, "recording.ready")
+        call = ivy.call(call_id)
+        assert sum(e["type"] == "recording.ready" for e in call["events"]) == 1
+        record = server.get(f"/api/v1/call_record/{call_id}/", supervisor)
+        response = server.http.get(server.url + record["record"], timeout=10,
+                                   headers={"Authorization": f"Bearer {supervisor}"})
+        assert response.status_code == 200
+        local = os.path.join(workdir, "recording-transfer.wav")
+        with open(local, "wb") as out:
+            out.write(response.content)
+        with wave.open(local) as audio:
+            rate, frames = audio.getframerate(), audio.readframes(audio.getnframes())
+            width, seconds = audio.getsampwidth(), audio.getnframes() / audio.getframerate()
+        samples = [int.from_bytes(frames[i:i + 2], "little", signed=True)
+                   for i in range(0, len(frames), width)]
+        tones = (CALLER_HZ, AGENT_HZ, TARGET_HZ)
+        first = tone_levels(samples[rate // 2:rate * 3 // 2], tones)
+        last = tone_levels(samples[-rate * 2:-rate // 2], tones)
+        whole = tone_levels(samples, tones)
+        print(f"\nrecording: {seconds:.2f} s (call {ended - started:.2f} s seen by the test); "
+              f"first second {first}; last seconds {last}; whole {whole}")
+        # One file covering bridged → end (the test saw ONCALL a moment after the bridge).
+        assert ended - started - 1.0 <= seconds <= ended - started + 2.0
+        assert first[CALLER_HZ] > HEARD and first[AGENT_HZ] > HEARD and first[TARGET_HZ] < SILENT
+        assert last[CALLER_HZ] > HEARD and last[TARGET_HZ] > HEARD and last[AGENT_HZ] < SILENT
+        assert all(whole[hz] > SILENT for hz in tones)
+        assert_nothing_left(lab)
+    finally:
+        for agent, phone in ((ivy, ivy_phone), (dan, dan_phone)):
+            agent.session("logout")
+            _unregister(lab, agent, phone)
+        for peer in (caller, ivy_phone, dan_phone):
+            peer.stop()
+        with app.app_context():
+            db.session.get(Campaign, world.campaigns["lonely"]).record = False
+            db.session.commit()
