@@ -106,6 +106,10 @@ def _fill(db, calls, pg):
     if pg:
         run(text("ANALYZE"))
         db.session.commit()
+    # The consoles beat again now: writing a million calls can outlast the heartbeat timeout,
+    # which would show every agent UNAVAILABLE.
+    run(text(f"UPDATE agent_sessions SET heartbeat_at = {now} WHERE agent_id % 11 <> 0"))
+    db.session.commit()
 
 
 def _fill_contacts(db, contacts, pg):
