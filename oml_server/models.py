@@ -117,8 +117,6 @@ class ContactDatabase(db.Model):
     main_phone: Mapped[str] = mapped_column(String(128))
     other_phones: Mapped[list] = mapped_column(JSON, default=list)
     external_id_column: Mapped[str | None] = mapped_column(String(128))
-    # Kept by database triggers in the writer's transaction (migration contacts_search_and_counts).
-    contacts_count: Mapped[int] = mapped_column(server_default="0", default=0)
 
     @property
     def phone_columns(self):
@@ -148,8 +146,6 @@ class Contact(db.Model):
     )
 
 
-# A campaign's dispositioned contacts per contact database, kept by triggers: with
-# contact_databases.contacts_count, the contacts page's total without counting a million rows.
 def contact_search_text(phone, values):
     """What campaign/<id>/contacts/ searches: the phone and every non-empty value, one per
     line, lower case (a search is a case-insensitive substring of one of them, as OMniLeads'
@@ -166,11 +162,21 @@ def _keep_search_text(mapper, connection, contact):
     contact.search_text = contact_search_text(contact.main_phone, contact.data)
 
 
+# A database's contacts, and a campaign's dispositioned contacts per database: counters the
+# database's triggers keep (migration contacts_search_and_counts), spread over a few `shard`
+# rows per key so that concurrent writers do not queue on one row; a total is their sum.
+contact_counts = Table(
+    "contact_counts", db.metadata,
+    Column("database_id", ForeignKey("contact_databases.id", ondelete="CASCADE"), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("contacts", BigInteger, nullable=False, server_default="0"),
+)
 campaign_dispositioned = Table(
     "campaign_dispositioned", db.metadata,
     Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
     Column("database_id", ForeignKey("contact_databases.id", ondelete="CASCADE"), primary_key=True),
-    Column("dispositioned", Integer, nullable=False, server_default="0"),
+    Column("shard", Integer, primary_key=True),
+    Column("dispositioned", BigInteger, nullable=False, server_default="0"),
 )
 
 campaign_agents = Table(

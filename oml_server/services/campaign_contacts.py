@@ -7,8 +7,8 @@ values as "---". `search[value]`: a case-insensitive substring of the phone or o
 
 Fast at a million contacts (bench/supervision_bench.py):
 - the page is one query in id order (`NOT EXISTS` a disposition), LIMIT/OFFSET;
-- recordsTotal is contact_databases.contacts_count minus campaign_dispositioned, two
-  counters the database's triggers keep in the writer's own transaction: no count at all;
+- recordsTotal is contact_counts minus campaign_dispositioned, counters the database's
+  triggers keep in the writer's own transaction (a few rows per key, summed): no count;
 - a rare term is found through a substring index (pg_trgm GIN on PostgreSQL, the
   contacts_search FTS5 trigram table on SQLite), a common one by the id-ordered scan, which
   stops early (terms of 1–2 characters have no trigram: always the scan);
@@ -32,13 +32,14 @@ def _not_dispositioned(campaign_id):
 
 
 _TOTAL = text(
-    "SELECT d.contacts_count - COALESCE((SELECT n.dispositioned FROM campaign_dispositioned n"
-    " WHERE n.campaign_id = :cid AND n.database_id = d.id), 0)"
-    " FROM contact_databases d WHERE d.id = :dbid")
+    "SELECT COALESCE((SELECT sum(contacts) FROM contact_counts WHERE database_id = :dbid), 0)"
+    " - COALESCE((SELECT sum(dispositioned) FROM campaign_dispositioned"
+    " WHERE campaign_id = :cid AND database_id = :dbid), 0)")
 
 
 def total(campaign):
-    """Contacts of the campaign's database not dispositioned in it: two counter rows."""
+    """Contacts of the campaign's database not dispositioned in it: the sums of a few
+    counter rows."""
     return db.session.scalar(_TOTAL, {"cid": campaign.id, "dbid": campaign.database_id}) or 0
 
 
