@@ -52,7 +52,12 @@ class Consults:
         if status != "ok":
             return
         ctx.adopt(leg, "consult")
-        self.control.transfers.park(ctx, row.contact_channel_id)
+        # The holding bridge, not the call's (transfer.park): the agent stays there until the
+        # target answers and must not talk with the caller meanwhile.
+        try:
+            self.control.park(ctx, row.contact_channel_id)
+        except AriError as exc:  # the caller just left
+            log.debug("call %s: caller not parked: %s", ctx.call_id, exc)
         if target_agent is not None:
             self.engine.presence.mirror(target_agent)
         if self.control.ring(ctx, row, leg, target_agent, args.get("endpoint"),

@@ -1,9 +1,9 @@
 """Blind transfers (contract-calls §2): to an agent, to an endpoint (an agent's extension or an
 outside number), to a campaign, to an agent picked from a campaign.
 
-    bridged ─(transfer)→ caller parked with music, old agent leg hung up (agent free), target
+    bridged ─(transfer)→ music into the call's bridge, old agent leg hung up (agent free), target
     rung on its own leg `oml-<call>-transfer_target-<n>` (X-OML-Origin: transfer)
-    target answers ─→ target joins the call's bridge, the caller comes back from the music
+    target answers ─→ the music stops, the target joins the call's bridge
     target busy / rejects / no answer in TRANSFER_TIMEOUT / unreachable ─→ call.transfer_failed
     with the reason, then: back to the transferring agent if available (once), else the
     call's campaign (waits with music like an inbound call, for INBOUND_WAIT_SECONDS), else
@@ -87,10 +87,22 @@ class Transfers:
         return "ok"
 
     def park(self, ctx, caller):
+        """The caller waits in the call's own bridge, with music played into it (a held caller
+        is brought back into it first). Not in the holding bridge: Asterisk empties a bridge
+        whose only channels are "lonely" ones (its recorder, its music), so with the agent gone
+        and the caller parked a recorded call's file would end at the transfer."""
         try:
-            self.control.park(ctx, caller)
-        except AriError as exc:  # already parked (a second target), or the caller just left
-            log.debug("call %s: caller not parked: %s", ctx.call_id, exc)
+            if control_state.is_held(ctx.call_id):
+                self.control.unpark(ctx, caller)
+            self.ari.bridge_start_moh(ids.bridge(ctx.call_id))
+        except AriError as exc:  # music already on (a second target), or the caller just left
+            log.debug("call %s: caller not given music: %s", ctx.call_id, exc)
+
+    def music_off(self, ctx):
+        try:
+            self.ari.bridge_stop_moh(ids.bridge(ctx.call_id))
+        except AriError as exc:  # no music was on
+            log.debug("call %s: no music to stop: %s", ctx.call_id, exc)
 
     # -- the target's leg ---------------------------------------------------------------------
 
@@ -117,13 +129,17 @@ class Transfers:
                 self.target_failed(ctx, leg, reasons.for_target_gone(cause), cause)
 
     def answered(self, ctx, row, leg):
+        self.music_off(ctx)
         try:
             self.ari.bridge_add_channel(ids.bridge(ctx.call_id), leg)
-            self.control.unpark(ctx, row.contact_channel_id)
         except AriError as exc:
             log.warning("call %s: transfer target not bridged: %s", ctx.call_id, exc)
             self.control.end_call(ctx, reasons.TRANSFER_FAILED)
             return
+        try:  # from a consultation the caller waits in the holding bridge
+            self.control.unpark(ctx, row.contact_channel_id)
+        except AriError as exc:  # already in the call's bridge (a blind transfer)
+            log.debug("call %s: caller not moved: %s", ctx.call_id, exc)
         control_state.answered(ctx.call_id, leg)
         if control_state.is_held(ctx.call_id):  # a held call that was transferred is not held
             control_state.record("call.unheld", ctx.call_id, leg=row.contact_channel_id)

@@ -14,7 +14,8 @@ the calls ended, spread over the last 365 days. Then each endpoint is requested 
 in-process (Flask's test client: routing, authentication, queries, JSON; no HTTP socket) and
 its median and p95 in milliseconds are printed with the 50 ms target. Then --contacts contacts
 (1 million) go into campaign 1's database, 10,000 of them dispositioned in it, and the contacts
-page is timed (first page, a deep page, a phone search, a data search) against 100 ms.
+page is timed (first page, a deep page, searches that match one contact, some, every one
+and none) against 100 ms.
 """
 import argparse
 import os
@@ -105,6 +106,10 @@ def _fill(db, calls, pg):
     if pg:
         run(text("ANALYZE"))
         db.session.commit()
+    # The consoles beat again now: writing a million calls can outlast the heartbeat timeout,
+    # which would show every agent UNAVAILABLE.
+    run(text(f"UPDATE agent_sessions SET heartbeat_at = {now} WHERE agent_id % 11 <> 0"))
+    db.session.commit()
 
 
 def _fill_contacts(db, contacts, pg):
@@ -115,10 +120,14 @@ def _fill_contacts(db, contacts, pg):
     now = "now()" if pg else "CURRENT_TIMESTAMP"
     data = (f"'{{\"TEL\": \"' || CAST(3510000000 + i AS VARCHAR) || '\", \"NOMBRE\": "
             f"\"Nombre ' || i || '\"}}'")
+    # search_text as models.contact_search_text() writes it: the values, one per line, lower case.
+    search = "CAST(3510000000 + i AS VARCHAR) || CHAR(10) || 'nombre ' || i"
+    if pg:
+        search = search.replace("CHAR(10)", "chr(10)")
     db.session.execute(text(
-        f"INSERT INTO contacts (id, database_id, main_phone, data, created_at) SELECT i, 1, "
-        f"CAST(3510000000 + i AS VARCHAR), {f'CAST({data} AS JSON)' if pg else data}, {now} "
-        f"FROM {series.format(n=contacts)}"))
+        f"INSERT INTO contacts (id, database_id, main_phone, data, created_at, search_text) "
+        f"SELECT i, 1, CAST(3510000000 + i AS VARCHAR), {f'CAST({data} AS JSON)' if pg else data},"
+        f" {now}, {search} FROM {series.format(n=contacts)}"))
     db.session.execute(text("INSERT INTO disposition_options (id, campaign_id, name, type, hidden)"
                             " VALUES (1, 1, 'Venta', 'engaged', false)" if pg else
                             "INSERT INTO disposition_options (id, campaign_id, name, type, hidden)"
@@ -135,14 +144,17 @@ def _fill_contacts(db, contacts, pg):
 
 def _time(client, path, headers, repeats):
     client.get(path, headers=headers)  # warm: first-use compilation, caches
-    samples = []
+    samples, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         response = client.get(path, headers=headers)
         samples.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - cpu_start) * 1000)
         assert response.status_code == 200, (path, response.status_code, response.get_json())
     samples.sort()
-    return statistics.median(samples), samples[int(len(samples) * 0.95) - 1], response.get_json()
+    # CPU: this process's (with SQLite, the query's too; PostgreSQL's backend is not in it).
+    return (statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)],
+            response.get_json(), statistics.median(cpu))
 
 
 def main():
@@ -192,8 +204,8 @@ def main():
             print(f"{'endpoint':45} {'median ms':>10} {'p95 ms':>8}  target {TARGET_MS:.0f} ms")
             worst = 0.0
             for label, path, who in cases:
-                median, p95, body = _time(client, path, {"Authorization": f"Bearer {tokens[who]}"},
-                                          args.repeats)
+                median, p95, body, _ = _time(client, path,
+                                             {"Authorization": f"Bearer {tokens[who]}"}, args.repeats)
                 worst = max(worst, median)
                 size = len(body) if isinstance(body, list) else body
                 print(f"{label:45} {median:10.1f} {p95:8.1f}  {'ok' if median < TARGET_MS else 'MISSED'}"
@@ -207,17 +219,22 @@ def main():
             with app.test_request_context():
                 agent_token = issue_token(db.session.get(User, 1))[0]
             base = "/api/v1/campaign/1/contacts/?draw=1&length=10"
-            cases = [("first page", f"{base}&start=0", 15),
-                     ("page at row 10,000", f"{base}&start=10000", 15),
-                     ("first page, total counted (no cache)", f"{base}&start=0", 0),
-                     ("phone search", f"{base}&start=0&search[value]=351000050", 15),
-                     ("data search", f"{base}&start=0&search[value]=Nombre%20123456", 15)]
-            print(f"{'contacts page':45} {'median ms':>10} {'p95 ms':>8}  target {CONTACTS_TARGET_MS:.0f} ms")
-            for label, path, cache_seconds in cases:
-                app.config["CONTACTS_COUNT_CACHE_SECONDS"] = cache_seconds
-                median, p95, body = _time(client, path, {"Authorization": f"Bearer {agent_token}"},
-                                          max(5, args.repeats // 5))
-                print(f"{label:45} {median:10.1f} {p95:8.1f}  "
+            cases = [("first page", f"{base}&start=0"),
+                     ("page at row 10,000", f"{base}&start=10000"),
+                     ("phone search (prefix)", f"{base}&start=0&search[value]=351000050"),
+                     ("phone search (inner digits)", f"{base}&start=0&search[value]=0098765"),
+                     ("data search (one contact)", f"{base}&start=0&search[value]=Nombre%20123456"),
+                     ("data search (every contact)", f"{base}&start=0&search[value]=nombre"),
+                     ("data search (~11% of contacts)", f"{base}&start=0&search[value]=nombre%205"),
+                     ("search, 2 characters", f"{base}&start=0&search[value]=77"),
+                     ("search, no match", f"{base}&start=0&search[value]=zzzz")]
+            print(f"{'contacts page':45} {'median ms':>10} {'p95 ms':>8} {'cpu ms':>7}  "
+                  f"target {CONTACTS_TARGET_MS:.0f} ms")
+            for label, path in cases:
+                median, p95, body, cpu = _time(client, path,
+                                               {"Authorization": f"Bearer {agent_token}"},
+                                               max(5, args.repeats // 5))
+                print(f"{label:45} {median:10.1f} {p95:8.1f} {cpu:7.1f}  "
                       f"{'ok' if median < CONTACTS_TARGET_MS else 'MISSED'}"
                       f"   (total {body['recordsTotal']}, filtered {body['recordsFiltered']})")
             db.session.remove()

@@ -75,7 +75,6 @@ def load(env=None, instance_path=None):
         "RECORDING_FORMAT": env.get("RECORDING_FORMAT", "wav"),
         "RECORDINGS_ZIP_DIR": env.get("RECORDINGS_ZIP_DIR", ""),
         # campaign/<id>/contacts/: how long a campaign's pending-contacts total is reused.
-        "CONTACTS_COUNT_CACHE_SECONDS": _int(env, "CONTACTS_COUNT_CACHE_SECONDS", 15),
         "PRESENCE_HEARTBEAT_TIMEOUT_SEC": _int(env, "PRESENCE_HEARTBEAT_TIMEOUT_SEC", 60),
         "PRESENCE_HEARTBEAT_NEXT_SEC": _int(env, "PRESENCE_HEARTBEAT_NEXT_SEC", 15),
         # seconds a transfer's target rings before the caller goes back (issue 9)

@@ -7,7 +7,7 @@ campaign forbids duplicates (`contacts.unique_phone`).
 """
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer,
+from sqlalchemy import (JSON, event, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer,
                         LargeBinary, String, Table, Text, UniqueConstraint, false, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -134,6 +134,9 @@ class Contact(db.Model):
     data: Mapped[dict] = mapped_column(JSON)               # column name -> value
     assigned_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # services.contacts.search_text(): what campaign/<id>/contacts/ searches, indexed for
+    # substrings (pg_trgm on PostgreSQL, the contacts_search FTS5 table on SQLite).
+    search_text: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (
         UniqueConstraint("database_id", "external_id"),
         UniqueConstraint("database_id", "unique_phone"),
@@ -142,6 +145,39 @@ class Contact(db.Model):
         Index("ix_contacts_database_id", "database_id", "id"),
     )
 
+
+def contact_search_text(phone, values):
+    """What campaign/<id>/contacts/ searches: the phone and every non-empty value, one per
+    line, lower case (a search is a case-insensitive substring of one of them, as OMniLeads'
+    `telefono__contains | datos__contains`, without matching the JSON's keys or quoting).
+    The ORM keeps it on every insert and update (below); Core writers pass it."""
+    shown = [phone or ""] + [v if isinstance(v, str) else str(v)
+                             for v in (values or {}).values() if v is not None and v != ""]
+    return "\n".join(dict.fromkeys(shown)).lower()
+
+
+@event.listens_for(Contact, "before_insert")
+@event.listens_for(Contact, "before_update")
+def _keep_search_text(mapper, connection, contact):
+    contact.search_text = contact_search_text(contact.main_phone, contact.data)
+
+
+# A database's contacts, and a campaign's dispositioned contacts per database: counters the
+# database's triggers keep (migration contacts_search_and_counts), spread over a few `shard`
+# rows per key so that concurrent writers do not queue on one row; a total is their sum.
+contact_counts = Table(
+    "contact_counts", db.metadata,
+    Column("database_id", ForeignKey("contact_databases.id", ondelete="CASCADE"), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("contacts", BigInteger, nullable=False, server_default="0"),
+)
+campaign_dispositioned = Table(
+    "campaign_dispositioned", db.metadata,
+    Column("campaign_id", ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True),
+    Column("database_id", ForeignKey("contact_databases.id", ondelete="CASCADE"), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("dispositioned", BigInteger, nullable=False, server_default="0"),
+)
 
 campaign_agents = Table(
     "campaign_agents", db.metadata,

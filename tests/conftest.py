@@ -56,7 +56,6 @@ TEST_CONFIG = {
     "LOGIN_MAX_FAILURES": 100000,
     "LOGIN_MAX_FAILURES_PER_ADDRESS": 100000,
     "LOGIN_SLOWDOWN_SECONDS": 0,
-    "CONTACTS_COUNT_CACHE_SECONDS": 0,  # ids are reused across tests: never a stale total
 }
 
 

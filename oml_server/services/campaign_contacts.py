@@ -2,24 +2,28 @@
 contacts not yet dispositioned in it.
 
 Rows: `[contact id, main phone, <every other column in the database's order>, ""]`, empty
-values as "---". `search[value]`: a phone starting with it, or any contact data containing it.
-Fast at a million contacts: a page is one indexed query (ordered by id, `NOT EXISTS` a
-disposition); the unfiltered total is the database's contacts minus the campaign's
-dispositions, kept a few seconds (CONTACTS_COUNT_CACHE_SECONDS) since a million-row count
-is the slow part; a search counts its matches every time (a scan of the contact data).
+values as "---". `search[value]`: a case-insensitive substring of the phone or of any value
+(OMniLeads: `telefono__contains | datos__contains`), matched against contacts.search_text.
+
+Fast at a million contacts (bench/supervision_bench.py):
+- the page is one query in id order (`NOT EXISTS` a disposition), LIMIT/OFFSET;
+- recordsTotal is contact_counts minus campaign_dispositioned, counters the database's
+  triggers keep in the writer's own transaction (a few rows per key, summed): no count;
+- a rare term is found through a substring index (pg_trgm GIN on PostgreSQL, the
+  contacts_search FTS5 trigram table on SQLite), a common one by the id-ordered scan, which
+  stops early (terms of 1–2 characters have no trigram: always the scan);
+- recordsFiltered counts matches up to SEARCH_COUNT_LIMIT (1,000): counting every contact
+  that contains "maria" would read most of a million rows. Past the limit the answer says
+  the limit and DataTables pages through that many; an agent narrows the search first.
 """
-import json
-import time
-
-from sqlalchemy import String, and_, cast, exists, func, or_, select
-
-from flask import current_app
+from sqlalchemy import and_, exists, func, select, text
 
 from ..extensions import db
 from ..models import Contact, Disposition
 
 MAX_LENGTH = 1000
 EMPTY = "---"
+SEARCH_COUNT_LIMIT = 1000
 
 
 def _not_dispositioned(campaign_id):
@@ -27,56 +31,76 @@ def _not_dispositioned(campaign_id):
                            Disposition.campaign_id == campaign_id)
 
 
-def _like(text):
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+_TOTAL = text(
+    "SELECT COALESCE((SELECT sum(contacts) FROM contact_counts WHERE database_id = :dbid), 0)"
+    " - COALESCE((SELECT sum(dispositioned) FROM campaign_dispositioned"
+    " WHERE campaign_id = :cid AND database_id = :dbid), 0)")
 
 
-def _matching(text):
-    """A phone starting with `text`, or contact data containing it (case-insensitive). The data
-    column is JSON text, where non-ASCII letters are stored escaped: both spellings match."""
-    data = func.lower(cast(Contact.data, String))
-    spellings = dict.fromkeys((text.lower(), json.dumps(text.lower())[1:-1]))
-    return or_(Contact.main_phone.like(f"{_like(text)}%", escape="\\"),
-               *(data.like(f"%{_like(s)}%", escape="\\") for s in spellings))
+def total(campaign):
+    """Contacts of the campaign's database not dispositioned in it: the sums of a few
+    counter rows."""
+    return db.session.scalar(_TOTAL, {"cid": campaign.id, "dbid": campaign.database_id}) or 0
+
+
+def _matching(term, database_id):
+    """contacts.search_text contains `term` (lower case), as the cheapest plan for it."""
+    needle = term.lower()
+    if db.session.get_bind().dialect.name == "postgresql":
+        # PostgreSQL's planner estimates a LIKE from its statistics and picks the trigram
+        # index (rare terms) or the id-ordered scan (dense ones) by itself.
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return Contact.search_text.like(f"%{escaped}%")
+    # SQLite: GLOB (FTS5 serves GLOB and LIKE, not LIKE … ESCAPE; the text is lower case).
+    pattern = "*" + "".join(f"[{c}]" if c in "*?[" else c for c in needle) + "*"
+    scan = Contact.search_text.op("GLOB")(pattern)
+    if len(needle) < 3 or not _has_fts() or _dense(pattern, database_id):
+        return scan
+    return Contact.id.in_(text("SELECT rowid FROM contacts_search WHERE search_text GLOB :pattern")
+                          .bindparams(pattern=pattern))
+
+
+_SAMPLE = text("SELECT count(*) FROM (SELECT search_text FROM contacts WHERE database_id = :db"
+               " ORDER BY id LIMIT :rows) WHERE search_text GLOB :pattern")
+SAMPLE_ROWS = 5000
+
+
+def _dense(pattern, database_id):
+    """SQLite's planner does not weigh FTS5 against a scan: FTS5 materializes every match
+    (seconds when a term is in most contacts), a scan in id order stops at the count's
+    limit (seconds when the term is rare). A sample of the first rows decides: at 1 % or
+    more, the scan meets SEARCH_COUNT_LIMIT matches within 100 × the limit rows."""
+    found = db.session.scalar(_SAMPLE, {"db": database_id, "rows": SAMPLE_ROWS, "pattern": pattern})
+    return found * 100 >= SAMPLE_ROWS
+
+
+_fts = {}
+
+
+def _has_fts():
+    """The FTS5 table exists (the migration creates it where SQLite has FTS5)."""
+    engine = db.session.get_bind()
+    if engine.url not in _fts:
+        _fts[engine.url] = db.session.scalar(text(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'contacts_search'")) > 0
+    return _fts[engine.url]
 
 
 def page(campaign, start, length, search=""):
     """The DataTables answer (without `draw`) for one page."""
     database = campaign.database
     pending = and_(Contact.database_id == database.id, _not_dispositioned(campaign.id))
-    total = _total(database.id, campaign.id)
-    where = and_(pending, _matching(search)) if search else pending
-    filtered = total if not search else db.session.scalar(
-        select(func.count()).select_from(Contact).where(where))
+    all_pending = total(campaign)
+    where = and_(pending, _matching(search, database.id)) if search else pending
+    filtered = all_pending if not search else db.session.scalar(
+        select(func.count()).select_from(
+            select(Contact.id).where(where).limit(SEARCH_COUNT_LIMIT).subquery()))
     others = [c for c in database.columns if c != database.main_phone]
     rows = db.session.execute(select(Contact.id, Contact.main_phone, Contact.data).where(where)
                               .order_by(Contact.id).offset(start).limit(length)).all()
     data = [[row.id, row.main_phone or EMPTY] +
             [_shown((row.data or {}).get(column)) for column in others] + [""] for row in rows]
-    return {"recordsTotal": total, "recordsFiltered": filtered, "data": data}
-
-
-_totals = {}  # (database id, campaign id) -> (valid until, total)
-
-
-def _total(database_id, campaign_id):
-    """Contacts of the database not dispositioned in the campaign. Counting a million rows
-    costs ~0.4 s on PostgreSQL, so the figure is kept CONTACTS_COUNT_CACHE_SECONDS per process:
-    paging through the list (DataTables asks at every page) counts once."""
-    ttl = current_app.config.get("CONTACTS_COUNT_CACHE_SECONDS", 15)
-    key, now = (database_id, campaign_id), time.monotonic()
-    cached = _totals.get(key)
-    if ttl > 0 and cached is not None and cached[0] > now:
-        return cached[1]
-    in_database = db.session.scalar(select(func.count()).select_from(Contact)
-                                    .where(Contact.database_id == database_id))
-    done = db.session.scalar(select(func.count()).select_from(Disposition).where(
-        Disposition.campaign_id == campaign_id,
-        exists().where(Contact.id == Disposition.contact_id, Contact.database_id == database_id)))
-    if len(_totals) > 10000:
-        _totals.clear()
-    _totals[key] = (now + ttl, in_database - done)
-    return in_database - done
+    return {"recordsTotal": all_pending, "recordsFiltered": filtered, "data": data}
 
 
 def _shown(value):

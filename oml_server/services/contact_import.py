@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from .. import messages as M
 from ..database import is_unique_violation
 from ..extensions import db
-from ..models import Campaign, Contact, utcnow
+from ..models import Campaign, Contact, contact_search_text, utcnow
 from . import contacts as contact_rules
 
 BATCH_SIZE = 5000
@@ -163,7 +163,8 @@ class _Importer:
         phone = values[self.main]
         return {"database_id": self.database_id, "main_phone": phone, "external_id": external_id,
                 "unique_phone": phone if self.forbid else None, "data": values,
-                "assigned_agent_id": None, "created_at": now}
+                "assigned_agent_id": None, "created_at": now,
+                "search_text": contact_search_text(phone, values)}
 
     def refresh_statistics(self):
         """PostgreSQL plans the batch's IN queries from the table's statistics; while they

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import messages as M
 from ..database import Prepared, is_unique_violation, run
 from ..extensions import db
-from ..models import Contact
+from ..models import Contact, contact_search_text
 
 PHONE_RE = re.compile(r"^\+?\d{3,25}$")
 MAX_VALUE_LENGTH = 1024
@@ -168,7 +168,7 @@ def _lost_race(exc, database):
 
 
 _COLUMNS = ("database_id", "main_phone", "external_id", "unique_phone", "data",
-            "assigned_agent_id")
+            "assigned_agent_id", "search_text")
 
 
 def _insert_unless_taken(check_ext, check_phone):
@@ -198,7 +198,7 @@ def insert_row(database, values, forbid_duplicate_phones=False, assigned_agent_i
     external_id = values.get(ext_col) if ext_col else None
     params = {"database_id": database.id, "main_phone": phone, "external_id": external_id,
               "unique_phone": phone if forbid_duplicate_phones else None, "data": values,
-              "assigned_agent_id": assigned_agent_id}
+              "assigned_agent_id": assigned_agent_id, "search_text": contact_search_text(phone, values)}
     contact_id = _execute_insert(_INSERTS[external_id is not None, bool(forbid_duplicate_phones)],
                                  params, database)
     if contact_id is None:

@@ -15,6 +15,7 @@ Run: ``.venv/bin/python -m pytest -m integration tests/integration/test_supervis
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -177,22 +178,45 @@ def test_spy_whisper_barge_and_take_call_with_real_audio(agents, world, lab, ser
         all(silent("take", "agent", hz) for hz in TONES)
 
 
+@contextlib.contextmanager
+def _recording(database_url, world):
+    """The `lonely` campaign records while the block runs."""
+    from oml_server import create_app, secrets_file
+    from oml_server.extensions import db
+    from oml_server.models import Campaign
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "ARI_ENABLED": False,
+                      "TESTING": True, **secrets_file.generate()})
+
+    def record(on):
+        with app.app_context():
+            db.session.get(Campaign, world.campaigns["lonely"]).record = on
+            db.session.commit()
+    record(True)
+    try:
+        yield
+    finally:
+        record(False)
+
+
+def _wav_samples(content, path):
+    """(rate, seconds, 16-bit samples) of a downloaded WAV file."""
+    import wave
+    with open(path, "wb") as out:
+        out.write(content)
+    with wave.open(path) as audio:
+        rate, frames = audio.getframerate(), audio.readframes(audio.getnframes())
+        width, seconds = audio.getsampwidth(), audio.getnframes() / audio.getframerate()
+    return rate, seconds, [int.from_bytes(frames[i:i + 2], "little", signed=True)
+                           for i in range(0, len(frames), width)]
+
+
 def test_a_recording_campaigns_call_is_recorded_with_both_parties(agents, world, lab, server,
                                                                   supervisor, pcaps, workdir,
                                                                   database_url):
     """`record: true`: the file is real audio of the whole bridged call, both tones in it,
     served to the campaign's supervisor with Range, and `recording.ready` is a call event."""
     import sqlite3
-    import wave
 
-    from oml_server import create_app, secrets_file
-    from oml_server.extensions import db
-    from oml_server.models import Campaign
-    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "ARI_ENABLED": False,
-                      "TESTING": True, **secrets_file.generate()})
-    with app.app_context():
-        db.session.get(Campaign, world.campaigns["lonely"]).record = True
-        db.session.commit()
     ivy = agents["ivy"]
     agent_phone = SippPeer(_scenario(workdir, "agent_answer.xml", pcaps[AGENT_HZ])).start()
     caller = SippPeer(_scenario(workdir, "caller_uac.xml", pcaps[CALLER_HZ]),
@@ -200,56 +224,134 @@ def test_a_recording_campaigns_call_is_recorded_with_both_parties(agents, world,
                       extra_args=["-s", str(world.campaigns["lonely"]), "-m", "1",
                                   "-timeout", "30s", "-timeout_error"])
     try:
-        ivy.register(agent_phone)
-        assert ivy.session("login") == {"status": "OK"}
-        caller.start(settle=0)
+        with _recording(database_url, world):
+            ivy.register(agent_phone)
+            assert ivy.session("login") == {"status": "OK"}
+            caller.start(settle=0)
+            call_id = _on_call(server, supervisor, ivy)
+            time.sleep(4)
+            assert ivy.hangup() == {"status": "OK"}
+            wait_until(lambda: not caller.alive(), 5, "the caller got BYE")
+            path = os.path.join(database_url[len("sqlite:///"):])
 
-        def on_call():
-            entry = [a for a in server.get("/api/v1/supervision/agents/", supervisor)
-                     if a["id"] == ivy.agent_id and a["status"] == "ONCALL"]
-            return entry and entry[0]
-        wait_until(on_call, 8, "ivy on the inbound call")
-        call_id = on_call()["call_id"]
-        time.sleep(4)
-        assert ivy.hangup() == {"status": "OK"}
-        wait_until(lambda: not caller.alive(), 5, "the caller got BYE")
-        path = os.path.join(database_url[len("sqlite:///"):])
-
-        def ready():
-            with sqlite3.connect(path, timeout=5) as conn:
-                return conn.execute("SELECT data FROM events WHERE call_id = ? AND type = "
-                                    "'recording.ready'", (call_id,)).fetchone()
-        wait_until(ready, 5, "recording.ready")
-        record = server.get(f"/api/v1/call_record/{call_id}/", supervisor)
-        assert record["record"].startswith("/api/v1/grabacion/archivo/?filename=/")
-        assert record["record"].endswith(f"/{call_id}.wav")
-        response = server.http.get(server.url + record["record"], timeout=10,
-                                   headers={"Authorization": f"Bearer {supervisor}"})
-        assert response.status_code == 200 and response.headers["Content-Type"] == "audio/wav"
-        part = server.http.get(server.url + record["record"], timeout=10,
-                               headers={"Authorization": f"Bearer {supervisor}",
-                                        "Range": "bytes=0-3"})
-        assert (part.status_code, part.content) == (206, b"RIFF")
-        local = os.path.join(workdir, "recording.wav")
-        with open(local, "wb") as out:
-            out.write(response.content)
-        with wave.open(local) as audio:
-            rate, frames = audio.getframerate(), audio.readframes(audio.getnframes())
-            width, seconds = audio.getsampwidth(), audio.getnframes() / audio.getframerate()
-        samples = [int.from_bytes(frames[i:i + 2], "little", signed=True)
-                   for i in range(0, len(frames), width)]
-        middle = samples[rate:rate * 3]  # one to three seconds in
-        levels = tone_levels(middle, TONES)
-        print(f"\nrecording: {seconds:.2f} s at {rate} Hz; levels {levels}")
-        assert rate == 8000 and 3.5 <= seconds <= 6.0
-        assert levels[CALLER_HZ] > HEARD and levels[AGENT_HZ] > HEARD
-        assert levels[SUPERVISOR_HZ] < SILENT
-        assert_nothing_left(lab)
+            def ready():
+                with sqlite3.connect(path, timeout=5) as conn:
+                    return conn.execute("SELECT data FROM events WHERE call_id = ? AND type = "
+                                        "'recording.ready'", (call_id,)).fetchone()
+            wait_until(ready, 5, "recording.ready")
+            record = server.get(f"/api/v1/call_record/{call_id}/", supervisor)
+            assert record["record"].startswith("/api/v1/grabacion/archivo/?filename=/")
+            assert record["record"].endswith(f"/{call_id}.wav")
+            response = server.http.get(server.url + record["record"], timeout=10,
+                                       headers={"Authorization": f"Bearer {supervisor}"})
+            assert response.status_code == 200 and response.headers["Content-Type"] == "audio/wav"
+            part = server.http.get(server.url + record["record"], timeout=10,
+                                   headers={"Authorization": f"Bearer {supervisor}",
+                                            "Range": "bytes=0-3"})
+            assert (part.status_code, part.content) == (206, b"RIFF")
+            rate, seconds, samples = _wav_samples(response.content,
+                                                  os.path.join(workdir, "recording.wav"))
+            middle = samples[rate:rate * 3]  # one to three seconds in
+            levels = tone_levels(middle, TONES)
+            print(f"\nrecording: {seconds:.2f} s at {rate} Hz; levels {levels}")
+            assert rate == 8000 and 3.5 <= seconds <= 6.0
+            assert levels[CALLER_HZ] > HEARD and levels[AGENT_HZ] > HEARD
+            assert levels[SUPERVISOR_HZ] < SILENT
+            assert_nothing_left(lab)
     finally:
         ivy.session("logout")
         _unregister(lab, ivy, agent_phone)
         for peer in (caller, agent_phone):
             peer.stop()
-        with app.app_context():
-            db.session.get(Campaign, world.campaigns["lonely"]).record = False
-            db.session.commit()
+
+
+def _on_call(server, supervisor, agent):
+    """The call id once supervision shows `agent` ONCALL."""
+    def on_call():
+        entry = [a for a in server.get("/api/v1/supervision/agents/", supervisor)
+                 if a["id"] == agent.agent_id and a["status"] == "ONCALL"]
+        return entry and entry[0]
+    wait_until(on_call, 8, f"{agent.name} on the inbound call")
+    return on_call()["call_id"]
+
+
+TARGET_HZ = 1900                    # the agent a held call is transferred to
+
+
+def test_a_recorded_call_held_and_transferred_is_one_file_with_all_three_parties(
+        agents, world, lab, server, supervisor, pcaps, workdir, database_url):
+    """`record: true` across a hold and a blind transfer: ONE file from bridged to the end.
+    ivy (900 Hz) talks with the caller (500 Hz), holds, takes the caller back and transfers
+    the call to dan (1900 Hz), who talks with the caller and hangs up. The file's length is
+    the whole call's; its start has the caller and ivy, its end the caller and dan (not ivy),
+    and all three tones are in it. Before the engine kept the waiting caller in the call's
+    bridge, the file ended at the transfer (4.8 s of an 8 s call, no 1900 Hz)."""
+    target_pcap = os.path.join(workdir, f"tone{TARGET_HZ}.pcap")
+    write_tone_pcap(target_pcap, TARGET_HZ, 60)
+    ivy, dan = agents["ivy"], agents["dan"]
+    ivy_phone = SippPeer(_scenario(workdir, "agent_answer.xml", pcaps[AGENT_HZ])).start()
+    dan_phone = SippPeer(_scenario(workdir, "agent_answer.xml", target_pcap)).start()
+    caller = SippPeer(_scenario(workdir, "caller_uac.xml", pcaps[CALLER_HZ]),
+                      remote=f"127.0.0.1:{lab.sip_port}",
+                      extra_args=["-s", str(world.campaigns["lonely"]), "-m", "1",
+                                  "-timeout", "60s", "-timeout_error"])
+
+    def post(agent, path, body):
+        response = server.http.post(server.url + path, json=body, timeout=10,
+                                    headers={"Authorization": f"Bearer {agent.token}"})
+        assert response.status_code == 202, (path, response.status_code, response.text)
+
+    def happened(call_id, kind):
+        wait_until(lambda: any(e["type"] == kind for e in ivy.call(call_id)["events"]), 8, kind)
+
+    try:
+        with _recording(database_url, world):
+            for agent, phone in ((ivy, ivy_phone), (dan, dan_phone)):
+                agent.register(phone)
+                assert agent.session("login") == {"status": "OK"}
+            caller.start(settle=0)
+            call_id = _on_call(server, supervisor, ivy)
+            started = time.monotonic()
+            time.sleep(2)
+            post(ivy, "/api/v1/call/hold/", {"call_id": call_id, "action": "hold"})
+            happened(call_id, "call.held")
+            time.sleep(1.5)
+            post(ivy, "/api/v1/call/hold/", {"call_id": call_id, "action": "unhold"})
+            happened(call_id, "call.unheld")
+            time.sleep(1)
+            post(ivy, "/api/v1/transfer/blind-agent/",
+                 {"call_id": call_id, "target_agent_id": dan.agent_id})
+            happened(call_id, "call.transferred")
+            time.sleep(3)
+            assert dan.hangup() == {"status": "OK"}
+            ended = time.monotonic()
+            wait_until(lambda: not caller.alive(), 5, "the caller got BYE")
+            happened(call_id, "recording.ready")
+            call = ivy.call(call_id)
+            assert sum(e["type"] == "recording.ready" for e in call["events"]) == 1
+            record = server.get(f"/api/v1/call_record/{call_id}/", supervisor)
+            response = server.http.get(server.url + record["record"], timeout=10,
+                                       headers={"Authorization": f"Bearer {supervisor}"})
+            assert response.status_code == 200
+            rate, seconds, samples = _wav_samples(
+                response.content, os.path.join(workdir, "recording-transfer.wav"))
+            tones = (CALLER_HZ, AGENT_HZ, TARGET_HZ)
+            first = tone_levels(samples[rate // 2:rate * 3 // 2], tones)
+            last = tone_levels(samples[-rate * 2:-rate // 2], tones)
+            whole = tone_levels(samples, tones)
+            print(f"\nrecording: {seconds:.2f} s (call {ended - started:.2f} s seen by the "
+                  f"test); first second {first}; last seconds {last}; whole {whole}")
+            # One file covering bridged → end (the test saw ONCALL a moment after the bridge).
+            assert ended - started - 1.0 <= seconds <= ended - started + 2.0
+            assert first[CALLER_HZ] > HEARD and first[AGENT_HZ] > HEARD
+            assert first[TARGET_HZ] < SILENT
+            assert last[CALLER_HZ] > HEARD and last[TARGET_HZ] > HEARD
+            assert last[AGENT_HZ] < SILENT
+            assert all(whole[hz] > SILENT for hz in tones)
+            assert_nothing_left(lab)
+    finally:
+        for agent, phone in ((ivy, ivy_phone), (dan, dan_phone)):
+            agent.session("logout")
+            _unregister(lab, agent, phone)
+        for peer in (caller, ivy_phone, dan_phone):
+            peer.stop()

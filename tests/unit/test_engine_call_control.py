@@ -68,12 +68,16 @@ def test_blind_transfer_moves_the_call_to_the_target(engine, make):
     engine.feed({"type": "ChannelDestroyed", "cause": 16,
                  "channel": {"id": ids.agent_channel(call_id)}})
     assert fresh(call_id).state == "bridged"
-    # The target answers: it joins the call's bridge and the caller comes back.
+    # The caller waits in the call's bridge with music (never alone with a recorder there).
+    assert ("bridge_start_moh", (ids.bridge(call_id),), {}) in engine.ari.requests
+    assert not [r for r in engine.ari.requests if r[0] == "bridge_add_channel"
+                and r[1][1] == ids.contact_channel(call_id)]
+    # The target answers: the music stops and it joins the call's bridge.
     engine.feed({"type": "StasisStart", "args": ["transfer_target", call_id],
                  "channel": {"id": target, "state": "Up"}})
     added = [r[1] for r in engine.ari.requests if r[0] == "bridge_add_channel"]
     assert (ids.bridge(call_id), target) in added
-    assert (ids.bridge(call_id), ids.contact_channel(call_id)) in added
+    assert ("bridge_stop_moh", (ids.bridge(call_id),), {}) in engine.ari.requests
     assert "call.transferred" in event_types(call_id)
     # The new agent hangs up: the call ends as an agent hang-up, everyone free.
     engine.feed({"type": "StasisEnd", "channel": {"id": target}})

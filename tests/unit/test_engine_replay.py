@@ -47,7 +47,7 @@ class FakeAri:
     def __getattr__(self, name):
         if name in ("bridge_create", "bridge_add_channel", "hangup", "bridge_destroy",
                     "originate", "answer", "ring", "ring_stop", "request", "device_state_put",
-                    "bridge_start_moh"):
+                    "bridge_start_moh", "bridge_stop_moh"):
             return lambda *a, **k: self._do(name, *a, **k)
         raise AttributeError(name)
 

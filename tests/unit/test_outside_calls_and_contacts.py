@@ -144,3 +144,73 @@ def test_the_engine_rings_an_agent_destination_directly_and_a_number_through_the
                    and r[2].get("channelId") == ids.contact_channel(call_id)]
         assert contact[0][1][0] == endpoint
         engine.backend.hangup_call(db.session.get(Call, call_id))
+
+
+def totals(client, make, agent, campaign, search=""):
+    body = page(client, make, agent, campaign.id, draw=1, start=0, length=1000,
+                **{"search[value]": search}).get_json()
+    return body["recordsTotal"], body["recordsFiltered"], [row[0] for row in body["data"]]
+
+
+def test_totals_follow_every_writer(client, make, listed, tmp_path, monkeypatch):
+    """recordsTotal comes from counters the database keeps: new_contact, the import, a
+    disposition, a deleted contact and a campaign moved to another database all move it;
+    the search index (SQLite's FTS5 table, forced here) follows the same writers."""
+    from oml_server.models import Contact
+    from oml_server.services import campaign_contacts, contact_import
+    monkeypatch.setattr(campaign_contacts, "_dense", lambda *args: False)
+    agent, campaign, contacts = listed
+    assert totals(client, make, agent, campaign)[:2] == (20, 20)
+    response = client.post("/api/v1/new_contact/", json={
+        "idCampaign": campaign.id, "TELEFONO": "3519999999", "NOMBRE": "Zoé Nueva",
+        "CIUDAD": ""}, headers=make.headers(agent))
+    assert response.get_json()["status"] == "OK", response.get_json()
+    new_id = response.get_json()["id"]
+    assert totals(client, make, agent, campaign, "zoé") == (21, 1, [new_id])
+    path = tmp_path / "more.csv"
+    path.write_text("TELEFONO,NOMBRE,CIUDAD\n3518888001,Imported One,Salta\n"
+                    "3518888002,Imported Two,Jujuy\n", encoding="utf-8")
+    assert contact_import.import_csv(campaign.id, str(path)).imported == 2
+    total, filtered, ids = totals(client, make, agent, campaign, "IMPORTED")
+    assert (total, filtered, len(ids)) == (23, 2, 2)
+    rate = client.post("/api/v1/disposition/", json={
+        "idContact": new_id, "idDispositionOption": campaign_option(campaign)},
+        headers=make.headers(agent))
+    assert rate.status_code == 201, rate.get_json()
+    assert totals(client, make, agent, campaign, "zoé") == (22, 0, [])
+    # A dispositioned contact deleted (its dispositions go with it) and an undispositioned one.
+    db.session.delete(db.session.get(Contact, contacts[0].id))
+    db.session.delete(db.session.get(Contact, contacts[6].id))
+    db.session.commit()
+    assert totals(client, make, agent, campaign)[:2] == (21, 21)
+    other = make.contact_database(columns=("TELEFONO", "NOMBRE", "CIUDAD"), external_id=None)
+    make.contact(other, phone="3517777777", NOMBRE="Otra base")
+    campaign.database = other
+    db.session.commit()
+    assert totals(client, make, agent, campaign) == (1, 1, [db.session.scalar(
+        select(Contact.id).where(Contact.database_id == other.id))])
+
+
+@pytest.mark.parametrize("plan", ["index", "scan"])
+def test_search_is_a_substring_of_any_value_and_short_terms_work_too(client, make, listed,
+                                                                     monkeypatch, plan):
+    """Both of SQLite's plans (FTS5 for rare terms, the scan for common ones) find the same
+    contacts; on PostgreSQL the planner chooses and `plan` changes nothing."""
+    from oml_server.services import campaign_contacts
+    monkeypatch.setattr(campaign_contacts, "_dense", lambda *args: plan == "scan")
+    agent, campaign, contacts = listed
+    assert totals(client, make, agent, campaign, "0000012")[1:] == (1, [contacts[12].id])
+    assert totals(client, make, agent, campaign, "n2")[2] == [c.id for c in contacts[20:25]]
+    assert totals(client, make, agent, campaign, "CÓRD")[1] == 10
+    # Neither the JSON's keys nor its quoting are searched.
+    assert totals(client, make, agent, campaign, "nombre")[1] == 0
+    assert totals(client, make, agent, campaign, '"n')[1] == 0
+    assert totals(client, make, agent, campaign, "*")[1] == 0
+
+
+def test_a_search_counts_its_matches_up_to_the_limit(client, make, listed, monkeypatch):
+    from oml_server.services import campaign_contacts
+    agent, campaign, contacts = listed
+    monkeypatch.setattr(campaign_contacts, "SEARCH_COUNT_LIMIT", 7)
+    total, filtered, ids = totals(client, make, agent, campaign, "3510")
+    assert (total, filtered, ids) == (20, 7, [c.id for c in contacts[5:]])

@@ -260,6 +260,39 @@ def test_lost_heartbeat_makes_the_agent_unavailable_for_new_calls_only(app, clie
         {floor["ana"].agent.id, floor["bob"].agent.id}
 
 
+def test_campaign_lists_show_a_lost_heartbeat_once_the_timeout_runs_out(client, make, floor):
+    """agent_status and agent_status_list follow the heartbeat as supervision/agents does: a
+    beat 59 s old is still READY, 61 s old is UNAVAILABLE (out of the ready count); a paused
+    agent whose console went silent is UNAVAILABLE too; an agent that never beat stays READY."""
+    session(floor["ana"])
+    session(floor["bob"], paused=True, pause_id="0")
+    headers = make.headers(floor["sup"])
+    cid = floor["sales"].id
+
+    def lists():
+        counts = client.get(f"/api/v1/agent_status/campaign/{cid}", headers=headers).get_json()
+        listed = client.get(f"/api/v1/agent_status_list/campaign/{cid}", headers=headers)
+        return counts, [entry["status"] for entry in listed.get_json()]
+
+    assert beat(client, make, floor["ana"]).status_code == 200
+    assert beat(client, make, floor["bob"]).status_code == 200
+    for agent, age in ((floor["ana"], 59), (floor["bob"], 59)):
+        db.session.get(AgentSession, agent.agent.id).heartbeat_at = utcnow() - timedelta(seconds=age)
+    db.session.commit()
+    assert lists() == ({"ready": 1, "oncall": 0, "pause": 1}, ["READY", "PAUSE"])
+    for agent in (floor["ana"], floor["bob"]):
+        db.session.get(AgentSession, agent.agent.id).heartbeat_at = utcnow() - timedelta(seconds=61)
+    db.session.commit()
+    assert lists() == ({"ready": 0, "oncall": 0, "pause": 0}, ["UNAVAILABLE", "UNAVAILABLE"])
+    seen = agents_seen(client, make, floor["sup"])
+    assert [seen[name]["status"] for name in ("Ana Pérez", "Bob")] == ["UNAVAILABLE"] * 2
+    db.session.get(AgentSession, floor["bob"].agent.id).heartbeat_at = None  # never beat
+    db.session.commit()
+    assert lists() == ({"ready": 0, "oncall": 0, "pause": 1}, ["UNAVAILABLE", "PAUSE"])
+    assert beat(client, make, floor["ana"]).status_code == 200
+    assert lists() == ({"ready": 1, "oncall": 0, "pause": 1}, ["READY", "PAUSE"])
+
+
 @pytest.mark.parametrize("strategy", ["leastrecent", "fewestcalls", "random", "rrmemory"])
 def test_strategy_orders_the_available_agents(app, make, strategy):
     from oml_server.services import agent_pick as strategies
