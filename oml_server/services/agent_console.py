@@ -9,14 +9,19 @@
   inbound caller is known by the number it calls from).
 """
 import json
+import math
 import os
+import re
+from datetime import timezone
 from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import SYSTEM_PAUSES, AgentSession, Call, Campaign, Contact, Pause, campaign_agents
+from ..models import (SYSTEM_PAUSES, AgentProfile, AgentSession, Call, Campaign, Contact,
+                      ExternalSite, Pause, User, campaign_agents, utcnow)
+from .crm_request import BROWSER_TRIGGERS
 
 CATALOGUE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static", "console", "i18n")
 
@@ -56,12 +61,71 @@ def campaigns_of(agent_id):
     return [{"id": c.id, "name": c.name, "type": c.type} for c in rows]
 
 
+def _name(user):
+    return " ".join(p for p in (user.first_name, user.last_name) if p) or user.username
+
+
+def colleagues_of(agent_id):
+    """The other agents of the agent's active campaigns: whom it may transfer a call to."""
+    mine = (select(campaign_agents.c.campaign_id).join(Campaign, Campaign.id == campaign_agents.c.campaign_id)
+            .where(campaign_agents.c.agent_id == agent_id, Campaign.state == "active"))
+    rows = db.session.execute(
+        select(AgentProfile.id, User).join(User, User.id == AgentProfile.user_id)
+        .join(campaign_agents, campaign_agents.c.agent_id == AgentProfile.id)
+        .where(campaign_agents.c.campaign_id.in_(mine), AgentProfile.id != agent_id,
+               User.is_active.is_(True))
+        .distinct().order_by(AgentProfile.id)).all()
+    return sorted(({"id": agent, "name": _name(user)} for agent, user in rows),
+                  key=lambda a: a["name"].lower())
+
+
+_HOST = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])$")
+
+
+def _origin(url):
+    """scheme://host[:port] of a site's url; None when it has none a policy can name (a
+    placeholder in the host, a scheme other than http(s))."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.netloc.rsplit("@", 1)[-1].rsplit(":", 1)[0] if port else parts.netloc.rsplit("@", 1)[-1]
+    if parts.scheme not in ("http", "https") or not _HOST.match(host or ""):
+        return None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+
+
+def crm_origins(agent_id):
+    """Where the page may open the CRM pop of its campaigns' sites (Agente / Automático), for
+    its Content-Security-Policy: embedded ones are framed (frame-src), POSTs are forms
+    (form-action), JSON ones are sent by the script (connect-src). Nothing else."""
+    sites = db.session.scalars(
+        select(ExternalSite).join(Campaign, Campaign.external_site_id == ExternalSite.id)
+        .join(campaign_agents, campaign_agents.c.campaign_id == Campaign.id)
+        .where(campaign_agents.c.agent_id == agent_id, Campaign.state == "active",
+               ExternalSite.disparador.in_(BROWSER_TRIGGERS)).distinct()).all()
+    found = {"frame": set(), "form": set(), "connect": set()}
+    for site in sites:
+        origin = _origin(site.url)
+        if origin is None:
+            continue
+        if site.metodo == 2 and site.formato == 4:
+            found["connect"].add(origin)
+            continue
+        if site.objetivo != 2:
+            found["frame"].add(origin)
+        if site.metodo == 2:
+            found["form"].add(origin)
+    return {kind: sorted(origins) for kind, origins in found.items()}
+
+
 def page_data(user, locale, csrf_cookie, csrf_header):
     agent = user.agent
     config = current_app.config
-    name = " ".join(p for p in (user.first_name, user.last_name) if p) or user.username
-    return {"agentId": agent.id, "extension": agent.sip_extension, "name": name,
+    return {"agentId": agent.id, "extension": agent.sip_extension, "name": _name(user),
             "campaigns": campaigns_of(agent.id), "pauses": pauses(),
+            "colleagues": colleagues_of(agent.id), "crm": crm_origins(agent.id),
             "sip": {"wsUrl": sip_ws_url(config), "domain": sip_domain(config)},
             "csrf": {"cookie": csrf_cookie, "header": csrf_header},
             "locale": locale, "messages": catalogue(locale)}
@@ -109,6 +173,14 @@ def call_summary(call):
             "contactData": dict(contact.data) if contact else {}}
 
 
+def _seconds_left(until):
+    if until is None:
+        return None
+    if until.tzinfo is None:   # SQLite hands back naive UTC
+        until = until.replace(tzinfo=timezone.utc)
+    return max(0, math.ceil((until - utcnow()).total_seconds()))
+
+
 def state(agent_id):
     row = db.session.get(AgentSession, agent_id)
     call = db.session.scalar(select(Call).where(Call.active_agent_id == agent_id))
@@ -117,4 +189,5 @@ def state(agent_id):
             "online": bool(row and row.online), "logged_in": bool(row and row.logged_in),
             "paused": paused, "pause_id": row.pause_id if paused else None,
             "pause_name": _pause_name(row.pause_id) if paused else None,
+            "acw_seconds_left": _seconds_left(row.pause_until) if paused else None,
             "call": call_summary(call) if call is not None else None}

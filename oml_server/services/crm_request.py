@@ -139,12 +139,15 @@ def _text(value):
     return "" if value is None else str(value)
 
 
+BROWSER_TRIGGERS = (1, 2)   # Agente (a button), Automático: the agent's browser opens them
+
+
 def interaction(call):
     """[extension] The browser's configuration of the call's campaign site (Agente /
-    Automático), or None when the campaign has no site."""
+    Automático), or None when the campaign has none (no site, or one the server sends)."""
     campaign = db.session.get(Campaign, call.campaign_id) if call.campaign_id else None
     site = campaign.external_site if campaign is not None else None
-    if site is None:
+    if site is None or site.disparador not in BROWSER_TRIGGERS:
         return None
     sent, placeholders = parameters(campaign, call)
     return {"dispara_agente": site.disparador == 1,
