@@ -19,9 +19,10 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import (SYSTEM_PAUSES, AgentProfile, AgentSession, Call, Campaign, Contact,
+from ..models import (SYSTEM_PAUSES, AgentProfile, AgentSession, Call, Campaign,
                       ExternalSite, Pause, User, campaign_agents, utcnow)
 from .crm_request import BROWSER_TRIGGERS
+from .lookup import contact_of_call
 
 CATALOGUE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static", "console", "i18n")
 
@@ -96,17 +97,18 @@ def _origin(url):
     return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
-def crm_origins(agent_id):
-    """Where the page may open the CRM pop of its campaigns' sites (Agente / Automático), for
-    its Content-Security-Policy: embedded ones are framed (frame-src), POSTs are forms
+def crm_sites(agent_id):
+    """The CRM pop of the agent's campaigns' sites (Agente / Automático): which campaigns have
+    one (the page asks for a call's only then), and where the page may open them, for its
+    Content-Security-Policy: embedded ones are framed (frame-src), POSTs are forms
     (form-action), JSON ones are sent by the script (connect-src). Nothing else."""
-    sites = db.session.scalars(
-        select(ExternalSite).join(Campaign, Campaign.external_site_id == ExternalSite.id)
+    rows = db.session.execute(
+        select(Campaign.id, ExternalSite).join(Campaign, Campaign.external_site_id == ExternalSite.id)
         .join(campaign_agents, campaign_agents.c.campaign_id == Campaign.id)
         .where(campaign_agents.c.agent_id == agent_id, Campaign.state == "active",
-               ExternalSite.disparador.in_(BROWSER_TRIGGERS)).distinct()).all()
+               ExternalSite.disparador.in_(BROWSER_TRIGGERS))).all()
     found = {"frame": set(), "form": set(), "connect": set()}
-    for site in sites:
+    for _, site in rows:
         origin = _origin(site.url)
         if origin is None:
             continue
@@ -117,7 +119,8 @@ def crm_origins(agent_id):
             found["frame"].add(origin)
         if site.metodo == 2:
             found["form"].add(origin)
-    return {kind: sorted(origins) for kind, origins in found.items()}
+    return {"campaigns": sorted({campaign for campaign, _ in rows}),
+            **{kind: sorted(origins) for kind, origins in found.items()}}
 
 
 def page_data(user, locale, csrf_cookie, csrf_header):
@@ -125,7 +128,7 @@ def page_data(user, locale, csrf_cookie, csrf_header):
     config = current_app.config
     return {"agentId": agent.id, "extension": agent.sip_extension, "name": _name(user),
             "campaigns": campaigns_of(agent.id), "pauses": pauses(),
-            "colleagues": colleagues_of(agent.id), "crm": crm_origins(agent.id),
+            "colleagues": colleagues_of(agent.id), "crm": crm_sites(agent.id),
             "sip": {"wsUrl": sip_ws_url(config), "domain": sip_domain(config)},
             "csrf": {"cookie": csrf_cookie, "header": csrf_header},
             "locale": locale, "messages": catalogue(locale)}
@@ -154,19 +157,9 @@ def _pause_name(pause_id):
     return pause.name if pause is not None else pause_id
 
 
-def _contact_of(call, campaign):
-    if call.contact_id is not None:
-        return db.session.get(Contact, call.contact_id)
-    if campaign is None or not call.number:
-        return None
-    return db.session.scalar(select(Contact).where(Contact.database_id == campaign.database_id,
-                                                   Contact.main_phone == call.number)
-                             .order_by(Contact.id).limit(1))
-
-
 def call_summary(call):
     campaign = db.session.get(Campaign, call.campaign_id) if call.campaign_id else None
-    contact = _contact_of(call, campaign)
+    contact = contact_of_call(call, campaign)
     return {"id": call.id, "kind": call.kind, "state": call.state, "number": call.number,
             "campaign": call.campaign_id, "campaignName": campaign.name if campaign else None,
             "contact": contact.id if contact else None,
