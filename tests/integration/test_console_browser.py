@@ -20,8 +20,9 @@ import shutil
 
 import pytest
 
-from conftest import CONSOLE_AGENTS, KNOWN_CALLER, PASSWORD
+from conftest import CONSOLE_AGENTS, CRM_CALLER, INBOUND_WAIT_SECONDS, KNOWN_CALLER, PASSWORD
 from lab import REPO, SippPeer, wait_until
+from test_engine_calls import caller as inbound_caller, caller_result
 
 pytestmark = pytest.mark.integration
 
@@ -346,8 +347,12 @@ def logged_in_pages(browser, server, lab, world, names):
 
 def bridged_with(lab, ext):
     """True when a bridge holds exactly the agent's channel and the trunk's."""
+    from ari_engine.ari_client import AriNotFound
     for bridge in lab.ari.bridges():
-        names = {lab.ari.channel(c)["name"].split("-")[0] for c in bridge["channels"]}
+        try:
+            names = {lab.ari.channel(c)["name"].split("-")[0] for c in bridge["channels"]}
+        except AriNotFound:   # a channel left meanwhile (a transfer under way)
+            continue
         if names == {f"PJSIP/{ext}", "PJSIP/trunk"}:
             return True
     return False
@@ -365,13 +370,14 @@ def test_crm_pop_and_blind_and_consultative_transfers_between_two_consoles(
     consultative one (start, the target answers, complete), all from the pages."""
     first, second = CONSOLE_AGENTS
     ext = {name: world.agents[name]["ext"] for name in CONSOLE_AGENTS}
-    crm.campaign.set(site={"url": crm.url + "/pop", "disparador": 2, "metodo": 1, "objetivo": 1})
+    crm.campaign.set(site={"url": crm.url + "/pop", "disparador": 2, "metodo": 1, "objetivo": 1},
+                     acw_seconds=60)
     pages = logged_in_pages(browser, server, lab, world, (first, second))
     peers = []
     try:
         log_dir = os.path.join(workdir, "console-crm-caller")
         os.makedirs(log_dir, exist_ok=True)
-        caller = caller_with_number(lab, world.campaigns["console"], KNOWN_CALLER["TELEFONO"], log_dir)
+        caller = caller_with_number(lab, world.campaigns["console"], CRM_CALLER["TELEFONO"], log_dir)
         peers.append(caller)
         rings(pages[first])
         pages[first].page.click("#btn-answer")
@@ -380,8 +386,8 @@ def test_crm_pop_and_blind_and_consultative_transfers_between_two_consoles(
         # Automático: on answer, the CRM opens in the page's frame with the call's parameters.
         pop = crm.wait_for("/pop", 1, timeout=8)[0]
         assert pop.method == "GET"
-        assert pop.query == {"call": call_id, "agent": first, "phone": KNOWN_CALLER["TELEFONO"],
-                             "nombre": KNOWN_CALLER["NOMBRE"], "source": "oml"}, pop.query
+        assert pop.query == {"call": call_id, "agent": first, "phone": CRM_CALLER["TELEFONO"],
+                             "nombre": CRM_CALLER["NOMBRE"], "source": "oml"}, pop.query
         pages[first].page.wait_for_selector("#crm-panel:not([hidden]) #crm-frame:not([hidden])",
                                             timeout=UI_WAIT_MS)
         assert pages[first].page.get_attribute("#crm-frame", "src").startswith(crm.url + "/pop?")
@@ -427,9 +433,28 @@ def test_crm_pop_and_blind_and_consultative_transfers_between_two_consoles(
         kinds = [e["type"] for e in api_get(server, first, f"/api/v1/calls/{call_id}/")["events"]]
         assert kinds.count("call.transferred") == 2, kinds
 
+        # After-call work (the campaign's 60 s here): once the disposition is saved the first
+        # agent is in ACW, and an inbound call meanwhile is not offered to it (the other agent
+        # has stopped working: the caller finds nobody). Then it ends the ACW early: Ready.
+        pages[second].page.click("#btn-logout-session")
+        pages[second].wait_state("#agent-status", "LOGGED_OUT")
+        pages[first].page.select_option("#disposition-option", label="Venta")
+        pages[first].page.click("#btn-dispose")
+        pages[first].page.wait_for_selector('#agent-status[data-state="PAUSED"]:has-text("ACW")',
+                                            timeout=UI_WAIT_MS)
+        refused_dir = os.path.join(workdir, "console-acw-caller")
+        os.makedirs(refused_dir, exist_ok=True)
+        refused = inbound_caller(lab, world.campaigns["console"], refused_dir)
+        peers.append(refused)
+        wait_until(lambda: not refused.alive(), INBOUND_WAIT_SECONDS + 8, "caller turned away")
+        assert "RESULT refused" in caller_result(refused), caller_result(refused)
+        assert api_get(server, first, "/api/v1/agent/state/")["pause_id"] == "0"
+        pages[first].page.click("#btn-ready")
+        pages[first].wait_state("#agent-status", "READY")
+
+        pages[first].page.click("#btn-logout-session")
+        pages[first].wait_state("#agent-status", "LOGGED_OUT")
         for name, console in pages.items():
-            console.page.click("#btn-logout-session")
-            console.wait_state("#agent-status", "LOGGED_OUT")
             assert console.errors == [], (name, console.errors)
     finally:
         for peer in peers:
@@ -477,8 +502,10 @@ def test_contact_list_click_to_call_crm_button_and_after_call_work(
         assert {k: v[0] for k, v in parse_qs(post.body.decode(), keep_blank_values=True).items()} == {
             "call": call["id"], "agent": name, "phone": CONTACT_TO_CALL["TELEFONO"],
             "nombre": CONTACT_TO_CALL["NOMBRE"], "source": "oml"}
-        assert opened.value.evaluate("() => window.opener") is None   # cut off from the console
-        opened.value.close()
+        tab = opened.value
+        tab.wait_for_url(crm.url + "/tab", timeout=UI_WAIT_MS)
+        assert tab.evaluate("() => window.opener") is None   # cut off from the console
+        tab.close()
 
         page.click("#btn-hangup")
         page.wait_for_selector("#disposition-panel:not([hidden])", timeout=UI_WAIT_MS)
