@@ -96,11 +96,22 @@ class ConsolePage:
     def text(self, selector):
         return self.page.inner_text(selector)
 
+    def stop_working(self):
+        self.page.click("#btn-logout-session")
+        self.wait_state("#agent-status", "LOGGED_OUT")
+
     def shot(self, name):
         self.page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"))
 
     def close(self):
         self.context.close()
+
+
+def close_all(pages, peers=()):
+    for peer in peers:
+        peer.stop()
+    for console in pages.values():
+        console.close()
 
 
 def caller_with_number(lab, campaign_id, number, log_dir):
@@ -274,14 +285,10 @@ def test_two_agents_take_an_inbound_call_disposition_it_pause_and_click_to_call(
         wait_until(lambda: not lab.ari.bridges() and not lab.ari.channels(), 5, "call cleaned up")
 
         for name, console in pages.items():
-            console.page.click("#btn-logout-session")
-            console.wait_state("#agent-status", "LOGGED_OUT")
+            console.stop_working()
             assert console.errors == [], (name, console.errors)
     finally:
-        for peer in peers:
-            peer.stop()
-        for console in pages.values():
-            console.close()
+        close_all(pages, peers)
 
 
 # -- the CRM pop, transfers, after-call work and the contacts list ----------------------------
@@ -436,8 +443,7 @@ def test_crm_pop_and_blind_and_consultative_transfers_between_two_consoles(
         # After-call work (the campaign's 60 s here): once the disposition is saved the first
         # agent is in ACW, and an inbound call meanwhile is not offered to it (the other agent
         # has stopped working: the caller finds nobody). Then it ends the ACW early: Ready.
-        pages[second].page.click("#btn-logout-session")
-        pages[second].wait_state("#agent-status", "LOGGED_OUT")
+        pages[second].stop_working()
         pages[first].page.select_option("#disposition-option", label="Venta")
         pages[first].page.click("#btn-dispose")
         pages[first].page.wait_for_selector('#agent-status[data-state="PAUSED"]:has-text("ACW")',
@@ -452,15 +458,11 @@ def test_crm_pop_and_blind_and_consultative_transfers_between_two_consoles(
         pages[first].page.click("#btn-ready")
         pages[first].wait_state("#agent-status", "READY")
 
-        pages[first].page.click("#btn-logout-session")
-        pages[first].wait_state("#agent-status", "LOGGED_OUT")
+        pages[first].stop_working()
         for name, console in pages.items():
             assert console.errors == [], (name, console.errors)
     finally:
-        for peer in peers:
-            peer.stop()
-        for console in pages.values():
-            console.close()
+        close_all(pages, peers)
 
 
 def test_contact_list_click_to_call_crm_button_and_after_call_work(
@@ -519,8 +521,7 @@ def test_contact_list_click_to_call_crm_button_and_after_call_work(
         console.wait_state("#agent-status", "READY")   # by itself, when the 3 s are over
         # The contact, now dispositioned, left the list.
         row.wait_for(state="detached", timeout=UI_WAIT_MS)
-        page.click("#btn-logout-session")
-        console.wait_state("#agent-status", "LOGGED_OUT")
+        console.stop_working()
         assert console.errors == [], console.errors
     finally:
-        console.close()
+        close_all(pages)
