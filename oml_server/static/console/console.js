@@ -255,9 +255,38 @@
     if (!target) { return; }
     const done = await command("/api/v1/agent/transfer/consult/start/", target, "transfer_failed");
     if (!done) { return; }
-    $("btn-consult-complete").hidden = $("btn-consult-cancel").hidden = false;
+    $("btn-consult-cancel").hidden = false;
     $("call-state").textContent = t("consulting");
+    followConsult(call);
   });
+
+  // Complete is offered once the consulted party answered (the server refuses it before): the
+  // call's latest consult event, from its record, every second while the consult lasts.
+  const CONSULT_EVENTS = ["call.consult_started", "call.consult_answered", "call.consult_completed",
+                          "call.consult_cancelled", "call.consult_failed"];
+
+  async function followConsult(current) {
+    while (call === current && !$("btn-consult-cancel").hidden) {
+      const record = (await api.get("/api/v1/calls/" + encodeURIComponent(current.id) + "/")).body;
+      const events = (record && record.events ? record.events : []).filter(function (e) {
+        return CONSULT_EVENTS.indexOf(e.type) >= 0;
+      });
+      const latest = events.length ? events[events.length - 1].type : "";
+      if (call !== current) { return; }
+      if (latest === "call.consult_answered") {
+        $("btn-consult-complete").hidden = false;
+        $("call-state").textContent = t("consult_answered");
+        return;
+      }
+      if (latest && latest !== "call.consult_started") {   // not answered, or hung up
+        $("btn-consult-cancel").hidden = true;
+        $("call-state").textContent = t("on_call");
+        say(t("consult_ended"), "error");
+        return;
+      }
+      await new Promise(function (resolve) { window.setTimeout(resolve, 1000); });
+    }
+  }
 
   $("btn-consult-complete").addEventListener("click", async function () {
     if (await command("/api/v1/agent/transfer/consult/complete/", {}, "transfer_failed")) {
