@@ -111,7 +111,6 @@ class Engine:
                     self.backend.presence.refresh_all()
                 except Exception:
                     log.exception("periodic sweep failed")
-                    from oml_server.extensions import db
                     db.session.rollback()
 
     def _after_call_work_loop(self):
