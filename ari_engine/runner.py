@@ -6,7 +6,8 @@ import logging
 
 import gevent
 
-from oml_server.services import engine_status, telephony
+from oml_server.extensions import db
+from oml_server.services import agent_presence, engine_status, telephony
 
 from . import ari_client, asterisk_check, recording, sweep
 from .backend import AriBackend
@@ -19,6 +20,7 @@ from .supervision import Supervision
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+ACW_CHECK_SECONDS = 1   # how late an after-call work may end (one indexed query each time)
 
 
 def make_client(config):
@@ -109,13 +111,24 @@ class Engine:
                     self.backend.presence.refresh_all()
                 except Exception:
                     log.exception("periodic sweep failed")
-                    from oml_server.extensions import db
+                    db.session.rollback()
+
+    def _after_call_work_loop(self):
+        """Agents whose after-call work is over become ready (within a second of its end)."""
+        while True:
+            gevent.sleep(ACW_CHECK_SECONDS)
+            with self.app.app_context():
+                try:
+                    agent_presence.end_after_call_work()
+                except Exception:
+                    log.exception("after-call work not ended")
                     db.session.rollback()
 
     def start(self):
         telephony.set_backend(self.backend)
         self.supervisor.start()
-        self._loops = [gevent.spawn(self._sweep_loop), gevent.spawn(self._heartbeat_loop)]
+        self._loops = [gevent.spawn(self._sweep_loop), gevent.spawn(self._heartbeat_loop),
+                       gevent.spawn(self._after_call_work_loop)]
         return self
 
     def stop(self):

@@ -258,6 +258,10 @@ class Campaign(db.Model):
     external_site_id: Mapped[int | None] = mapped_column(ForeignKey("external_sites.id", ondelete="SET NULL"))
     # What the site receives: [{"name", "type", "value"}] (OMniLeads' ParametrosCrm), in order.
     crm_parameters: Mapped[list] = mapped_column(JSON, default=list)
+    # After-call work: seconds an agent stays in the ACW pause ("0") once it has saved the
+    # disposition of one of the campaign's calls; 0 = ready again at once (provisioning
+    # `after_call_work`).
+    acw_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     __table_args__ = (UniqueConstraint("external_system_id", "external_id"),)
 
     database: Mapped[ContactDatabase] = relationship()
@@ -328,6 +332,9 @@ class AgentSession(db.Model):
     status_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The console's last presence heartbeat; NULL: it never beat (not subject to the timeout).
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When an after-call-work pause ends by itself (the engine then makes the agent ready);
+    # NULL for every other pause. Index: the engine looks for expired ones every second.
+    pause_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     @property

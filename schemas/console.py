@@ -26,4 +26,6 @@ class AgentStateSchema(Schema):
     paused = fields.Boolean()
     pause_id = fields.String(allow_none=True)
     pause_name = fields.String(allow_none=True)
+    acw_seconds_left = fields.Integer(allow_none=True, metadata={
+        "description": "in after-call work: seconds until the agent is ready again by itself"})
     call = fields.Nested(ConsoleCallSchema, allow_none=True)

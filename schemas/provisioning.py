@@ -176,6 +176,8 @@ class CampaignSchema(Schema):
     allow_duplicate_phones = fields.Boolean()
     record = fields.Boolean()
     strategy = fields.String(validate=validate.OneOf(STRATEGIES))
+    # Seconds of after-call work (the ACW pause) after each call's disposition; 0: ready again.
+    after_call_work = fields.Integer(validate=validate.Range(min=0, max=3600))
     disposition_options = fields.List(fields.Nested(DispositionOptionSchema))
     external_site = fields.String(allow_none=True)
     crm_parameters = fields.List(fields.Nested(CrmParameterSchema))

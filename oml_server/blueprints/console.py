@@ -46,13 +46,22 @@ def agent_console_page():
     locale = str(get_locale())
     data = agent_console.page_data(user, locale, CSRF_COOKIE, CSRF_HEADER)
     response = make_response(render_template("console.html", data=data, locale=locale))
-    # Everything the page loads comes from here; its only other connection is the phone's.
+    # Everything the page loads comes from here; its only other connections are the phone's
+    # and the CRM pop of its campaigns' sites.
+    crm = data["crm"]
+    frames = _sources(crm["frame"]) or "'none'"
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"media-src 'self' blob:; connect-src 'self' {data['sip']['wsUrl']}; "
-        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+        f"media-src 'self' blob:; connect-src {_sources(['self', data['sip']['wsUrl'], *crm['connect']])}; "
+        f"frame-src {frames}; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+        f"form-action {_sources(['self', *crm['form']])}")
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _sources(items):
+    return " ".join("'self'" if item == "self" else item for item in items)
 
 
 @plain_blueprint.route("/console-vendor/<path:filename>", methods=["GET"])

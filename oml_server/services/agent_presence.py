@@ -25,8 +25,13 @@ What each endpoint answers (chosen for an agent console, which retries and reloa
   rings a logged-out agent too). Same value again: OK, unchanged.
 * reject_call: an event, always recorded, stops ringing, always OK.
 * disabled: the phone became unusable; recorded, stops ringing, always OK (even if the write fails).
+* after_call_work(seconds): not an endpoint: saving a call's disposition in a campaign with
+  after-call work puts the agent in the ACW pause ("0") until `pause_until`; the engine then
+  makes it ready (`end_after_call_work`, every second). A pause the agent chose is kept, and
+  any other change of the session (ready, another pause, logout) ends the ACW's clock.
 """
 import logging
+from datetime import timedelta, timezone
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -38,6 +43,7 @@ from . import outbox, telephony
 from .lookup import parse_id
 
 log = logging.getLogger(__name__)
+ACW = "0"   # the system pause of after-call work
 
 
 class _Refused(Exception):
@@ -92,6 +98,7 @@ def login(agent_id):
         if row.logged_in:
             return None
         row.logged_in, row.paused, row.pause_id, row.idle_since = True, False, None, utcnow()
+        row.pause_until = None
         return "login", None
     return _change(agent_id, target)
 
@@ -101,6 +108,7 @@ def logout(agent_id):
         if not row.logged_in:
             return None
         row.logged_in, row.paused, row.pause_id, row.idle_since = False, False, None, None
+        row.pause_until = None
         return "logout", None
     return _change(agent_id, target)
 
@@ -115,7 +123,7 @@ def pause(agent_id, raw_pause_id):
             raise _Refused()
         if row.paused and row.pause_id == key:
             return None
-        row.paused, row.pause_id, row.idle_since = True, key, None
+        row.paused, row.pause_id, row.idle_since, row.pause_until = True, key, None, None
         return "pause", key
     return _change(agent_id, target)
 
@@ -136,8 +144,41 @@ def _unpaused(row):
     if not row.paused:
         return None
     ended = row.pause_id
-    row.paused, row.pause_id, row.idle_since = False, None, utcnow()
+    row.paused, row.pause_id, row.idle_since, row.pause_until = False, None, utcnow(), None
     return "unpause", ended
+
+
+def after_call_work(agent_id, seconds):
+    """The ACW pause for `seconds` (from now), for a logged-in agent not in a pause of its own."""
+    def target(row):
+        if not row.logged_in or (row.paused and row.pause_id != ACW):
+            return None
+        row.pause_until = utcnow() + timedelta(seconds=seconds)
+        if row.paused:   # already in ACW: the clock starts again
+            return None
+        row.paused, row.pause_id, row.idle_since = True, ACW, None
+        return "pause", ACW
+    return _change(agent_id, target)
+
+
+def end_after_call_work(now=None):
+    """Make ready every agent whose after-call work is over; how many were."""
+    now = now or utcnow()
+    due = db.session.scalars(select(AgentSession.agent_id)
+                             .where(AgentSession.pause_until <= now)).all()
+    db.session.commit()
+
+    def target(row):
+        until = row.pause_until
+        if until is None:
+            return None   # ended meanwhile (ready, another pause, logout)
+        if not row.logged_in or not row.paused:
+            row.pause_until = None
+            return None
+        if until.tzinfo is None:   # SQLite hands back naive UTC
+            until = until.replace(tzinfo=timezone.utc)
+        return _unpaused(row) if until <= now else None
+    return sum(1 for agent_id in due if _change(agent_id, target))
 
 
 def ringing(agent_id, raw_value):

@@ -318,7 +318,8 @@ def visible_call(user, call_id):
 def crm_interaction(user, call_id):
     """The browser's configuration of the call's campaign site; 404 like visible_call, or
     when the campaign has none."""
-    config = crm_request.interaction(_visible(user, call_id))
+    agent_id = user.agent.id if user.agent is not None else None
+    config = crm_request.interaction(_visible(user, call_id), agent_id=agent_id)
     if config is None:
         raise Detail(404, M.NO_CRM_SITE)
     return config

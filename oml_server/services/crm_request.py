@@ -18,6 +18,7 @@ from urllib3 import encode_multipart_formdata
 from oml_server.extensions import db
 from oml_server.models import (AgentProfile, Call, Campaign, Contact, Disposition,
                                DispositionOption, User)
+from oml_server.services.lookup import contact_of_call
 
 CALL_VALUES = ("call_id", "agent_id", "agent_username", "agent_name", "telefono", "id_contacto",
                "rec_filename", "call_wait_duration", "datetime")
@@ -35,7 +36,7 @@ def aware(moment):
     return moment
 
 
-def _call_value(value, call, agent, user):
+def _call_value(value, call, agent, user, contact):
     if value == "call_id":
         return call.id if call else ""
     if value == "agent_id":
@@ -47,7 +48,7 @@ def _call_value(value, call, agent, user):
     if value == "telefono":
         return call.number if call else ""
     if value == "id_contacto":
-        return call.contact_id if call and call.contact_id is not None else ""
+        return contact.id if contact is not None else ""
     if value == "call_wait_duration":
         # How long the call waited before the agent took it (OMniLeads: queue wait).
         if call is None:
@@ -82,8 +83,12 @@ def parameters(campaign, call=None, disposition=None, agent_id=None):
         disposition.agent_id if disposition else None)
     agent = db.session.get(AgentProfile, agent_id) if agent_id else None
     user = db.session.get(User, agent.user_id) if agent is not None else None
-    contact_id = (call.contact_id if call else None) or (disposition.contact_id if disposition else None)
-    contact = db.session.get(Contact, contact_id) if contact_id else None
+    # The call's contact, the disposition's, else (an inbound caller) the one with its number.
+    if call is not None and call.contact_id is None and disposition is not None:
+        contact = db.session.get(Contact, disposition.contact_id)
+    else:
+        contact = contact_of_call(call, campaign) if call is not None else (
+            db.session.get(Contact, disposition.contact_id) if disposition else None)
     option = db.session.get(DispositionOption, disposition.option_id) if disposition else None
     sent, placeholders = {}, {}
     for param in campaign.crm_parameters or []:
@@ -93,7 +98,7 @@ def parameters(campaign, call=None, disposition=None, agent_id=None):
         elif kind == "contact":
             result = (contact.data or {}).get(value, "") if contact else ""
         elif kind == "call":
-            result = _call_value(value, call, agent, user)
+            result = _call_value(value, call, agent, user, contact)
         elif kind == "fixed":
             result = value
         elif kind == "disposition":
@@ -139,14 +144,18 @@ def _text(value):
     return "" if value is None else str(value)
 
 
-def interaction(call):
+BROWSER_TRIGGERS = (1, 2)   # Agente (a button), Automático: the agent's browser opens them
+
+
+def interaction(call, agent_id=None):
     """[extension] The browser's configuration of the call's campaign site (Agente /
-    Automático), or None when the campaign has no site."""
+    Automático), or None when the campaign has none (no site, or one the server sends).
+    `agent_id`: the agent whose browser asks (a transferred call's new agent)."""
     campaign = db.session.get(Campaign, call.campaign_id) if call.campaign_id else None
     site = campaign.external_site if campaign is not None else None
-    if site is None:
+    if site is None or site.disparador not in BROWSER_TRIGGERS:
         return None
-    sent, placeholders = parameters(campaign, call)
+    sent, placeholders = parameters(campaign, call, agent_id=agent_id)
     return {"dispara_agente": site.disparador == 1,
             "formato": FORMATS.get(site.formato) if site.metodo == 2 else None,
             "formato_es_JSON": site.formato == 4,

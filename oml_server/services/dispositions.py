@@ -6,17 +6,20 @@ OMniLeads' order (option, contact, duplicate, then the fields OMniLeads only tri
 saving); one disposition per (contact, campaign) is the database's unique constraint, so two
 agents racing for the same contact get one 201 and one 400, never two rows.
 """
+import logging
+
 from sqlalchemy import Integer, bindparam, exists, false, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .. import messages as M
 from ..database import Prepared, is_unique_violation, run as _run
 from ..errors import ContractError, business_error, not_found
 from ..extensions import db
 from ..models import Campaign, Contact, Disposition, DispositionOption
-from . import contacts, outbox
+from . import agent_presence, contacts, outbox
 from .lookup import external_system, parse_id, visible_option_campaign
 
+log = logging.getLogger(__name__)
 CALLID_MAX_LENGTH = 32
 MAX_INTEGER = 2**31 - 1   # the id columns are INTEGER
 
@@ -180,7 +183,8 @@ def _record(type_, disposition_id, agent_id, values):
     columns). The option's name and `crm_interaction` go with it: the Calificación site fires
     on the latter."""
     option = db.session.execute(select(DispositionOption.name, DispositionOption.crm_interaction,
-                                       DispositionOption.campaign_id)
+                                       DispositionOption.campaign_id, Campaign.acw_seconds)
+                                .join(Campaign, Campaign.id == DispositionOption.campaign_id)
                                 .where(DispositionOption.id == values["option_id"])).first()
     outbox.record(type_, call_id=values.get("callid"), agent_id=agent_id,
                   campaign_id=values.get("campaign_id", option.campaign_id),
@@ -188,6 +192,19 @@ def _record(type_, disposition_id, agent_id, values):
                   contact_id=values["contact_id"], option_id=values["option_id"],
                   option_name=option.name, crm_interaction=bool(option.crm_interaction),
                   callid=values.get("callid"), comments=values.get("comments", ""))
+    # A call's disposition ends the call's work: after-call work follows, as the campaign says.
+    return option.acw_seconds if type_ == "disposition.created" and values.get("callid") else 0
+
+
+def _after_call_work(agent_id, seconds):
+    """After the commit: the agent's ACW pause, when the campaign has one."""
+    if not seconds:
+        return
+    try:
+        agent_presence.after_call_work(agent_id, seconds)
+    except SQLAlchemyError:   # the disposition is saved: the agent just stays as it was
+        log.warning("after-call work of agent %s not started", agent_id, exc_info=True)
+        db.session.rollback()
 
 
 def _duplicate():
@@ -246,11 +263,12 @@ def create(agent, data):
         if data.get("idExternalSystem") in (None, ""):
             answer = _create_checked(agent, data)
             if answer is not None:
-                _record("disposition.created", answer["id"], agent.id,
-                        {"contact_id": answer["idContact"], "option_id":
-                         answer["idDispositionOption"], "callid": answer["callid"],
-                         "comments": answer["comments"]})
+                acw = _record("disposition.created", answer["id"], agent.id,
+                              {"contact_id": answer["idContact"], "option_id":
+                               answer["idDispositionOption"], "callid": answer["callid"],
+                               "comments": answer["comments"]})
                 _commit_or_duplicate()
+                _after_call_work(agent.id, acw)
                 return answer
             option, contact_id, taken = _option_contact_taken(data)
         else:
@@ -266,13 +284,14 @@ def create(agent, data):
                                    "callid": callid, "comments": comments})
         answer = {"id": result.scalar(), "idContact": contact_id,
                   "callid": callid, "idDispositionOption": option.id, "comments": comments}
-        _record("disposition.created", answer["id"], agent.id,
-                {"contact_id": contact_id, "campaign_id": option.campaign_id,
-                 "option_id": option.id, "callid": callid, "comments": comments})
+        acw = _record("disposition.created", answer["id"], agent.id,
+                      {"contact_id": contact_id, "campaign_id": option.campaign_id,
+                       "option_id": option.id, "callid": callid, "comments": comments})
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()
         raise
+    _after_call_work(agent.id, acw)
     return answer
 
 
@@ -368,13 +387,14 @@ def create_with_contact(agent, data):
                                    "callid": callid, "comments": comments})
         answer = {"id": result.scalar(), "callid": callid,
                   "idDispositionOption": option_id, "comments": comments}
-        _record("disposition.created", answer["id"], agent.id,
-                {"contact_id": contact_id, "campaign_id": campaign.id, "option_id": option_id,
-                 "callid": callid, "comments": comments})
+        acw = _record("disposition.created", answer["id"], agent.id,
+                      {"contact_id": contact_id, "campaign_id": campaign.id, "option_id": option_id,
+                       "callid": callid, "comments": comments})
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()
         raise
+    _after_call_work(agent.id, acw)
     return answer
 
 

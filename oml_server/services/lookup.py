@@ -8,7 +8,7 @@ from sqlalchemy.orm import joinedload
 
 from ..database import Prepared, run
 from ..extensions import db
-from ..models import (AgentExternalId, AgentProfile, Campaign, ContactDatabase,
+from ..models import (AgentExternalId, AgentProfile, Campaign, Contact, ContactDatabase,
                       DispositionOption, ExternalSystem, User, campaign_agents,
                       campaign_supervisors)
 
@@ -178,6 +178,18 @@ def is_member(agent, campaign):
 def _is_member_ids(agent_id, campaign_id):
     return bool(db.session.connection().execute(
         _IS_MEMBER, {"cid": campaign_id, "aid": agent_id}).scalar())
+
+
+def contact_of_call(call, campaign):
+    """The call's contact, else the campaign database's contact whose main phone is the call's
+    number (an inbound caller is known by the number it calls from), else None."""
+    if call.contact_id is not None:
+        return db.session.get(Contact, call.contact_id)
+    if campaign is None or not call.number:
+        return None
+    return db.session.scalar(select(Contact).where(Contact.database_id == campaign.database_id,
+                                                   Contact.main_phone == call.number)
+                             .order_by(Contact.id).limit(1))
 
 
 def agent_id_of(user):

@@ -535,12 +535,14 @@ class _Run:
                                 external_system=system, external_id=external_id,
                                 allow_duplicate_phones=item.get("allow_duplicate_phones", True),
                                 record=item.get("record", False),
-                                strategy=item.get("strategy", "leastrecent"))
+                                strategy=item.get("strategy", "leastrecent"),
+                                acw_seconds=item.get("after_call_work", 0))
             self._insert(campaign)
         else:
             self._apply(campaign, item, {"type": "type", "state": "state",
                                          "allow_duplicate_phones": "allow_duplicate_phones",
-                                         "record": "record", "strategy": "strategy"})
+                                         "record": "record", "strategy": "strategy",
+                                         "after_call_work": "acw_seconds"})
             if campaign.database_id != database.id:
                 campaign.database = database
             if campaign.external_system_id != (system.id if system else None):

@@ -112,6 +112,8 @@ def _provision(database_url: str) -> World:
 
 CONSOLE_AGENTS = ("wanda", "walt")  # browser phones (tests/integration/test_console_browser.py)
 KNOWN_CALLER = {"TELEFONO": "5551234", "NOMBRE": "Carla Gómez"}
+CONTACT_TO_CALL = {"TELEFONO": "5553000", "NOMBRE": "Dora Ruiz"}   # from the console's list
+CRM_CALLER = {"TELEFONO": "5554000", "NOMBRE": "Elsa Díaz"}         # calls in; the CRM pops
 
 
 def _provision_console(created, database):
@@ -133,7 +135,9 @@ def _provision_console(created, database):
                         DispositionOption(campaign_id=campaign.id, name="Antigua", hidden=True),
                         Pause(name="Break", type="recreational"),
                         Contact(database_id=database.id, main_phone=KNOWN_CALLER["TELEFONO"],
-                                data=dict(KNOWN_CALLER))])
+                                data=dict(KNOWN_CALLER)),
+                        *(Contact(database_id=database.id, main_phone=c["TELEFONO"], data=dict(c))
+                          for c in (CONTACT_TO_CALL, CRM_CALLER))])
     return campaign
 
 

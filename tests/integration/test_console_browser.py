@@ -20,8 +20,9 @@ import shutil
 
 import pytest
 
-from conftest import CONSOLE_AGENTS, KNOWN_CALLER, PASSWORD
+from conftest import CONSOLE_AGENTS, CRM_CALLER, INBOUND_WAIT_SECONDS, KNOWN_CALLER, PASSWORD
 from lab import REPO, SippPeer, wait_until
+from test_engine_calls import caller as inbound_caller, caller_result
 
 pytestmark = pytest.mark.integration
 
@@ -95,11 +96,22 @@ class ConsolePage:
     def text(self, selector):
         return self.page.inner_text(selector)
 
+    def stop_working(self):
+        self.page.click("#btn-logout-session")
+        self.wait_state("#agent-status", "LOGGED_OUT")
+
     def shot(self, name):
         self.page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"))
 
     def close(self):
         self.context.close()
+
+
+def close_all(pages, peers=()):
+    for peer in peers:
+        peer.stop()
+    for console in pages.values():
+        console.close()
 
 
 def caller_with_number(lab, campaign_id, number, log_dir):
@@ -170,8 +182,10 @@ def test_two_agents_take_an_inbound_call_disposition_it_pause_and_click_to_call(
         assert pages[second].text("h1") == "Agent console"
         # Every control is reachable with the Tab key, in reading order.
         # (Not logged in yet: stop-working, ready and pause are disabled, so skipped.)
+        # (The contacts list's Call buttons come next: tab_order stops at them, they have no id.)
         assert tab_order(pages[second].page) == [
-            "btn-login", "pause-select", "dial-campaign", "dial-number", "btn-dial"]
+            "btn-login", "pause-select", "dial-campaign", "dial-number", "btn-dial",
+            "contacts-campaign", "contacts-search", "btn-contacts"]
         # Log in (first one first: it is then the idlest when the call comes), by keyboard.
         for name in (first, second):
             pages[name].page.focus("#btn-login")
@@ -271,11 +285,240 @@ def test_two_agents_take_an_inbound_call_disposition_it_pause_and_click_to_call(
         wait_until(lambda: not lab.ari.bridges() and not lab.ari.channels(), 5, "call cleaned up")
 
         for name, console in pages.items():
-            console.page.click("#btn-logout-session")
-            console.wait_state("#agent-status", "LOGGED_OUT")
+            console.stop_working()
             assert console.errors == [], (name, console.errors)
     finally:
-        for peer in peers:
-            peer.stop()
-        for console in pages.values():
-            console.close()
+        close_all(pages, peers)
+
+
+# -- the CRM pop, transfers, after-call work and the contacts list ----------------------------
+
+CRM_PARAMETERS = [{"name": "call", "type": "call", "value": "call_id"},
+                  {"name": "agent", "type": "call", "value": "agent_username"},
+                  {"name": "phone", "type": "call", "value": "telefono"},
+                  {"name": "nombre", "type": "contact", "value": "NOMBRE"},
+                  {"name": "source", "type": "fixed", "value": "oml"}]
+
+
+class ConsoleCampaign:
+    """Writes the console campaign's CRM site and after-call work into the server's database
+    (as provisioning would), and puts it back as it was."""
+
+    def __init__(self, database_url, campaign_id):
+        from oml_server import create_app, secrets_file
+        self.app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "ARI_ENABLED": False,
+                               "TESTING": True, **secrets_file.generate()})
+        self.campaign_id = campaign_id
+
+    def set(self, site=None, acw_seconds=0):
+        from oml_server.extensions import db
+        from oml_server.models import Campaign, ExternalSite
+        with self.app.app_context():
+            campaign = db.session.get(Campaign, self.campaign_id)
+            campaign.external_site_id, campaign.crm_parameters = None, []
+            campaign.acw_seconds = acw_seconds
+            db.session.execute(db.delete(ExternalSite).where(ExternalSite.nombre.like("console-%")))
+            if site is not None:
+                row = ExternalSite(nombre=f"console-{site['url'].rsplit('/', 1)[-1]}", **site)
+                db.session.add(row)
+                db.session.flush()
+                campaign.external_site_id, campaign.crm_parameters = row.id, CRM_PARAMETERS
+            db.session.commit()
+
+
+@pytest.fixture
+def crm(server, world, database_url):
+    from tests.stub_crm import StubCrm
+    stub = StubCrm().up()
+    stub.campaign = ConsoleCampaign(database_url, world.campaigns["console"])
+    yield stub
+    stub.campaign.set()
+    stub.down()
+    for name in CONSOLE_AGENTS:   # a failed test leaves no agent working for the next
+        server.post("/api/v1/asterisk_logout/", server.token(name))
+
+
+def logged_in_pages(browser, server, lab, world, names):
+    """Consoles of `names` (in that order: the first is then the idlest), phones registered,
+    working (READY)."""
+    pages = {}
+    for name in names:
+        pages[name] = ConsolePage(browser, server, name, "es-AR" if name == "wanda" else "en-US")
+    for name, console in pages.items():
+        console.wait_state("#phone-status", "on")
+        lab.wait_endpoint_state(world.agents[name]["ext"], "online", 5)
+        console.page.click("#btn-login")
+        console.wait_state("#agent-status", "READY")
+    return pages
+
+
+def bridged_with(lab, ext):
+    """True when a bridge holds exactly the agent's channel and the trunk's."""
+    from ari_engine.ari_client import AriNotFound
+    for bridge in lab.ari.bridges():
+        try:
+            names = {lab.ari.channel(c)["name"].split("-")[0] for c in bridge["channels"]}
+        except AriNotFound:   # a channel left meanwhile (a transfer under way)
+            continue
+        if names == {f"PJSIP/{ext}", "PJSIP/trunk"}:
+            return True
+    return False
+
+
+def rings(console):
+    console.page.wait_for_selector("#call-panel:not([hidden]) #btn-answer:not([hidden])",
+                                   timeout=UI_WAIT_MS)
+
+
+def test_crm_pop_and_blind_and_consultative_transfers_between_two_consoles(
+        browser, server, lab, world, workdir, crm):
+    """Automático, embedded, GET: the page frames the CRM with the call's parameters when the
+    agent answers. Then a blind transfer to the other console's agent, and back with a
+    consultative one (start, the target answers, complete), all from the pages."""
+    first, second = CONSOLE_AGENTS
+    ext = {name: world.agents[name]["ext"] for name in CONSOLE_AGENTS}
+    crm.campaign.set(site={"url": crm.url + "/pop", "disparador": 2, "metodo": 1, "objetivo": 1},
+                     acw_seconds=60)
+    pages = logged_in_pages(browser, server, lab, world, (first, second))
+    peers = []
+    try:
+        log_dir = os.path.join(workdir, "console-crm-caller")
+        os.makedirs(log_dir, exist_ok=True)
+        caller = caller_with_number(lab, world.campaigns["console"], CRM_CALLER["TELEFONO"], log_dir)
+        peers.append(caller)
+        rings(pages[first])
+        pages[first].page.click("#btn-answer")
+        wait_until(lambda: bridged_with(lab, ext[first]), 8, "caller bridged with the first agent")
+        call_id = api_get(server, first, "/api/v1/agent/state/")["call"]["id"]
+        # Automático: on answer, the CRM opens in the page's frame with the call's parameters.
+        pop = crm.wait_for("/pop", 1, timeout=8)[0]
+        assert pop.method == "GET"
+        assert pop.query == {"call": call_id, "agent": first, "phone": CRM_CALLER["TELEFONO"],
+                             "nombre": CRM_CALLER["NOMBRE"], "source": "oml"}, pop.query
+        pages[first].page.wait_for_selector("#crm-panel:not([hidden]) #crm-frame:not([hidden])",
+                                            timeout=UI_WAIT_MS)
+        assert pages[first].page.get_attribute("#crm-frame", "src").startswith(crm.url + "/pop?")
+        pages[first].wait_state("#agent-status", "ONCALL")
+        pages[first].shot("07-crm-embedded")
+
+        # Blind transfer to the other agent, chosen by name: its page rings, it answers, the
+        # caller is with it; the first page then offers the disposition.
+        pages[first].page.select_option("#transfer-agent", label=second.title())
+        assert pages[first].page.is_hidden("#transfer-to")
+        pages[first].shot("08-transfer-to-agent")
+        pages[first].page.click("#btn-transfer")
+        rings(pages[second])
+        pages[second].page.click("#btn-answer")
+        wait_until(lambda: bridged_with(lab, ext[second]), 8, "caller bridged with the second agent")
+        pages[first].page.wait_for_selector("#disposition-panel:not([hidden])", timeout=UI_WAIT_MS)
+        # The CRM opens on the new agent's page too, with that agent's name.
+        second_pop = crm.wait_for("/pop", 2, timeout=8)[1]
+        assert (second_pop.query["call"], second_pop.query["agent"]) == (call_id, second)
+        pages[second].wait_state("#agent-status", "ONCALL")
+        pages[second].shot("09-transferred")
+
+        # Consultative, back to the first agent: the caller waits on hold while they talk.
+        pages[second].page.select_option("#transfer-agent", label=first.title())
+        pages[second].page.click("#btn-consult")
+        rings(pages[first])
+        pages[first].page.click("#btn-answer")
+        wait_until(lambda: any(b["id"].endswith("-hold") and len(b["channels"]) == 1
+                               for b in lab.ari.bridges()), 8, "caller on hold during the consult")
+        # Complete is offered once the consulted agent has answered (refused before that).
+        pages[second].page.wait_for_selector("#btn-consult-complete:not([hidden])", timeout=UI_WAIT_MS)
+        pages[second].shot("10-consulting")
+        pages[second].page.click("#btn-consult-complete")
+        wait_until(lambda: bridged_with(lab, ext[first]), 8, "caller bridged with the first agent again")
+        pages[second].page.wait_for_selector("#disposition-panel:not([hidden])", timeout=UI_WAIT_MS)
+        pages[first].wait_state("#agent-status", "ONCALL")
+        pages[first].page.click("#btn-hangup")
+        wait_until(lambda: not caller.alive(), 8, "caller got BYE")
+        pages[first].page.wait_for_selector("#disposition-panel:not([hidden])", timeout=UI_WAIT_MS)
+        kinds = [e["type"] for e in api_get(server, first, f"/api/v1/calls/{call_id}/")["events"]]
+        assert kinds.count("call.transferred") == 2, kinds
+
+        # After-call work (the campaign's 60 s here): once the disposition is saved the first
+        # agent is in ACW, and an inbound call meanwhile is not offered to it (the other agent
+        # has stopped working: the caller finds nobody). Then it ends the ACW early: Ready.
+        pages[second].stop_working()
+        pages[first].page.select_option("#disposition-option", label="Venta")
+        pages[first].page.click("#btn-dispose")
+        pages[first].page.wait_for_selector('#agent-status[data-state="PAUSED"]:has-text("ACW")',
+                                            timeout=UI_WAIT_MS)
+        refused_dir = os.path.join(workdir, "console-acw-caller")
+        os.makedirs(refused_dir, exist_ok=True)
+        refused = inbound_caller(lab, world.campaigns["console"], refused_dir)
+        peers.append(refused)
+        wait_until(lambda: not refused.alive(), INBOUND_WAIT_SECONDS + 8, "caller turned away")
+        assert "RESULT refused" in caller_result(refused), caller_result(refused)
+        assert api_get(server, first, "/api/v1/agent/state/")["pause_id"] == "0"
+        pages[first].page.click("#btn-ready")
+        pages[first].wait_state("#agent-status", "READY")
+
+        pages[first].stop_working()
+        for name, console in pages.items():
+            assert console.errors == [], (name, console.errors)
+    finally:
+        close_all(pages, peers)
+
+
+def test_contact_list_click_to_call_crm_button_and_after_call_work(
+        browser, server, lab, world, crm):
+    """The agent calls a contact from the campaign's list with one click (it bridges to the
+    SIPp contact); the campaign's Agente site is a button that opens a new tab POSTing the
+    call's parameters; after the disposition the agent is in after-call work for the
+    campaign's 3 s (shown, and true on the server), then ready by itself."""
+    from conftest import CONTACT_TO_CALL
+    name = CONSOLE_AGENTS[1]
+    ext = world.agents[name]["ext"]
+    crm.campaign.set(site={"url": crm.url + "/tab", "disparador": 1, "metodo": 2, "formato": 2,
+                           "objetivo": 2}, acw_seconds=3)
+    pages = logged_in_pages(browser, server, lab, world, (name,))
+    console = pages[name]
+    page = console.page
+    try:
+        page.select_option("#contacts-campaign", value=str(world.campaigns["console"]))
+        row = page.locator(f'#contacts-body tr:has(td:text-is("{CONTACT_TO_CALL["TELEFONO"]}"))')
+        row.wait_for(timeout=UI_WAIT_MS)
+        assert CONTACT_TO_CALL["NOMBRE"] in row.inner_text()
+        console.shot("11-contacts")
+        row.get_by_role("button").click()
+        console.wait_state("#agent-status", "ONCALL")
+        wait_until(lambda: bridged_with(lab, ext), 10, "agent bridged with the SIPp contact")
+        call = api_get(server, name, "/api/v1/agent/state/")["call"]
+        assert call["number"] == CONTACT_TO_CALL["TELEFONO"] and call["contactData"] == CONTACT_TO_CALL
+
+        # Agente: a button; pressed, a new tab POSTs the parameters (form-encoded) to the CRM.
+        page.wait_for_selector("#crm-panel:not([hidden]) #btn-crm:not([hidden])", timeout=UI_WAIT_MS)
+        assert crm.requests_to("/tab") == []
+        console.shot("12-crm-button")
+        with console.context.expect_page() as opened:
+            page.click("#btn-crm")
+        post = crm.wait_for("/tab", 1, timeout=8)[0]
+        assert post.method == "POST"
+        assert post.headers["Content-Type"] == "application/x-www-form-urlencoded"
+        from urllib.parse import parse_qs
+        assert {k: v[0] for k, v in parse_qs(post.body.decode(), keep_blank_values=True).items()} == {
+            "call": call["id"], "agent": name, "phone": CONTACT_TO_CALL["TELEFONO"],
+            "nombre": CONTACT_TO_CALL["NOMBRE"], "source": "oml"}
+        tab = opened.value
+        tab.wait_for_url(crm.url + "/tab", timeout=UI_WAIT_MS)
+        assert tab.evaluate("() => window.opener") is None   # cut off from the console
+        tab.close()
+
+        page.click("#btn-hangup")
+        page.wait_for_selector("#disposition-panel:not([hidden])", timeout=UI_WAIT_MS)
+        page.select_option("#disposition-option", label="Venta")
+        page.click("#btn-dispose")
+        # After-call work: the badge says so with the time left, and the server agrees.
+        page.wait_for_selector('#agent-status[data-state="PAUSED"]:has-text("ACW")', timeout=UI_WAIT_MS)
+        state = api_get(server, name, "/api/v1/agent/state/")
+        assert state["pause_id"] == "0" and 0 <= state["acw_seconds_left"] <= 3, state
+        console.shot("13-after-call-work")
+        console.wait_state("#agent-status", "READY")   # by itself, when the 3 s are over
+        # The contact, now dispositioned, left the list.
+        row.wait_for(state="detached", timeout=UI_WAIT_MS)
+        console.stop_working()
+        assert console.errors == [], console.errors
+    finally:
+        close_all(pages)

@@ -137,10 +137,106 @@ def test_state_is_for_agents_only(client, make):
 def test_every_string_the_script_shows_is_in_both_catalogues():
     import os
     from oml_server.services.agent_console import CATALOGUE_DIR, catalogue
-    script = open(os.path.join(os.path.dirname(CATALOGUE_DIR), "console.js"), encoding="utf-8").read()
+    folder = os.path.dirname(CATALOGUE_DIR)
+    script = "".join(open(os.path.join(folder, name), encoding="utf-8").read()
+                     for name in sorted(os.listdir(folder)) if name.endswith(".js"))
     used = set(re.findall(r'\bt\("([a-z_]+)"\)', script))
     used |= set(re.findall(r'"([a-z]+_failed)"', script))  # session(action, fields, failure)
     used |= {f"state_{s}" for s in ("OFFLINE", "LOGGED_OUT", "READY", "PAUSED", "RINGING", "ONCALL")}
     for locale in ("es", "en"):
         assert used <= set(catalogue(locale)), (locale, used - set(catalogue(locale)))
     assert set(catalogue("es")) == set(catalogue("en"))
+
+
+def _site(make, campaign, name, url, disparador, metodo, formato=None, objetivo=None):
+    from oml_server.models import ExternalSite
+    site = ExternalSite(nombre=name, url=url, disparador=disparador, metodo=metodo,
+                        formato=formato, objetivo=objetivo)
+    db.session.add(site)
+    db.session.flush()
+    campaign.external_site_id = site.id
+    db.session.commit()
+    return site
+
+
+def test_csp_allows_exactly_the_crm_sites_the_browser_opens(client, make):
+    agent, other = make.agent(), make.agent()
+    campaigns = [make.campaign(agents=[agent]) for _ in range(6)]
+    _site(make, campaigns[0], "framed-get", "https://crm.example.com:8443/pop/{1}?x=1", 2, 1, objetivo=1)
+    _site(make, campaigns[1], "tab-post", "http://crm2.example.org/form", 1, 2, formato=2, objetivo=2)
+    _site(make, campaigns[2], "json", "https://api.example.net/hook", 2, 2, formato=4)
+    _site(make, campaigns[3], "server", "https://server.example.com/pop", 3, 2, formato=4)
+    _site(make, campaigns[4], "tab-get", "https://tab.example.com/pop", 1, 1, objetivo=2)
+    _site(make, campaigns[5], "placeholder-host", "https://{1}.example.com/pop", 2, 1, objetivo=1)
+    _site(make, make.campaign(agents=[other]), "not-mine", "https://other.example.com/", 2, 1, objetivo=1)
+    web_login(client, agent)
+    response = client.get("/agente/")
+    assert page_data(response)["crm"]["campaigns"] == sorted(c.id for c in (campaigns[0], campaigns[1], campaigns[2], campaigns[4], campaigns[5]))
+    directives = dict(d.strip().split(" ", 1) for d in response.headers["Content-Security-Policy"].split(";"))
+    assert directives["frame-src"] == "https://crm.example.com:8443"
+    assert directives["form-action"] == "'self' http://crm2.example.org"
+    assert directives["connect-src"] == "'self' ws://127.0.0.1:8088/ws https://api.example.net"
+    assert directives["default-src"] == "'self'"
+
+
+def test_csp_frames_nothing_without_sites(client, make):
+    agent = make.agent()
+    make.campaign(agents=[agent])
+    web_login(client, agent)
+    csp = client.get("/agente/").headers["Content-Security-Policy"]
+    assert "frame-src 'none'" in csp and "form-action 'self';" not in csp and csp.endswith("form-action 'self'")
+
+
+def test_crm_interaction_is_for_the_browsers_sites_only(client, make):
+    import uuid
+    from oml_server.services import call_state
+    agent = make.agent()
+    campaign = make.campaign(agents=[agent])
+    site = _site(make, campaign, "server-site", "https://crm.example.com/pop", 3, 2, formato=4)
+    call_id = uuid.uuid4().hex
+    call_state.create(call_id, "click_to_call", agent_id=agent.agent.id, campaign_id=campaign.id,
+                      number="351999")
+    url = f"/api/v1/calls/{call_id}/crm_interaction/"
+    assert client.get(url, headers=make.headers(agent)).status_code == 404   # the server sends it
+    site.disparador = 2
+    db.session.commit()
+    body = client.get(url, headers=make.headers(agent)).get_json()
+    assert body["dispara_agente"] is False and body["url"] == "https://crm.example.com/pop"
+
+
+def test_crm_parameters_of_an_inbound_call_name_the_caller_found_by_number(client, make):
+    import uuid
+    from oml_server.services import call_state
+    agent, mate = make.agent(username="ana"), make.agent(username="beto")
+    database = make.contact_database(columns=("TELEFONO", "NOMBRE"), external_id=None)
+    campaign = make.campaign(agents=[agent, mate], database=database, type="inbound")
+    contact = make.contact(database, phone="5551234", NOMBRE="Carla")
+    _site(make, campaign, "auto", "https://crm.example.com/pop", 2, 1, objetivo=1)
+    campaign.crm_parameters = [{"name": "nombre", "type": "contact", "value": "NOMBRE"},
+                               {"name": "id", "type": "call", "value": "id_contacto"},
+                               {"name": "agent", "type": "call", "value": "agent_username"}]
+    db.session.commit()
+    call_id = uuid.uuid4().hex
+    call_state.create(call_id, "inbound", agent_id=agent.agent.id, campaign_id=campaign.id,
+                      number="5551234")
+    url = f"/api/v1/calls/{call_id}/crm_interaction/"
+    assert client.get(url, headers=make.headers(agent)).get_json()["parametros"] == {
+        "nombre": "Carla", "id": contact.id, "agent": "ana"}
+    # The agent it was transferred to asks: the parameters name that agent.
+    db.session.get(Call, call_id).active_agent_id = mate.agent.id
+    db.session.commit()
+    assert client.get(url, headers=make.headers(mate)).get_json()["parametros"]["agent"] == "beto"
+
+
+def test_transfer_targets_are_the_agents_colleagues(client, make):
+    agent = make.agent(first_name="Ana")
+    mate = make.agent(first_name="Beto")
+    stranger = make.agent(first_name="Ciro")
+    gone = make.agent(first_name="Dora")
+    make.campaign(agents=[agent, mate, gone])
+    make.campaign(agents=[stranger])
+    make.campaign(agents=[agent, stranger], state="finished")
+    gone.is_active = False
+    db.session.commit()
+    web_login(client, agent)
+    assert page_data(client.get("/agente/"))["colleagues"] == [{"id": mate.agent.id, "name": "Beto"}]

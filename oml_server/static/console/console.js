@@ -45,6 +45,9 @@
     }
     let text = t("state_" + state.state);
     if (state.state === "PAUSED" && state.pause_name) { text += ": " + state.pause_name; }
+    if (state.state === "PAUSED" && state.acw_seconds_left !== null && state.acw_seconds_left !== undefined) {
+      text += " " + t("acw_left").replace("{seconds}", state.acw_seconds_left);
+    }
     badge.textContent = text;
     badge.dataset.state = state.state;
     $("btn-login").disabled = state.logged_in;
@@ -84,6 +87,9 @@
     $("remote-audio"),
     { registered: showPhone, incoming: incoming, answered: answered, ended: ended });
 
+  const crm = new window.ConsoleCrm(api, { panel: $("crm-panel"), button: $("btn-crm"), frame: $("crm-frame") },
+                                    say, t);
+
   async function startPhone() {
     if (!window.JsSIP) { // console/dist not built on this server (`make console`)
       say(t("no_phone_library"), "error");
@@ -103,6 +109,7 @@
     call = { id: info.callId || null, number: info.number, campaign: null, contact: null,
              contactData: {}, answered: false };
     $("disposition-panel").hidden = true;
+    crm.reset();
     $("call-panel").hidden = false;
     $("call-state").textContent = t("ringing");
     $("call-number").textContent = info.number;
@@ -119,7 +126,12 @@
     } else {
       $("btn-answer").focus();
     }
-    await describe(info);
+    const current = call;
+    // The call's CRM site is asked for while it rings: ready when the agent answers.
+    current.crm = describe(info).then(function () {
+      return call === current && data.crm.campaigns.indexOf(call.campaign) >= 0 ? crm.load(call.id) : null;
+    });
+    await current.crm;
   }
 
   // What the call is: the API's record of it (named by the INVITE's header or by the
@@ -174,6 +186,8 @@
     showControls(true);
     $("btn-hangup").focus();
     api.post("/api/v1/asterisk_ringing/", { ringing: "false" }).then(poll);
+    const current = call;
+    (current.crm || Promise.resolve()).then(function () { if (call === current) { crm.answered(); } });
   }
 
   // -- in-call control: hold and transfers (contract-calls §2, §3) -------------------------
@@ -209,20 +223,70 @@
     $("call-state").textContent = t(call.held ? "on_hold" : "on_call");
   });
 
+  // Whom to: a colleague chosen in the list (by agent id), else the extension or number typed.
+  function transferTarget() {
+    const agent = $("transfer-agent").value;
+    if (agent) { return { target_agent_id: agent }; }
+    const input = $("transfer-to");
+    const endpoint = input.value.trim();
+    if (!endpoint || !input.checkValidity()) {
+      say(t("transfer_target_missing"), "error");
+      input.focus();
+      return null;
+    }
+    return { endpoint: endpoint };
+  }
+
+  $("transfer-agent").addEventListener("change", function () {
+    $("transfer-to").hidden = Boolean($("transfer-agent").value);
+  });
+
   $("transfer-form").addEventListener("submit", async function (e) {
     e.preventDefault();
-    const done = await command("/api/v1/transfer/blind-endpoint/",
-                               { endpoint: $("transfer-to").value.trim() }, "transfer_failed");
+    const target = transferTarget();
+    if (!target) { return; }
+    const path = target.target_agent_id ? "/api/v1/transfer/blind-agent/" : "/api/v1/transfer/blind-endpoint/";
+    const done = await command(path, target, "transfer_failed");
     if (done) { say(t("transferred"), ""); }
   });
 
   $("btn-consult").addEventListener("click", async function () {
-    const done = await command("/api/v1/agent/transfer/consult/start/",
-                               { endpoint: $("transfer-to").value.trim() }, "transfer_failed");
+    const target = transferTarget();
+    if (!target) { return; }
+    const done = await command("/api/v1/agent/transfer/consult/start/", target, "transfer_failed");
     if (!done) { return; }
-    $("btn-consult-complete").hidden = $("btn-consult-cancel").hidden = false;
+    $("btn-consult-cancel").hidden = false;
     $("call-state").textContent = t("consulting");
+    followConsult(call);
   });
+
+  // Complete is offered once the consulted party answered (the server refuses it before): the
+  // call's latest consult event, from its record, every second while the consult lasts.
+  const CONSULT_EVENTS = ["call.consult_started", "call.consult_answered", "call.consult_completed",
+                          "call.consult_cancelled", "call.consult_failed"];
+
+  async function followConsult(current) {
+    while (call === current && !$("btn-consult-cancel").hidden) {
+      const record = (await api.get("/api/v1/calls/" + encodeURIComponent(current.id) + "/")).body;
+      const events = (record && record.events ? record.events : []).filter(function (e) {
+        return CONSULT_EVENTS.indexOf(e.type) >= 0;
+      });
+      const latest = events.length ? events[events.length - 1].type : "";
+      if (call !== current) { return; }
+      if (latest === "call.consult_answered") {
+        $("btn-consult-complete").hidden = false;
+        $("call-state").textContent = t("consult_answered");
+        return;
+      }
+      if (latest && latest !== "call.consult_started") {   // not answered, or hung up
+        $("btn-consult-cancel").hidden = true;
+        $("call-state").textContent = t("on_call");
+        say(t("consult_ended"), "error");
+        return;
+      }
+      await new Promise(function (resolve) { window.setTimeout(resolve, 1000); });
+    }
+  }
 
   $("btn-consult-complete").addEventListener("click", async function () {
     if (await command("/api/v1/agent/transfer/consult/complete/", {}, "transfer_failed")) {
@@ -299,6 +363,8 @@
       disposing = null;
       $("disposition-panel").hidden = true;
       say(t("disposition_saved"), "ok");
+      contacts.load();
+      poll();   // after-call work, when the campaign has it, shows at once
     } else {
       const body = answer.body || {};
       say(t("disposition_failed") + " " + (body.msg || body.idContact || body.idDispositionOption ||
@@ -308,13 +374,13 @@
 
   // -- click-to-call ----------------------------------------------------------------------
 
-  $("dial-form").addEventListener("submit", async function (e) {
-    e.preventDefault();
+  async function placeCall(campaign, number, contactId) {
     if (!phoneUp) { say(t("phone_unregistered"), "error"); return; }
     dialing = { callId: null, at: Date.now() };
     const pending = dialing;
-    const answer = await api.post("/api/v1/makeCall/", {
-      idCampaign: $("dial-campaign").value, idAgent: data.agentId, phone: $("dial-number").value.trim() });
+    const fields = { idCampaign: campaign, idAgent: data.agentId, phone: number };
+    if (contactId) { fields.idContact = contactId; }
+    const answer = await api.post("/api/v1/makeCall/", fields);
     const body = answer.body || {};
     if (body.status === "OK") {
       pending.callId = body.callId;
@@ -324,7 +390,18 @@
       const errors = body.errors ? (Array.isArray(body.errors) ? body.errors : Object.values(body.errors).flat()) : [];
       say((body.message || t("call_failed")) + (errors.length ? ": " + errors.join(" ") : ""), "error");
     }
+  }
+
+  $("dial-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    placeCall($("dial-campaign").value, $("dial-number").value.trim(), null);
   });
+
+  const contacts = new window.ConsoleContacts(api, {
+    form: $("contacts-form"), campaign: $("contacts-campaign"), search: $("contacts-search"),
+    body: $("contacts-body"), status: $("contacts-status"), prev: $("contacts-prev"), next: $("contacts-next"),
+  }, t, placeCall);
+  $("contacts-campaign").addEventListener("change", function () { contacts.start = 0; contacts.load(); });
 
   window.addEventListener("beforeunload", function () { phone.stop(); });
 
@@ -354,6 +431,7 @@
   }
 
   showPhone(false);
+  contacts.load();
   poll();
   window.setInterval(poll, POLL_MS);
   heartbeat();
