@@ -1,7 +1,7 @@
 """campaigns.acw_seconds (after-call work per campaign), agent_sessions.pause_until
 
 Revision ID: campaign_after_call_work
-Revises: crm_sites_webhooks_deliveries
+Revises: contacts_search_and_counts
 Create Date: 2026-11-30 19:00:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = 'campaign_after_call_work'
-down_revision = 'crm_sites_webhooks_deliveries'
+down_revision = 'contacts_search_and_counts'
 branch_labels = None
 depends_on = None
 
