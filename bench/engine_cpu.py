@@ -81,15 +81,19 @@ def main():
 
 
 def _count(db, engine, one_call):
-    """SQL statements, transactions committed, ARI requests and events of one call."""
+    """SQL statements, transaction blocks committed (BEGIN … COMMIT on the wire; SQLite:
+    every commit) and ARI requests of one call."""
     from sqlalchemy import event
     count = {"SQL statements": 0, "commits": 0}
 
     def statement(*args, **kwargs):
         count["SQL statements"] += 1
 
-    def commit(*args, **kwargs):
-        count["commits"] += 1
+    def commit(conn):
+        # A commit in psycopg2's autocommit mode (statements_commit_alone) sends nothing and
+        # no BEGIN went before it: only transaction blocks on the wire are counted.
+        if not getattr(conn.connection.dbapi_connection, "autocommit", False):
+            count["commits"] += 1
     event.listen(db.engine, "before_cursor_execute", statement)
     event.listen(db.engine, "commit", commit)
     requests_before = len(engine.ari.requests)
