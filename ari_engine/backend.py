@@ -8,8 +8,10 @@ import logging
 
 import gevent
 from flask import current_app
+from sqlalchemy import bindparam, select
 
 from oml_server import messages as M
+from oml_server.database import Prepared, run
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, SupervisorProfile
 from oml_server.services import engine_status
@@ -23,6 +25,9 @@ from .presence import Presence
 from .sip_accounts import SipAccounts
 
 log = logging.getLogger(__name__)
+
+# The agent's extension: one column, not the ORM profile (makeCall's caller is a TokenUser).
+_EXTENSION = Prepared(select(AgentProfile.sip_extension).where(AgentProfile.id == bindparam("aid")))
 
 # Statuses of a failed originate that mean "Asterisk is not answering properly", not "this
 # endpoint cannot be called".
@@ -56,10 +61,7 @@ class AriBackend:
     def place_click_to_call(self, call):
         if not self.engine_ready():
             raise CallNotPlaced(M.TELEPHONY_UNAVAILABLE)
-        # makeCall's session already holds the agent (loaded with the user at authentication,
-        # not expired by the call's commit): no query then.
-        agent = db.session.get(AgentProfile, call.agent_id)
-        extension = agent.sip_extension if agent is not None else None
+        extension = run(_EXTENSION, {"aid": call.agent_id}).scalar()
         channel_id = ids.agent_channel(call.id)
         # Written before the originate (one transaction: the call rings, the agent is on it):
         # an auto-answering phone is in Stasis within ms.

@@ -36,6 +36,7 @@ class CallContext:
         """The call's row as of this event (one SELECT, at most once per event); None when
         the call does not exist."""
         if self._row is None:
+            call_store.read_alone()
             self._row = call_store.row(self.call_id)
             call_store.release()  # flows call ARI next: no connection held meanwhile
         return self._row
@@ -109,7 +110,10 @@ class Flow:
             return
         ctx.final = True
         if agent_id is None:
+            alone = call_store.read_alone()
             fate = call_store.fate(ctx.call_id)
+            if alone:
+                call_store.release()
             agent_id = fate.agent_id if fate is not None else None
         if agent_id is not None:
             self.engine.presence.mirror(agent_id)

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select, update
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession, utcnow
 from oml_server.services import outbox
-from oml_server.services.call_state import prepared, release, run
+from oml_server.services.call_state import prepared, read_alone, release, run
 
 from . import ids
 from .ari_client import AriError
@@ -77,19 +77,20 @@ class Presence:
         """Write the agent's availability into Asterisk; True when it is there now."""
         # One query for the extension and the session's flags (device_state_for reads them off
         # the row by name); the write after the ARI request is one UPDATE, no reload.
+        alone = read_alone()
         row = run(prepared("presence-mirror", lambda: select(
             AgentProfile.sip_extension, AgentSession.agent_id.label("session_id"),
             AgentSession.on_call, AgentSession.online, AgentSession.logged_in,
             AgentSession.ringing, AgentSession.paused, AgentSession.mirrored_state)
             .outerjoin(AgentSession, AgentSession.agent_id == AgentProfile.id)
             .where(AgentProfile.id == bindparam("aid"))), {"aid": agent_id}).first()
-        if row is None:
-            return False
-        session = row if row.session_id is not None else None
+        session = row if row is not None and row.session_id is not None else None
         state = device_state_for(session)
-        if session is not None and session.mirrored_state == state:
-            return True
-        release()  # no connection held across the ARI request (see call_state.release)
+        done = row is None or (session is not None and session.mirrored_state == state)
+        if alone or not done:
+            release()  # no connection held across the ARI request (see call_state.release)
+        if done:
+            return row is not None
         try:
             self.ari.device_state_put(ids.device_state_name(row.sip_extension), state)
         except AriError as exc:

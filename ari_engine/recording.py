@@ -12,10 +12,10 @@ bridge (a supervisor's barge, a take-call).
 """
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
-from oml_server.extensions import db
-from oml_server.models import Campaign
+from oml_server.database import Prepared, run
+from oml_server.models import Call, Campaign
 from oml_server.services.recordings import file_name
 
 from . import call_store, ids
@@ -23,13 +23,19 @@ from .ari_client import AriError
 
 log = logging.getLogger(__name__)
 
+_calls = Call.__table__
+_CALL_AND_CAMPAIGN = Prepared(
+    select(_calls.c.bridge_id, _calls.c.created_at, Campaign.record)
+    .join(Campaign, Campaign.id == _calls.c.campaign_id).where(_calls.c.id == bindparam("cid")))
+
 
 def start(ari, settings, call_id):
     """Start recording the bridged call when its campaign records; never fails the call."""
-    row = call_store.row(call_id)
-    if row is None or row.campaign_id is None or not row.bridge_id:
-        return None
-    if not db.session.scalar(select(Campaign.record).where(Campaign.id == row.campaign_id)):
+    alone = call_store.read_alone()
+    row = run(_CALL_AND_CAMPAIGN, {"cid": call_id}).first()  # on every bridged call: one read
+    if alone:
+        call_store.release()
+    if row is None or not row.record or not row.bridge_id:
         return None
     fmt = settings.get("RECORDING_FORMAT", "wav")
     name = file_name(call_id, row.created_at, fmt)

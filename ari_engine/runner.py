@@ -13,7 +13,8 @@ from . import ari_client, asterisk_check, recording, sweep
 from .backend import AriBackend
 from .call_control import CallControl
 from .click_to_call import ClickToCall
-from .dispatcher import Dispatcher
+from .ari_client import AriError
+from .dispatcher import IGNORED_EVENTS, Dispatcher
 from .inbound import Inbound
 from .outbound import Outbound
 from .supervision import Supervision
@@ -77,9 +78,18 @@ class Engine:
                 log.info("Asterisk started at %s: %d SIP accounts pushed, %d removed",
                          startup, pushed, removed)
             self.ari.subscribe("endpoint:PJSIP")
+            self._filter_events()
             sweep.sweep(self.ari, self.dispatcher, self.settings, asterisk_started=startup)
             self.backend.presence.refresh_all(force=restarted)
             engine_status.beat(self.node, True, startup=startup, problems=problems)
+
+    def _filter_events(self):
+        """Ask Asterisk not to send the events no flow reads (the reader drops them anyway:
+        reading and skipping ~60 frames per call was ~5% of the server's CPU per call)."""
+        try:
+            self.ari.filter_events(IGNORED_EVENTS)
+        except AriError as exc:  # an Asterisk without eventFilter: the reader skips them
+            log.info("ARI event filter not set (%s): unread events are skipped on arrival", exc)
 
     def _disconnected(self):
         log.warning("ARI disconnected: makeCall answers 'telephony unavailable' until it is back")

@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.25
 BACKOFF_MAX = 2.0  # Asterisk back → engine back within ~2 s
+# Frames compared for repeats (AriEventStream.drop_repeats): the endpoint subscription's copy
+# of a channel event arrives right after the channel's own, a few frames later at most.
+REPEAT_WINDOW = 64
 
 
 class Supervisor:
@@ -49,7 +52,7 @@ class Supervisor:
         while not self._stopped:
             stream = AriEventStream(self.settings["ARI_URL"], self.settings["ARI_USER"],
                                     self.settings["ARI_PASSWORD"], self.settings["ARI_APP"],
-                                    skip_types=IGNORED_EVENTS)
+                                    skip_types=IGNORED_EVENTS, drop_repeats=REPEAT_WINDOW)
             try:
                 stream.connect()
                 self._stream = stream

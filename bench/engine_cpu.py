@@ -68,30 +68,42 @@ def main():
                 for _ in range(args.calls):
                     one_call()
                 runs.append((time.process_time() - t0) / args.calls * 1000)
-            statements = _count_statements(db, one_call)
+            counts = _count(db, engine, one_call)
             engine.dispatcher.stop()
             db.session.execute(text("SELECT 1"))
         print(f"database: {'postgresql' if args.postgresql else 'sqlite'}")
         print(f"engine CPU per click-to-call (no Asterisk, no HTTP): "
               f"{statistics.median(runs):.2f} ms (runs: {', '.join(f'{r:.2f}' for r in runs)})")
-        print(f"SQL statements per call (REST row + engine): {statements}")
+        print("per call (REST row + engine): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     finally:
         if drop:
             drop()
 
 
-def _count_statements(db, one_call):
+def _count(db, engine, one_call):
+    """SQL statements, transaction blocks committed (BEGIN … COMMIT on the wire; SQLite:
+    every commit) and ARI requests of one call."""
     from sqlalchemy import event
-    count = [0]
+    count = {"SQL statements": 0, "commits": 0}
 
-    def counted(*args, **kwargs):
-        count[0] += 1
-    event.listen(db.engine, "before_cursor_execute", counted)
+    def statement(*args, **kwargs):
+        count["SQL statements"] += 1
+
+    def commit(conn):
+        # A commit in psycopg2's autocommit mode (statements_commit_alone) sends nothing and
+        # no BEGIN went before it: only transaction blocks on the wire are counted.
+        if not getattr(conn.connection.dbapi_connection, "autocommit", False):
+            count["commits"] += 1
+    event.listen(db.engine, "before_cursor_execute", statement)
+    event.listen(db.engine, "commit", commit)
+    requests_before = len(engine.ari.requests)
     try:
         one_call()
     finally:
-        event.remove(db.engine, "before_cursor_execute", counted)
-    return count[0]
+        event.remove(db.engine, "before_cursor_execute", statement)
+        event.remove(db.engine, "commit", commit)
+    count["ARI requests"] = len(engine.ari.requests) - requests_before
+    return count
 
 
 if __name__ == "__main__":

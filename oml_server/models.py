@@ -53,6 +53,11 @@ class User(db.Model):
     agent: Mapped["AgentProfile"] = relationship(back_populates="user", uselist=False)
 
     @property
+    def agent_id(self):
+        """The agent profile's id, or None (as `auth.TokenUser.agent_id`)."""
+        return self.agent.id if self.agent is not None else None
+
+    @property
     def is_agent(self):
         return self.role == "Agente"
 

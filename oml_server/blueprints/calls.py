@@ -15,7 +15,7 @@ blp = Blueprint("calls", __name__, url_prefix="/api/v1", description="Calls")
 
 
 @blp.route("/makeCall/", methods=["POST"])
-@login_required(*AGENT, orm_user=True)
+@login_required(*AGENT)
 @blp.doc(**request_body(MakeCallRequestSchema))
 @blp.response(200, MakeCallResponseSchema)
 def make_call():
@@ -31,17 +31,17 @@ def make_call():
 
 
 @blp.route("/hangupCall/", methods=["POST"])
-@login_required(*AGENT, orm_user=True)
+@login_required(*AGENT)
 @blp.response(200, StatusSchema)
 def hangup_call():
     """Hang up the agent's current call (`{"status": "ERROR"}` when there is none)."""
-    if g.user.agent is None or not calls.hangup(g.user.agent.id):
+    if g.user.agent_id is None or not calls.hangup(g.user.agent_id):
         raise business_error(200)
     return {"status": "OK"}
 
 
 @blp.route("/calls/<string:call_id>/", methods=["GET"])
-@login_required(*ALL_ROLES, orm_user=True)
+@login_required(*ALL_ROLES)
 @blp.response(200, CallSchema)
 @blp.alt_response(404, schema=DetailSchema, description="Unknown, or not the caller's to see")
 def call_record(call_id):

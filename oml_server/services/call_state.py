@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from oml_server.database import run as _run
+from oml_server.database import statements_commit_alone
 from oml_server.extensions import db
 from oml_server.models import FINAL_CALL_STATES, AgentSession, Call, CallLeg
 
@@ -92,6 +93,18 @@ def release():
     100 concurrent calls: makeCall answered 503 while workers held connections, idle in
     transaction, across bridge requests)."""
     db.session.commit()
+
+
+def read_alone():
+    """The reads that come next run without a transaction block on PostgreSQL when none is
+    open (database.statements_commit_alone): a lone SELECT then costs one round trip, not
+    three (BEGIN, the SELECT, COMMIT). For the engine's reads before an ARI request, which
+    `release` ends anyway; nothing is written in that transaction. True when it applies (no
+    transaction was open): the caller then ends it with `release` whatever it finds."""
+    if db.session().in_transaction():
+        return False
+    statements_commit_alone(db.session)
+    return True
 
 
 def end_read():

@@ -140,7 +140,7 @@ def _check_internal(caller, data):
             or not caller.is_active:
         errors["idAgent"] = [M.INVALID_CHOICE]  # [better] an agent places calls only as itself
     else:
-        agent = caller.agent
+        agent = _Row(own_agent_id, None)  # place() needs its id only: no profile load
         if campaign is not None and not is_member:
             errors["idAgent"] = [M.AGENT_NOT_IN_CAMPAIGN]
 
@@ -209,7 +209,7 @@ def _campaign(data, errors, find):
 
 
 def _own_agent_id(user):
-    return user.agent.id if user.agent is not None else None
+    return user.agent_id
 
 
 # --- makeCall: the call ----------------------------------------------------------------------
@@ -326,9 +326,10 @@ def crm_interaction(user, call_id):
 
 
 def _may_see(user, call):
-    if user.agent is not None and user.agent.id in (call.agent_id, call.active_agent_id):
+    agent_id = user.agent_id
+    if agent_id is not None and agent_id in (call.agent_id, call.active_agent_id):
         return True
-    if user.agent is not None and _was_on(user.agent.id, call.id):
+    if agent_id is not None and _was_on(agent_id, call.id):
         return True  # an agent the call was transferred away from keeps seeing it
     if user.role in SUPERVISING_ROLES and call.campaign_id is not None:
         campaign = lookup.campaign_by_id(call.campaign_id, active_only=False)

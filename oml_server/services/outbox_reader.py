@@ -9,13 +9,24 @@ appears). Used by the delivery fan-out (which persists `after`) and the event st
 """
 import time
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
+from oml_server.database import Prepared, run
 from oml_server.extensions import db
 from oml_server.models import Event
 
 _events = Event.__table__
 GAP_SECONDS = 10.0
+_NEW_EVENTS = {}  # limit -> the prepared read (polled several times a second)
+
+
+def _new_events(limit):
+    statement = _NEW_EVENTS.get(limit)
+    if statement is None:
+        statement = _NEW_EVENTS[limit] = Prepared(
+            select(_events).where(_events.c.id > bindparam("after"))
+            .order_by(_events.c.id).limit(limit))
+    return statement
 
 
 class OutboxReader:
@@ -27,8 +38,7 @@ class OutboxReader:
 
     def read(self, limit=500):
         """New events (Core rows, id order), at most `limit`."""
-        rows = db.session.execute(select(_events).where(_events.c.id > self.after)
-                                  .order_by(_events.c.id).limit(limit)).all()
+        rows = run(_new_events(limit), {"after": self.after}).all()
         fresh = [row for row in rows if row.id not in self._seen]
         self._seen.update(row.id for row in fresh)
         self._advance()

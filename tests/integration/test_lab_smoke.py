@@ -242,3 +242,41 @@ def test_agents_dialplan_passes_digits_plus_star_hash(lab, events, number):
 def test_agents_dialplan_refuses_any_other_character(lab, events, number):
     """Toll fraud through the dial string: trailing text never reaches the engine."""
     assert _dialled_by_an_agent(lab, events, number) is None
+
+
+def test_endpoint_subscription_repeats_events_and_the_engine_stream_drops_them(lab, agent_phone):
+    """With `endpoint:PJSIP` subscribed (the engine's registrations), Asterisk sends a channel's
+    events twice, byte for byte; the event filter keeps the unread types off the wire, and the
+    engine's stream (drop_repeats) hands each event over once."""
+    from ari_engine.dispatcher import IGNORED_EVENTS
+    from ari_engine.supervisor import REPEAT_WINDOW
+    from lab import AriEventStream
+
+    app = f"{lab.app}-repeats"
+    raw = EventCollector(lab, app)  # no drop: what Asterisk sends
+    engine_like = EventCollector(lab, app + "-engine")
+    engine_like.stream = AriEventStream(lab.ari_url, lab.user, lab.password, engine_like.app,
+                                        drop_repeats=REPEAT_WINDOW)
+    with raw, engine_like:
+        for name in (raw.app, engine_like.app):
+            lab.ari.subscribe("endpoint:PJSIP", app=name)
+        lab.ari.filter_events(IGNORED_EVENTS, app=engine_like.app)
+        make_agent(lab, "1009", agent_phone)
+        ids = {}
+        for collector in (raw, engine_like):
+            ids[collector.app] = channel = f"{uuid.uuid4().hex[:12]}-agent"
+            lab.ari.originate("PJSIP/1009", app=collector.app, channelId=channel, timeout=5)
+            collector.wait_channel("StasisStart", channel, 10)
+            lab.ari.hangup(channel)
+            collector.wait_channel("ChannelDestroyed", channel, 5)
+        time.sleep(0.3)  # a late copy would arrive now
+
+    def of(collector, kind):
+        return [e for e in collector.events if e.get("type") == kind
+                and e.get("channel", {}).get("id") == ids[collector.app]]
+    assert len(of(raw, "ChannelDestroyed")) == 2  # the repeat this stream is for
+    assert len(of(engine_like, "ChannelDestroyed")) == 1
+    assert len(of(engine_like, "StasisStart")) == 1
+    assert of(raw, "ChannelVarset") and not of(engine_like, "ChannelVarset")
+    assert engine_like.stream.repeats > 0
+    assert_nothing_left(lab)
