@@ -145,19 +145,22 @@ def server_env(db_url):
 
 
 @contextmanager
-def running_server(kind, db_url, logdir):
+def running_server(kind, db_url, logdir, wrapper=None, timeout=60):
+    """`wrapper`: a command the server runs under (valgrind), one gevent process only."""
     port = free_port()
     env = server_env(db_url)
     if kind == "gevent":
         cmd = [os.path.join(BIN, "oml-server"), "run", "--no-engine", "--host", "127.0.0.1",
                "--port", str(port)]
+        if wrapper:
+            cmd = [*wrapper, sys.executable, *cmd]
     else:
         cmd = [os.path.join(BIN, "gunicorn"), "-k", "gevent", "-w", "2", "-b", f"127.0.0.1:{port}",
                "--chdir", ROOT, "--log-level", "warning", "wsgi:app"]
     out = open(os.path.join(logdir, f"server-{kind}-{port}.log"), "wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_http(f"http://127.0.0.1:{port}/api/v1/health", proc)
+        wait_http(f"http://127.0.0.1:{port}/api/v1/health", proc, timeout)
         yield proc, port
     finally:
         stop(proc)

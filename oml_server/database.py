@@ -94,6 +94,18 @@ def statements_commit_alone(session):
         session.connection().connection.dbapi_connection.autocommit = True
 
 
+def commit_keeping_loaded(session):
+    """Commit and give the connection back to the pool, leaving the objects already loaded
+    usable: not expired, so reading them later sends no SELECT."""
+    if isinstance(session, scoped_session):
+        session = session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+
+
 def _autocommit_ends_at_checkin(engine):
     @event.listens_for(engine.pool, "checkin")
     def _end_autocommit(dbapi_conn, _record):
