@@ -1,4 +1,6 @@
 """POST /api/v1/login (contract §2.1) and the token rules of §1.3."""
+import threading
+
 import pytest
 
 from oml_server.extensions import db
@@ -57,8 +59,11 @@ def _statements_of(app, request):
     from sqlalchemy import event
     engine = db.engine
     sent = []
+    here = threading.get_ident()   # not the statements of other tests' leftover threads
 
     def record(conn, _cursor, statement, _params, _context, _many):
+        if threading.get_ident() != here:
+            return
         dbapi = conn.connection.dbapi_connection
         sent.append((statement.split()[0], not getattr(dbapi, "autocommit", False)))
 
