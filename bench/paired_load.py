@@ -31,6 +31,10 @@ def server(bindir, kind, db_url, tmpdir, env):
     pairs = [pair.split("=", 1) for pair in env.split(",") if pair]
     saved_env = {name: os.environ.get(name) for name, _ in pairs}
     saved, B.BIN = B.BIN, bindir   # api_bench starts `oml-server` / `gunicorn` from BIN
+    # gunicorn imports `wsgi:app` from its --chdir (api_bench's ROOT), and with it the
+    # oml_server package found there first: the build's own checkout, not this one (before,
+    # a gunicorn baseline ran this checkout's code).
+    saved_root, B.ROOT = B.ROOT, checkout_of(bindir)
     os.environ.update(dict(pairs))   # running_server passes os.environ on at start
     try:
         with B.running_server(kind, db_url, tmpdir) as running:
@@ -41,7 +45,13 @@ def server(bindir, kind, db_url, tmpdir, env):
                     os.environ[name] = value
             yield running
     finally:
-        B.BIN = saved
+        B.BIN, B.ROOT = saved, saved_root
+
+
+def checkout_of(bindir):
+    """The checkout a virtualenv's bin/ belongs to (<checkout>/.venv/bin), else this one."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(bindir)))
+    return root if os.path.exists(os.path.join(root, "wsgi.py")) else B.ROOT
 
 
 def provision(bindir, db_url, tmpdir):

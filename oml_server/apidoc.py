@@ -30,3 +30,14 @@ def crm_errors(blp):
         view = blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")(view)
         return blp.alt_response(404, schema=CrmErrorSchema, description="Unknown id")(view)
     return decorate
+
+
+def as_documented(body, status=200):
+    """`body` answered as it is: for the hot paths, whose services build their answers in
+    the shape of the view's `blp.response` schema already. Returning a Response makes
+    flask-smorest skip its marshmallow dump (5-7% of such a request's CPU); the schema still
+    documents the answer, and tests/unit/test_openapi.py checks each body against it."""
+    from flask import jsonify
+    response = jsonify(body)
+    response.status_code = status
+    return response

@@ -6,7 +6,7 @@ from schemas.campaigns import (DatabaseMetadataRequestSchema, DatabaseMetadataRe
                                DispositionOptionSchema)
 from schemas.common import BusinessErrorSchema, DetailSchema
 
-from ..apidoc import request_body
+from ..apidoc import as_documented, request_body
 from ..auth import AGENT, ALL_ROLES, login_required
 from ..body import read_body
 from ..errors import unreadable_as_data_errors
@@ -25,7 +25,7 @@ blp = Blueprint("campaigns", __name__, url_prefix="/api/v1", description="Campai
 def database_metadata():
     """The columns of a campaign's contact database: what new_contact takes."""
     data = read_body(unreadable_as_data_errors())
-    return campaigns.database_metadata(g.user, data)
+    return as_documented(campaigns.database_metadata(g.user, data))
 
 
 @blp.route("/campaign/<campaign>/dispositionOptions/", methods=["GET"])
@@ -35,7 +35,7 @@ def database_metadata():
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
 def disposition_options(campaign):
     """A campaign's disposition options (internal campaign id), hidden ones included."""
-    return campaigns.disposition_options(campaign)
+    return as_documented(campaigns.disposition_options(campaign))
 
 
 @blp.route("/campaign/<campaign>/dispositionOptions/<externalSystem>/", methods=["GET"])
@@ -45,4 +45,4 @@ def disposition_options(campaign):
 @blp.alt_response(403, schema=DetailSchema, description="Authentication or role failure")
 def external_disposition_options(campaign, externalSystem):  # noqa: N803 (the contract's name)
     """A campaign's disposition options by its external id in an external system."""
-    return campaigns.disposition_options(campaign, externalSystem)
+    return as_documented(campaigns.disposition_options(campaign, externalSystem))

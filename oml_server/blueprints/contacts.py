@@ -5,7 +5,7 @@ from flask_smorest import Blueprint
 from schemas.common import BusinessErrorSchema, DetailSchema
 from schemas.contacts import NewContactRequestSchema, NewContactResponseSchema
 
-from ..apidoc import request_body
+from ..apidoc import as_documented, request_body
 from ..auth import CONTACT_WRITERS, login_required
 from ..body import read_body
 from ..errors import unreadable_as_data_errors
@@ -25,4 +25,4 @@ blp = Blueprint("contacts", __name__, url_prefix="/api/v1", description="Contact
 def new_contact():
     """Add a contact to a campaign's contact database (200, not 201)."""
     data = read_body(unreadable_as_data_errors())
-    return contact_api.new_contact(g.user, data)
+    return as_documented(contact_api.new_contact(g.user, data))

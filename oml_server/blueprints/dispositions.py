@@ -8,7 +8,7 @@ from schemas.dispositions import (DispositionErrorSchema, DispositionRequestSche
                                   NewContactDispositionRequestSchema, NewContactDispositionSchema)
 
 from .. import messages as M
-from ..apidoc import request_body
+from ..apidoc import as_documented, request_body
 from ..auth import AGENT, login_required
 from ..body import read_body
 from ..errors import business_error, forbidden
@@ -49,7 +49,7 @@ def list_dispositions():
 def create_disposition():
     """Rate a contact in the campaign of the chosen option."""
     agent = _agent()
-    return dispositions.create(agent, _body())
+    return as_documented(dispositions.create(agent, _body()), 201)
 
 
 @blp.route("/disposition/<id>/", methods=["GET"])
@@ -73,7 +73,7 @@ def update_disposition(id):
     """Replace one of the calling agent's dispositions (callid omitted → null)."""
     agent = _agent()
     disposition = dispositions.own(agent, id)  # 404 before the body is read, like OMniLeads
-    return dispositions.update(agent, disposition, _body())
+    return as_documented(dispositions.update(agent, disposition, _body()))
 
 
 @blp.route("/new_contact/disposition/", methods=["POST"])
@@ -86,5 +86,5 @@ def update_disposition(id):
 def create_contact_and_disposition():
     """Create a contact in the option's campaign and rate it, all or nothing."""
     agent = _agent()
-    return dispositions.create_with_contact(agent, _body())
+    return as_documented(dispositions.create_with_contact(agent, _body()), 201)
 

@@ -77,9 +77,11 @@ _CONTACT_DATABASE_ID = (select(Contact.database_id).where(Contact.id == bindpara
 _PAIR_TAKEN = exists().where(Disposition.contact_id == bindparam("cid"),
                              Disposition.campaign_id == DispositionOption.campaign_id)
 _OPTION_CONTACT_TAKEN = Prepared(_OPTION.add_columns(_CONTACT_DATABASE_ID, _PAIR_TAKEN))
-# The same for PUT, where the disposition being replaced does not count as taken.
+# The same for PUT, where the disposition being replaced does not count as taken; with the
+# option's name and crm_interaction, which its outbox event carries (no query for them).
 _OPTION_CONTACT_TAKEN_BY_OTHER = Prepared(_OPTION.add_columns(
-    _CONTACT_DATABASE_ID, _PAIR_TAKEN.where(Disposition.id != bindparam("exclude"))))
+    _CONTACT_DATABASE_ID, _PAIR_TAKEN.where(Disposition.id != bindparam("exclude")),
+    DispositionOption.name, DispositionOption.crm_interaction))
 # POST in one statement: the INSERT writes a row only when every check of
 # _option_contact_taken passes (a visible option, the contact in its campaign's database,
 # the pair not rated yet); no row back means one failed, and that query then says which.
@@ -178,14 +180,18 @@ def _taken(contact_id, campaign_id, exclude_id=None):
     return db.session.scalar(query.limit(1)) is not None
 
 
-def _record(type_, disposition_id, agent_id, values):
+def _record(type_, disposition_id, agent_id, values, option=None):
     """`disposition.created|updated` in the transaction of the write (`values`: the row's
     columns). The option's name and `crm_interaction` go with it: the Calificación site fires
-    on the latter."""
-    option = db.session.execute(select(DispositionOption.name, DispositionOption.crm_interaction,
-                                       DispositionOption.campaign_id, Campaign.acw_seconds)
-                                .join(Campaign, Campaign.id == DispositionOption.campaign_id)
-                                .where(DispositionOption.id == values["option_id"])).first()
+    on the latter; the campaign's after-call work follows a call's new disposition. `option`: a
+    row that has the first three already (name, crm_interaction, campaign_id; PUT's check reads
+    them); read here otherwise."""
+    if option is None:
+        option = db.session.execute(select(DispositionOption.name,
+                                           DispositionOption.crm_interaction,
+                                           DispositionOption.campaign_id, Campaign.acw_seconds)
+                                    .join(Campaign, Campaign.id == DispositionOption.campaign_id)
+                                    .where(DispositionOption.id == values["option_id"])).first()
     outbox.record(type_, call_id=values.get("callid"), agent_id=agent_id,
                   campaign_id=values.get("campaign_id", option.campaign_id),
                   disposition_id=disposition_id,
@@ -298,9 +304,11 @@ def create(agent, data):
 def update(agent, disposition, data):
     """PUT /disposition/<id>/ on the agent's own `disposition`: every field is replaced."""
     try:
+        described = None   # the option's row with what the event needs, when read
         if data.get("idExternalSystem") in (None, ""):
             option, contact_id, taken = _option_contact_taken(
                 data, keep=disposition.option_id, exclude_id=disposition.id)
+            described = option
         else:
             option = _option(data.get("idDispositionOption"), keep=disposition.option_id)
             contact_id = _contact(data, option.database_id)
@@ -316,7 +324,7 @@ def update(agent, disposition, data):
         answer = representation(disposition)   # before the commit expires the object
         _record("disposition.updated", disposition.id, agent.id,
                 {"contact_id": contact_id, "campaign_id": option.campaign_id,
-                 "option_id": option.id, "callid": callid, "comments": comments})
+                 "option_id": option.id, "callid": callid, "comments": comments}, described)
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from flask import current_app
 from sqlalchemy import delete, func, select
 
+from ..database import commit_keeping_loaded
 from ..extensions import db
 from ..models import ThrottleEvent
 
@@ -86,19 +87,22 @@ def _login_keys(username, address):
 
 
 def before_login(username, address):
-    """Refuse (Refused) or slow down a login attempt before the password is checked."""
+    """Refuse (Refused) or slow down a login attempt before the password is checked.
+    Returns the failures counted for this username from this address (a success clears them:
+    none counted, nothing to clear)."""
     cfg = current_app.config
     window = cfg["LOGIN_WINDOW_SECONDS"]
     pair, addr, user = _login_keys(username, address)
     (pair_count, pair_oldest), (addr_count, addr_oldest), (user_count, _) = _recent(
         (pair, addr, user), window)
-    db.session.rollback()  # end the read transaction before any wait
     if pair_count >= cfg["LOGIN_MAX_FAILURES"]:
         raise Refused(_retry_after(pair_oldest, window))
     if addr_count >= cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]:
         raise Refused(_retry_after(addr_oldest, window))
     if pair_count >= cfg["LOGIN_SLOW_AFTER"] or user_count >= cfg["LOGIN_SLOW_AFTER_PER_USER"]:
+        db.session.rollback()  # hold no connection (nor a read transaction) while waiting
         sleep(cfg["LOGIN_SLOWDOWN_SECONDS"])
+    return pair_count
 
 
 def login_failed(username, address):
@@ -106,9 +110,12 @@ def login_failed(username, address):
 
 
 def login_succeeded(username, address):
+    """Clear the failures of this username from this address. A failure recorded while the
+    password was being checked may be cleared too, as it was before; one the caller skips
+    this for (none counted before) stays counted: stricter, never looser."""
     pair, _, _ = _login_keys(username, address)
     db.session.execute(delete(ThrottleEvent).where(ThrottleEvent.key == pair))
-    db.session.commit()
+    commit_keeping_loaded(db.session)   # the logged-in user is answered as loaded
 
 
 def count_call(agent_id, commit=True):

@@ -1,7 +1,9 @@
 """Users, agents and their credentials."""
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
+from ..database import commit_keeping_loaded
 from ..extensions import db
 from ..models import ROLES, AgentProfile, AgentSession, SupervisorProfile, User
 from ..passwords import check_password
@@ -36,7 +38,9 @@ def set_password(user, password):
 
 def check_credentials(username, password):
     """The active user with these credentials, or None."""
-    user = db.session.scalar(select(User).where(User.username == username))
+    # With its agent: the login's answer names the agent id (no second query for it).
+    user = db.session.scalar(select(User).options(joinedload(User.agent))
+                             .where(User.username == username))
     _release_connection()  # the hash may wait for the hashing thread: hold no connection
     if user is None:
         check_password(_dummy_hash(), password)
@@ -51,12 +55,7 @@ def _release_connection():
     waiting for the password thread must not hold a pooled connection: under a burst of
     logins those waits drained the pool and calls queued behind them (bench/calls_bench.py,
     20 logins/s beside 20 calls)."""
-    session = db.session()
-    session.expire_on_commit = False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = True
+    commit_keeping_loaded(db.session)
 
 
 def create_user(username, password, role, first_name="", last_name="", email="",

@@ -433,3 +433,23 @@ def test_concurrent_posts_make_exactly_one_disposition(app, world, make, monkeyp
     assert codes.count(400) == len(agents) - 1, results
     assert all(body == DUPLICATE for code, body in results if code == 400)
     assert _rows() == 1
+
+
+def test_put_records_the_new_options_name_and_crm_interaction(client, world, make):
+    """PUT's event takes the option's name and crm_interaction from its checking query (no
+    query of its own): they must be the new option's."""
+    from oml_server.models import Event
+    crm = make.option(world.campaign, "Venta CRM", crm_interaction=True)
+    created = world.post(client, world.body())
+    assert created.status_code == 201
+    disposition_id, crm_id = created.get_json()["id"], crm.id
+    response = client.put(f"/api/v1/disposition/{disposition_id}/", headers=world.headers,
+                          json=world.body(idDispositionOption=crm_id, comments="otro"))
+    assert response.status_code == 200, response.get_json()
+    db.session.expire_all()
+    event = db.session.scalars(select(Event).where(Event.type == "disposition.updated")).one()
+    assert event.campaign_id == world.campaign.id
+    assert {k: event.data[k] for k in ("option_id", "option_name", "crm_interaction",
+                                       "comments")} == {
+        "option_id": crm_id, "option_name": "Venta CRM", "crm_interaction": True,
+        "comments": "otro"}

@@ -71,3 +71,41 @@ def test_every_operation_but_login_and_health_needs_a_token(spec):
                              for method, operation in item.items()
                              if method in methods and operation.get("security") == [])
     assert open_operations == ["/api/v1/health/", "/api/v1/login/"]
+
+
+def test_hot_paths_answer_exactly_what_their_schema_dumps(client, make):
+    """The hot paths answer their services' bodies without flask-smorest's dump
+    (apidoc.as_documented): each body must be what the documented schema would give, key
+    order included."""
+    from schemas.campaigns import DatabaseMetadataResponseSchema, DispositionOptionSchema
+    from schemas.contacts import NewContactResponseSchema
+    from schemas.dispositions import DispositionSchema, NewContactDispositionSchema
+
+    agent = make.agent()
+    campaign = make.campaign(agents=[agent], options=["Venta", "Otra"])
+    headers = make.headers(agent, "en")
+
+    def check(response, status, schema):
+        assert response.status_code == status, response.get_json()
+        body = response.get_json()
+        dumped = schema.dump(body)
+        assert body == dumped and list(body) == list(dumped) if isinstance(body, dict) \
+            else [list(item) for item in body] == [list(item) for item in dumped], body
+        return body
+
+    check(client.post("/api/v1/campaign/database_metadata/", headers=headers,
+                      json={"idCampaign": campaign.id}), 200, DatabaseMetadataResponseSchema())
+    options = check(client.get(f"/api/v1/campaign/{campaign.id}/dispositionOptions/",
+                               headers=headers), 200, DispositionOptionSchema(many=True))
+    assert options == DispositionOptionSchema(many=True).dump(options)
+    contact = check(client.post("/api/v1/new_contact/", headers=headers, json={
+        "idCampaign": campaign.id, "TELEFONO": "3511111111"}), 200, NewContactResponseSchema())
+    rated = check(client.post("/api/v1/disposition/", headers=headers, json={
+        "idContact": contact["id"], "idDispositionOption": options[0]["id"], "callid": "1.2"}),
+        201, DispositionSchema())
+    check(client.put(f"/api/v1/disposition/{rated['id']}/", headers=headers, json={
+        "idContact": contact["id"], "idDispositionOption": options[1]["id"]}), 200,
+        DispositionSchema())
+    check(client.post("/api/v1/new_contact/disposition/", headers=headers, json={
+        "idDispositionOption": options[0]["id"], "phone": "3512222222", "comments": "ok"}),
+        201, NewContactDispositionSchema())
