@@ -11,6 +11,7 @@ reconnects with Last-Event-ID and the replay catches it up, so memory stays boun
 """
 import json
 import logging
+import weakref
 
 import gevent
 import gevent.queue
@@ -27,6 +28,8 @@ QUEUE_SIZE = 1000
 REPLAY_LIMIT = 1000
 IDLE_STOP_SECONDS = 60     # the poller stops after this long without subscribers
 _CLOSE = object()
+_hubs = weakref.WeakSet()   # every hub of this process: a stopping worker closes them all
+_stopping = False           # set by close_all_hubs: a hub made afterwards starts closed
 
 
 class Subscriber:
@@ -73,7 +76,7 @@ class Hub:
         self.app = app
         self.subscribers = set()
         self.poller = None
-        self.closed = False
+        self.closed = _stopping
 
     def subscribe(self, sub):
         if self.closed:
@@ -143,7 +146,17 @@ def hub(app):
     existing = app.extensions.get("oml_event_hub")
     if existing is None:
         existing = app.extensions["oml_event_hub"] = Hub(app)
+        _hubs.add(existing)
     return existing
+
+
+def close_all_hubs():
+    """A graceful stop or restart (gunicorn.conf.py): end every open stream now, and any
+    opened while the worker drains."""
+    global _stopping
+    _stopping = True
+    for each in list(_hubs):
+        each.close_all()
 
 
 def replay(sub, after):
@@ -168,6 +181,7 @@ def stream(the_hub, sub, missed, heartbeat):
                 yield ": keep-alive\n\n"
                 continue
             if item is _CLOSE:
+                yield ": closing\n\n"   # the client reconnects (after `retry`) elsewhere
                 return
             event_id, text = item
             if event_id in sent:   # replayed already (subscribed before the replay query)
