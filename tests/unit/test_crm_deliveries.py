@@ -365,3 +365,22 @@ def test_ssl_estricto_refuses_a_certificate_it_cannot_verify_and_off_accepts_it(
         assert crm.token_fetches == 1   # only the lenient one got through TLS
     finally:
         crm.down()
+
+
+def test_due_destinations_names_each_destination_with_a_due_row_once(app):
+    now = utcnow()
+
+    def row(destination, key, state, next_at=now - timedelta(seconds=1), lease=None):
+        db.session.add(Delivery(destination=destination, key=key, url="http://127.0.0.1:9/",
+                                body=b"", state=state, next_attempt_at=next_at, lease_until=lease))
+    for n in range(3):
+        row("webhook:1", f"a{n}", "pending")                            # due, three times
+    row("webhook:2", "b", "pending", next_at=now + timedelta(hours=1))   # backing off
+    row("webhook:3", "c", "sending", lease=now - timedelta(seconds=1))  # its sender died
+    row("webhook:4", "d", "sending", lease=now + timedelta(minutes=1))  # being sent
+    row("webhook:5", "e", "delivered")
+    row("webhook:5", "f", "failed")
+    row("site:1", "g", "pending", next_at=now + timedelta(hours=1))
+    row("site:1", "h", "pending")                                       # one of its rows is due
+    db.session.commit()
+    assert sorted(deliveries.due_destinations()) == ["site:1", "webhook:1", "webhook:3"]
