@@ -150,6 +150,10 @@ def load(env=None, instance_path=None):
     # The event stream: how often the outbox is polled, and the heartbeat comment's period.
     cfg["STREAM_POLL_SECONDS"] = float(env.get("STREAM_POLL_SECONDS") or 0.2)
     cfg["STREAM_HEARTBEAT_SECONDS"] = float(env.get("STREAM_HEARTBEAT_SECONDS") or 15)
+    # poll (default) | notify: PostgreSQL LISTEN/NOTIFY wakes the stream, which then polls only
+    # every STREAM_SAFETY_POLL_SECONDS (measured in bench/README.md; SQLite always polls).
+    cfg["STREAM_WAKEUP"] = env.get("STREAM_WAKEUP") or "poll"
+    cfg["STREAM_SAFETY_POLL_SECONDS"] = float(env.get("STREAM_SAFETY_POLL_SECONDS") or 5)
     return cfg
 
 

@@ -1,6 +1,7 @@
 """[extension] The live event stream: one poller greenlet per process reads new outbox rows
-(a short poll, STREAM_POLL_SECONDS) and puts each into the queue of every subscriber allowed to
-see it. A client holds a queue and a greenlet, no thread and no database connection; its
+(a short poll, STREAM_POLL_SECONDS; with STREAM_WAKEUP=notify on PostgreSQL, woken by
+LISTEN/NOTIFY and polling every STREAM_SAFETY_POLL_SECONDS: services/outbox_notify.py) and
+puts each into the queue of every subscriber allowed to see it. A client holds a queue and a greenlet, no thread and no database connection; its
 request used the database only to authenticate and to replay what it missed (Last-Event-ID).
 
 Who sees what: Administrador and Gerente everything; a Supervisor the events of its campaigns
@@ -14,11 +15,13 @@ import logging
 import weakref
 
 import gevent
+import gevent.event
 import gevent.queue
 from sqlalchemy import or_, select, true
 
 from ..extensions import db
 from ..models import AgentProfile, Event, campaign_agents, campaign_supervisors
+from . import outbox_notify
 from .deliveries import event_body
 from .outbox_reader import OutboxReader, last_event_id
 
@@ -77,6 +80,7 @@ class Hub:
         self.subscribers = set()
         self.poller = None
         self.closed = _stopping
+        self.wake = gevent.event.Event()
 
     def subscribe(self, sub):
         if self.closed:
@@ -103,8 +107,22 @@ class Hub:
                 reader = OutboxReader(last_event_id())
             finally:
                 db.session.remove()
-        idle_since = None
         interval = self.app.config["STREAM_POLL_SECONDS"]
+        listener = None
+        self.poller_done = False
+        if outbox_notify.enabled(self.app):
+            interval = self.app.config["STREAM_SAFETY_POLL_SECONDS"]
+            listener = gevent.spawn(outbox_notify.listen, self.app, self.wake,
+                                    lambda: not self.closed and not self.poller_done)
+        try:
+            self._poll_loop(reader, interval)
+        finally:
+            self.poller_done = True
+            if listener is not None:
+                listener.kill(block=False)
+
+    def _poll_loop(self, reader, interval):
+        idle_since = None
         while not self.closed:
             if self.subscribers:
                 idle_since = None
@@ -128,7 +146,9 @@ class Hub:
                         framed = framed or _framed(row)
                         if not _offer(sub, framed):
                             self.subscribers.discard(sub)
-            gevent.sleep(interval)
+            # Cleared after the wait, before the read: a wake-up during the read is not lost.
+            self.wake.wait(interval)
+            self.wake.clear()
 
 
 def _offer(sub, item):

@@ -332,3 +332,25 @@ def test_gunicorn_ends_open_streams_on_a_graceful_restart_and_on_shutdown(world,
     assert time.monotonic() - started < 60
     second.thread.join(timeout=5)
     assert not second.thread.is_alive()
+
+
+def test_notify_wakes_the_stream_on_postgresql(app, database_url, tmp_path):
+    """STREAM_WAKEUP=notify with the safety poll an hour away: only NOTIFY can bring the
+    events (and after a LISTEN connection is lost, the poll still would)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    db.session.remove()
+    world = World(database_url)
+    server = Server(world, str(tmp_path), STREAM_WAKEUP="notify",
+                    STREAM_SAFETY_POLL_SECONDS="3600").start()
+    try:
+        stream = Stream(server, server.token("sup"))
+        time.sleep(0.5)
+        # The writer (this process, as the engine would) notifies in its transactions.
+        world.app.config["STREAM_WAKEUP"] = "notify"
+        call_id = world.call("ana")
+        wait_until(lambda: len(stream.of_call(call_id)) == 6, 10, "the call woken onto the stream")
+        assert stream.of_call(call_id) == WHOLE_CALL
+        stream.close()
+    finally:
+        server.kill(signal.SIGTERM)
