@@ -96,23 +96,22 @@ def test_the_prune_command_reports_progress_per_batch(app):
     assert remaining(Delivery) == set() and remaining(Event) == set()
 
 
+def no_delivery_left(timeout=5):
+    for _ in range(int(timeout / 0.05)):
+        if not remaining(Delivery):
+            return True
+        db.session.remove()
+        gevent.sleep(0.05)
+    return False
+
+
 def test_the_delivery_worker_prunes_periodically(app):
     delivery("failed", OLD)
     app.config.update(PRUNE_INTERVAL_SECONDS=0.05, DELIVERY_POLL_SECONDS=0.05)
     worker = delivery_worker.DeliveryWorker(app).start()
     try:
-        for _ in range(100):
-            if not remaining(Delivery):
-                break
-            db.session.remove()
-            gevent.sleep(0.05)
-        assert remaining(Delivery) == set()
+        assert no_delivery_left()
         delivery("failed", OLD, key="later")     # and again one period later
-        for _ in range(100):
-            if not remaining(Delivery):
-                break
-            db.session.remove()
-            gevent.sleep(0.05)
-        assert remaining(Delivery) == set()
+        assert no_delivery_left()
     finally:
         worker.stop()
