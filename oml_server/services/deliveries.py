@@ -174,8 +174,9 @@ def _due(now):
 # The destinations with a due row, walking the open-rows index one destination at a time (a
 # loose index scan) and probing each for one due row. As `SELECT DISTINCT destination … WHERE
 # due` it read every due row, every poll: a dead CRM's backlog (all due: rows handed back
-# untried are due at once) cost PostgreSQL 2.4 ms per poll at 10,000 rows and 38 ms at
-# 100,000, growing for as long as the CRM stays dead; this is 0.2 ms at both.
+# untried are due at once) cost PostgreSQL 7 ms per poll at 10,000 rows and 85 ms at
+# 100,000, growing for as long as the CRM stays dead; this is 0.05 ms at both
+# (bench/due_destinations_bench.py).
 _DUE_DESTINATIONS = text("""
 WITH RECURSIVE open_destinations(destination) AS (
   SELECT * FROM (SELECT destination FROM deliveries WHERE state IN ('pending', 'sending')
