@@ -384,3 +384,21 @@ def test_due_destinations_names_each_destination_with_a_due_row_once(app):
     row("site:1", "h", "pending")                                       # one of its rows is due
     db.session.commit()
     assert sorted(deliveries.due_destinations()) == ["site:1", "webhook:1", "webhook:3"]
+
+
+def test_released_rows_are_due_again_with_their_attempt_taken_back(app):
+    for n in range(3):
+        db.session.add(Delivery(destination="webhook:9", key=f"r{n}", order_key=f"call:{n}",
+                                url="http://127.0.0.1:9/", body=b""))
+    db.session.commit()
+    first, second, third = deliveries.claim("webhook:9", 3, 30)
+    # Another process took `third` over meanwhile (its lease ran out): not ours to release.
+    db.session.execute(db.update(Delivery).where(Delivery.id == third.id).values(attempts=2))
+    db.session.commit()
+    deliveries.release([second, third])
+    rows = {d.id: d for d in db.session.scalars(db.select(Delivery))}
+    assert (rows[second.id].state, rows[second.id].attempts, rows[second.id].lease_until) == \
+        ("pending", 0, None)
+    assert (rows[third.id].state, rows[third.id].attempts) == ("sending", 2)
+    assert (rows[first.id].state, rows[first.id].attempts) == ("sending", 1)
+    assert "webhook:9" in deliveries.due_destinations()
