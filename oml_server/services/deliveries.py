@@ -278,6 +278,24 @@ def release(rows):
         db.session.commit()
 
 
+def cancel(destination, reason):
+    """A webhook or site removed: its requests not yet delivered are failed now (they were
+    retried for CRM_RETRY_HOURS, a dead CRM's backlog with them). One already being sent may
+    still arrive; its log then says failed."""
+    db.session.execute(update(_deliveries).where(
+        _deliveries.c.destination == destination,
+        _deliveries.c.state.in_(("pending", "sending"))).values(
+            state="failed", last_error=reason, lease_until=None))
+
+
+def cancel_webhook(pk):
+    cancel(f"webhook:{pk}", "webhook deleted")
+
+
+def cancel_site(pk):
+    cancel(f"site:{pk}", "external site deleted")
+
+
 def settle_delivered(done):
     """Many deliveries that got a 2xx, `done` [(row, status)], in one statement."""
     if done:

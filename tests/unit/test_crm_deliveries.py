@@ -402,3 +402,26 @@ def test_released_rows_are_due_again_with_their_attempt_taken_back(app):
     assert (rows[third.id].state, rows[third.id].attempts) == ("sending", 2)
     assert (rows[first.id].state, rows[first.id].attempts) == ("sending", 1)
     assert "webhook:9" in deliveries.due_destinations()
+
+
+def test_deleting_a_webhook_or_site_fails_what_it_had_not_delivered(app, make, client):
+    hook = webhook("http://127.0.0.1:9/dead")
+    site = ExternalSite(nombre="gone", url="http://127.0.0.1:9/site", disparador=3, metodo=1)
+    db.session.add(site)
+    db.session.commit()
+    for destination in (f"webhook:{hook.id}", f"site:{site.id}"):
+        for key, state in (("a", "pending"), ("b", "sending"), ("c", "delivered")):
+            db.session.add(Delivery(destination=destination, key=key, url="http://127.0.0.1:9/",
+                                    body=b"", state=state))
+    db.session.commit()
+    admin = make.headers(make.user("Administrador"))
+    assert client.delete(f"/api/v1/webhooks/{hook.id}/", headers=admin).status_code == 204
+    assert client.delete(f"/api/v1/external_sites/{site.id}/delete/", headers=admin).status_code == 200
+    states = {(d.destination.split(":")[0], d.key): (d.state, d.last_error)
+              for d in db.session.scalars(db.select(Delivery))}
+    assert states == {
+        ("webhook", "a"): ("failed", "webhook deleted"), ("webhook", "b"): ("failed", "webhook deleted"),
+        ("webhook", "c"): ("delivered", None),
+        ("site", "a"): ("failed", "external site deleted"),
+        ("site", "b"): ("failed", "external site deleted"), ("site", "c"): ("delivered", None)}
+    assert deliveries.due_destinations() == []   # nothing of theirs is tried any more
