@@ -1,8 +1,9 @@
 """[extension] The live event stream: one poller greenlet per process reads new outbox rows
 (a short poll, STREAM_POLL_SECONDS; with STREAM_WAKEUP=notify on PostgreSQL, woken by
 LISTEN/NOTIFY and polling every STREAM_SAFETY_POLL_SECONDS: services/outbox_notify.py) and
-puts each into the queue of every subscriber allowed to see it. A client holds a queue and a greenlet, no thread and no database connection; its
-request used the database only to authenticate and to replay what it missed (Last-Event-ID).
+puts each into the queue of every subscriber allowed to see it. A client holds a queue and a
+greenlet, no thread and no database connection; its request used the database only to
+authenticate and to replay what it missed (Last-Event-ID).
 
 Who sees what: Administrador and Gerente everything; a Supervisor the events of its campaigns
 and the status of those campaigns' agents; an Agente its own calls and status.
@@ -80,7 +81,8 @@ class Hub:
         self.subscribers = set()
         self.poller = None
         self.closed = _stopping
-        self.wake = gevent.event.Event()
+        self.wake = gevent.event.Event()   # set: read the outbox now (NOTIFY, closing)
+        self.poller_done = False
 
     def subscribe(self, sub):
         if self.closed:
@@ -100,6 +102,7 @@ class Hub:
         for sub in list(self.subscribers):
             _offer(sub, _CLOSE)
         self.subscribers.clear()
+        self.wake.set()   # the poller (and its listener) end now, not after its interval
 
     def _poll(self):
         with self.app.app_context():
