@@ -5,10 +5,29 @@ the connection's next one. Without it, a client that answers fast has its next r
 in the socket buffer, the read does not block, and the worker serves that one connection again
 and again while the others wait: at 50 clients bench/api_bench.py measured a 5 ms median but a
 1.3 s p99. oml_server/serve.py does the same for `oml-server run`.
+
+Open event streams end when a worker is told to stop (SIGTERM: shutdown or graceful restart),
+instead of holding it for the whole graceful_timeout: gunicorn calls no hook then, so the
+worker's SIGTERM handler is wrapped (post_worker_init runs after gunicorn installed it).
 """
+import signal
 
 
 def post_request(worker, req, environ, resp):
     if type(worker).__module__ == "gunicorn.workers.ggevent":
         import gevent
         gevent.sleep(0)
+
+
+def post_worker_init(worker):
+    if type(worker).__module__ != "gunicorn.workers.ggevent":
+        return
+    import gevent
+    stop = worker.handle_exit
+
+    def handle_exit(sig, frame):
+        stop(sig, frame)
+        from oml_server.services.event_stream import close_all_hubs
+        gevent.spawn(close_all_hubs)   # out of the signal handler, as gunicorn's own handlers
+
+    signal.signal(signal.SIGTERM, handle_exit)

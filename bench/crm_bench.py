@@ -23,7 +23,7 @@ Figures:
    delivery waits for its timeout) — the dead/no-webhook ratio of medians must be <= 1.1;
 4. --clients event stream clients connected at once: server memory per client, the time for
    one event to reach all of them, and the server's CPU while they sit idle (the cost of the
-   200 ms outbox poll: the stream polls, LISTEN/NOTIFY was not measured).
+   200 ms outbox poll; LISTEN/NOTIFY against the poll: bench/stream_wakeup_bench.py).
 Every process it starts it stops by PID.
 """
 import argparse

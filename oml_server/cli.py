@@ -1,6 +1,6 @@
 """`oml-server`: the command line (a Flask CLI group).
 
-run, engine, deliver, db (Flask-Migrate), provision, import-contacts, create-user, shell, routes.
+run, engine, deliver, prune, db (Flask-Migrate), provision, import-contacts, create-user, shell, routes.
 """
 import json
 import sys
@@ -46,6 +46,7 @@ def register_commands(app):
     app.cli.add_command(run_command)
     app.cli.add_command(engine_command)
     app.cli.add_command(deliver_command)
+    app.cli.add_command(prune_command)
     app.cli.add_command(create_user_command)
     app.cli.add_command(provision_command)
     app.cli.add_command(import_contacts_command)
@@ -90,6 +91,19 @@ def deliver_command():
     delivering = delivery_worker.start(app)
     _wait_for_signal()
     delivering.stop()
+
+
+@click.command("prune")
+@click.option("--batch", default=5000, show_default=True, type=click.IntRange(1),
+              help="rows deleted per transaction")
+@with_appcontext
+def prune_command(batch):
+    """Remove events and finished deliveries older than EVENTS_RETENTION_DAYS /
+    DELIVERIES_RETENTION_DAYS (never a pending delivery, nor an event one still needs)."""
+    from .services import prune
+    removed = prune.prune(current_app.config, batch,
+                          progress=lambda table, n: click.echo(f"{table}: {n} removed", err=True))
+    click.echo(json.dumps(removed))
 
 
 def _wait_for_signal():

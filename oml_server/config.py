@@ -140,9 +140,19 @@ def load(env=None, instance_path=None):
     cfg["CRM_CONCURRENCY"] = _int(env, "CRM_CONCURRENCY", 4)
     cfg["CRM_TIMEOUT_SECONDS"] = float(env.get("CRM_TIMEOUT_SECONDS") or 10)
     cfg["DELIVERY_POLL_SECONDS"] = float(env.get("DELIVERY_POLL_SECONDS") or 0.2)
+    # Retention (services/prune.py): events and finished deliveries older than this many days
+    # are removed (0 keeps them), by `oml-server prune` and every PRUNE_INTERVAL_SECONDS by each
+    # process that runs the delivery greenlets.
+    cfg["EVENTS_RETENTION_DAYS"] = float(env.get("EVENTS_RETENTION_DAYS") or 30)
+    cfg["DELIVERIES_RETENTION_DAYS"] = float(env.get("DELIVERIES_RETENTION_DAYS") or 30)
+    cfg["PRUNE_INTERVAL_SECONDS"] = float(env.get("PRUNE_INTERVAL_SECONDS") or 3600)
     # The event stream: how often the outbox is polled, and the heartbeat comment's period.
     cfg["STREAM_POLL_SECONDS"] = float(env.get("STREAM_POLL_SECONDS") or 0.2)
     cfg["STREAM_HEARTBEAT_SECONDS"] = float(env.get("STREAM_HEARTBEAT_SECONDS") or 15)
+    # poll (default) | notify: PostgreSQL LISTEN/NOTIFY wakes the stream, which then polls only
+    # every STREAM_SAFETY_POLL_SECONDS (measured in bench/README.md; SQLite always polls).
+    cfg["STREAM_WAKEUP"] = env.get("STREAM_WAKEUP") or "poll"
+    cfg["STREAM_SAFETY_POLL_SECONDS"] = float(env.get("STREAM_SAFETY_POLL_SECONDS") or 5)
     return cfg
 
 

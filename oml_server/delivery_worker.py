@@ -1,5 +1,5 @@
-"""The delivering greenlets of a process: the fan-out (outbox → deliveries) and the sender
-(due deliveries → CRMs). They run apart from request handling and from the ARI event reader:
+"""The delivering greenlets of a process: the fan-out (outbox → deliveries), the sender
+(due deliveries → CRMs) and the retention prune (every PRUNE_INTERVAL_SECONDS). They run apart from request handling and from the ARI event reader:
 a slow or dead CRM holds only its own destination's few greenlets (CRM_CONCURRENCY each).
 
 Started by `oml-server run`, `oml-server engine` and `oml-server deliver`; any number of them
@@ -12,7 +12,7 @@ import gevent
 import gevent.event
 
 from .extensions import db
-from .services import crm_sender, deliveries
+from .services import crm_sender, deliveries, prune
 
 log = logging.getLogger("oml.deliveries")
 BATCH = 8   # rows a sending slot takes per claim
@@ -37,14 +37,17 @@ class DeliveryWorker:
         self.wake = gevent.event.Event()
         self.greenlets = []
         self.stopping = False
+        self.stopped = gevent.event.Event()
 
     def start(self):
         self.greenlets = [gevent.spawn(self._loop, self._fan_out_once, gevent.event.Event()),
-                          gevent.spawn(self._loop, self._send_due, self.wake)]
+                          gevent.spawn(self._loop, self._send_due, self.wake),
+                          gevent.spawn(self._prune_periodically)]
         return self
 
     def stop(self, timeout=5):
         self.stopping = True
+        self.stopped.set()
         gevent.joinall(self.greenlets, timeout=timeout)
         gevent.killall([g for g in self.greenlets if not g.dead], block=False)
 
@@ -64,6 +67,23 @@ class DeliveryWorker:
             if not busy:
                 wake.wait(self.poll)
                 wake.clear()
+
+    def _prune_periodically(self):
+        """Retention, in this process's spare time: several processes may do it at once (a
+        row removed twice is removed once)."""
+        interval = self.app.config["PRUNE_INTERVAL_SECONDS"]
+        while not self.stopping:
+            with self.app.app_context():
+                try:
+                    removed = prune.prune(self.app.config)
+                    if any(removed.values()):
+                        log.info("pruned %(events)d events, %(deliveries)d deliveries", removed)
+                except Exception:
+                    log.exception("prune failed; trying again next period")
+                    db.session.rollback()
+                finally:
+                    db.session.remove()
+            self.stopped.wait(interval)
 
     def _fan_out_once(self, fan_out):
         added = fan_out.step()

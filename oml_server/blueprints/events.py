@@ -29,4 +29,8 @@ def events():
     db.session.remove()      # the stream holds no database connection
     body = event_stream.stream(the_hub, sub, missed, app.config["STREAM_HEARTBEAT_SECONDS"])
     return Response(body, mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                    # Connection: close: a stream that ended (server stopping, client too
+                    # far behind) leaves no idle keep-alive connection holding a stopping
+                    # worker; the client's reconnect opens a new one anyway.
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                             "Connection": "close"})

@@ -76,7 +76,7 @@ def update_site(pk):
 @errors_documented
 def delete_site(pk):
     """Delete an external site (its campaigns are left without one)."""
-    crm_sites.SITES.delete(pk)
+    crm_sites.SITES.delete(pk, with_it=deliveries.cancel_site)
     return _ok(M.SITE_DELETED)
 
 

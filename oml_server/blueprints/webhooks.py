@@ -60,8 +60,8 @@ def update_webhook(pk):
 @blp.response(204)
 @errors_documented
 def delete_webhook(pk):
-    """Remove a subscription (its delivery log stays)."""
-    webhooks.WEBHOOKS.delete(pk)
+    """Remove a subscription (its delivery log stays; what it had not delivered is failed)."""
+    webhooks.WEBHOOKS.delete(pk, with_it=deliveries.cancel_webhook)
     return ""
 
 

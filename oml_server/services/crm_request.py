@@ -5,8 +5,12 @@ A parameter is {"name", "type", "value"}; a name `{N}` is not sent but replaces 
 site's url. Types: campaign (id, nombre, tipo), contact (a column of its database), call
 (call_id, agent_id, agent_username, agent_name, telefono, id_contacto, rec_filename,
 call_wait_duration, datetime), fixed (the value itself), dialplan (an `Omlcrm…` channel
-variable: the engine keeps none, so it is sent empty), disposition (id, name, subdisposition,
-form).
+variable: the engine keeps none yet, so it is sent empty), disposition (id, name,
+subdisposition, form).
+
+Disposition data: a disposition of this API (as of OMniLeads' REST API) has no sub-option, so
+`subdisposition` is the empty string; `form` is what the agent entered with it
+({"comments": …}: OMniLeads' management form has no REST counterpart).
 """
 import json
 import re
@@ -102,14 +106,24 @@ def parameters(campaign, call=None, disposition=None, agent_id=None):
         elif kind == "fixed":
             result = value
         elif kind == "disposition":
-            result = {"id": disposition.id if disposition else "",
-                      "name": option.name if option else "",
-                      "subdisposition": "", "form": {}}.get(value, "")
+            result = _disposition_value(value, disposition, option)
         else:   # dialplan
             result = ""
         name = param.get("name", "")
         (placeholders if _PLACEHOLDER.match(name) else sent)[name] = result
     return sent, placeholders
+
+
+def _disposition_value(value, disposition, option):
+    if disposition is None:
+        return {} if value == "form" else ""
+    if value == "id":
+        return disposition.id
+    if value == "name":
+        return option.name if option else ""
+    if value == "form":
+        return {"comments": disposition.comments or ""}
+    return ""   # subdisposition: none recorded (see the module's docstring)
 
 
 def site_url(site, placeholders):

@@ -43,8 +43,12 @@ class Resource:
             raise
         return self.represent(obj)
 
-    def delete(self, pk):
-        db.session.delete(self.get(pk))
+    def delete(self, pk, with_it=None):
+        """Delete; `with_it(pk)` writes what goes with it in the same transaction."""
+        obj = self.get(pk)
+        if with_it is not None:
+            with_it(pk)
+        db.session.delete(obj)
         db.session.commit()
 
 

@@ -1,7 +1,9 @@
 """[extension] The live event stream: one poller greenlet per process reads new outbox rows
-(a short poll, STREAM_POLL_SECONDS) and puts each into the queue of every subscriber allowed to
-see it. A client holds a queue and a greenlet, no thread and no database connection; its
-request used the database only to authenticate and to replay what it missed (Last-Event-ID).
+(a short poll, STREAM_POLL_SECONDS; with STREAM_WAKEUP=notify on PostgreSQL, woken by
+LISTEN/NOTIFY and polling every STREAM_SAFETY_POLL_SECONDS: services/outbox_notify.py) and
+puts each into the queue of every subscriber allowed to see it. A client holds a queue and a
+greenlet, no thread and no database connection; its request used the database only to
+authenticate and to replay what it missed (Last-Event-ID).
 
 Who sees what: Administrador and Gerente everything; a Supervisor the events of its campaigns
 and the status of those campaigns' agents; an Agente its own calls and status.
@@ -11,13 +13,16 @@ reconnects with Last-Event-ID and the replay catches it up, so memory stays boun
 """
 import json
 import logging
+import weakref
 
 import gevent
+import gevent.event
 import gevent.queue
 from sqlalchemy import or_, select, true
 
 from ..extensions import db
 from ..models import AgentProfile, Event, campaign_agents, campaign_supervisors
+from . import outbox_notify
 from .deliveries import event_body
 from .outbox_reader import OutboxReader, last_event_id
 
@@ -27,6 +32,8 @@ QUEUE_SIZE = 1000
 REPLAY_LIMIT = 1000
 IDLE_STOP_SECONDS = 60     # the poller stops after this long without subscribers
 _CLOSE = object()
+_hubs = weakref.WeakSet()   # every hub of this process: a stopping worker closes them all
+_stopping = False           # set by close_all_hubs: a hub made afterwards starts closed
 
 
 class Subscriber:
@@ -73,7 +80,9 @@ class Hub:
         self.app = app
         self.subscribers = set()
         self.poller = None
-        self.closed = False
+        self.closed = _stopping
+        self.wake = gevent.event.Event()   # set: read the outbox now (NOTIFY, closing)
+        self.poller_done = False
 
     def subscribe(self, sub):
         if self.closed:
@@ -93,6 +102,7 @@ class Hub:
         for sub in list(self.subscribers):
             _offer(sub, _CLOSE)
         self.subscribers.clear()
+        self.wake.set()   # the poller (and its listener) end now, not after its interval
 
     def _poll(self):
         with self.app.app_context():
@@ -100,8 +110,22 @@ class Hub:
                 reader = OutboxReader(last_event_id())
             finally:
                 db.session.remove()
-        idle_since = None
         interval = self.app.config["STREAM_POLL_SECONDS"]
+        listener = None
+        self.poller_done = False
+        if outbox_notify.enabled(self.app):
+            interval = self.app.config["STREAM_SAFETY_POLL_SECONDS"]
+            listener = gevent.spawn(outbox_notify.listen, self.app, self.wake,
+                                    lambda: not self.closed and not self.poller_done)
+        try:
+            self._poll_loop(reader, interval)
+        finally:
+            self.poller_done = True
+            if listener is not None:
+                listener.kill(block=False)
+
+    def _poll_loop(self, reader, interval):
+        idle_since = None
         while not self.closed:
             if self.subscribers:
                 idle_since = None
@@ -125,7 +149,9 @@ class Hub:
                         framed = framed or _framed(row)
                         if not _offer(sub, framed):
                             self.subscribers.discard(sub)
-            gevent.sleep(interval)
+            # Cleared after the wait, before the read: a wake-up during the read is not lost.
+            self.wake.wait(interval)
+            self.wake.clear()
 
 
 def _offer(sub, item):
@@ -143,7 +169,17 @@ def hub(app):
     existing = app.extensions.get("oml_event_hub")
     if existing is None:
         existing = app.extensions["oml_event_hub"] = Hub(app)
+        _hubs.add(existing)
     return existing
+
+
+def close_all_hubs():
+    """A graceful stop or restart (gunicorn.conf.py): end every open stream now, and any
+    opened while the worker drains."""
+    global _stopping
+    _stopping = True
+    for each in list(_hubs):
+        each.close_all()
 
 
 def replay(sub, after):
@@ -168,6 +204,7 @@ def stream(the_hub, sub, missed, heartbeat):
                 yield ": keep-alive\n\n"
                 continue
             if item is _CLOSE:
+                yield ": closing\n\n"   # the client reconnects (after `retry`) elsewhere
                 return
             event_id, text = item
             if event_id in sent:   # replayed already (subscribed before the replay query)

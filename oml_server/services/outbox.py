@@ -8,6 +8,8 @@ table in id order; nothing else writes it.
 from oml_server.database import run
 from oml_server.models import Event, utcnow
 
+from . import outbox_notify
+
 _events = Event.__table__
 _insert = _events.insert()  # built once: see call_state.prepared
 
@@ -17,6 +19,7 @@ def record(type_, call_id=None, agent_id=None, campaign_id=None, **data):
     run(_insert, {
         "type": type_, "call_id": call_id, "agent_id": agent_id, "campaign_id": campaign_id,
         "data": data, "created_at": utcnow()})
+    outbox_notify.notify()   # STREAM_WAKEUP=notify only
 
 
 # Activity events that change the agent's status (§4); ringing and the like are not status.

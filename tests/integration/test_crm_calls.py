@@ -223,3 +223,142 @@ def test_the_stream_follows_a_call_for_its_agent_and_a_supervisor(agents, world,
     finally:
         agent_stream.close()
         sup_stream.close()
+
+
+# -- the newer events: hold, blind transfer, supervision, recording --------------------------
+
+def call_events(agent, call_id):
+    """The call's events as the server recorded them (GET /api/v1/calls/<id>/), in order."""
+    return [e["type"] for e in agent.call(call_id)["events"]]
+
+
+def command(server, who, path, body):
+    answer = server.http.post(server.url + path, json=body, timeout=10,
+                              headers={"Authorization": f"Bearer {who.token}"})
+    assert answer.status_code == 202, answer.text
+
+
+def test_webhooks_of_a_held_then_blind_transferred_call(agents, world, phones, config, crm,
+                                                        server):
+    ana, bob = agents["ana"], agents["bob"]
+    ana.register(phones["answer"])
+    bob.register(phones["answer"])
+    try:
+        _held_then_transferred(ana, bob, world, crm, server)
+    finally:   # test_engine_calls expects bob's phone offline
+        bob.register(phones["answer"], expires=0)
+
+
+def _held_then_transferred(ana, bob, world, crm, server):
+    body = ana.make_call(world.campaigns["manual"], "5553006")
+    call_id = body["callId"]
+    ana.wait_call(call_id, "bridged", 10)
+    command(server, ana, "/api/v1/call/hold/", {"call_id": call_id, "action": "hold"})
+    wait_until(lambda: "call.held" in call_events(ana, call_id), 5, "held")
+    command(server, ana, "/api/v1/call/hold/", {"call_id": call_id, "action": "unhold"})
+    wait_until(lambda: "call.unheld" in call_events(ana, call_id), 5, "unheld")
+    command(server, ana, "/api/v1/transfer/blind-agent/",
+            {"call_id": call_id, "target_agent_id": bob.agent_id})
+    wait_until(lambda: "call.transferred" in call_events(ana, call_id), 10, "transferred to bob")
+    assert bob.hangup() == {"status": "OK"}
+    bob.wait_call(call_id, ("ended",), 5)
+    recorded = call_events(bob, call_id)
+    wait_until(lambda: len(hooks_of(crm, call_id)) == len(recorded), 15, "every webhook")
+    got = [r.json() for r in hooks_of(crm, call_id)]
+    # Every event the call has, once, in the order it happened.
+    assert [h["type"] for h in got] == recorded
+    for expected in ("call.held", "call.unheld", "call.transfer_requested", "call.transferred"):
+        assert expected in recorded
+    assert recorded.index("call.bridged") < recorded.index("call.held") \
+        < recorded.index("call.unheld") < recorded.index("call.transfer_requested") \
+        < recorded.index("call.transferred") < recorded.index("call.ended")
+    by_type = {h["type"]: h["data"] for h in got}
+    assert by_type["call.held"]["leg"] == f"oml-{call_id}-contact"
+    assert by_type["call.transfer_requested"]["from_agent_id"] == ana.agent_id
+    assert by_type["call.transferred"]["agent_id"] == bob.agent_id
+    # The Servidor site hears each agent that takes the call: ana, then bob after the transfer.
+    pops = [r.json() for r in crm.requests_to("/pop", ok_only=True) if r.json()["call"] == call_id]
+    assert [p["agent"] for p in pops] == ["ana", "bob"]
+
+
+SUPERVISOR_EXT = "1902"
+
+
+@pytest.fixture(scope="module")
+def crm_supervisor(database_url, world, server, config):
+    """A supervisor of the `lonely` campaign (agent ivy) with a phone, and `lonely` recorded."""
+    from oml_server.models import Campaign
+    from oml_server.services import users
+    with config.app.app_context():
+        sup = users.create_user("crm-sol", PASSWORD, "Supervisor")
+        db.session.flush()
+        users.ensure_supervisor_phone(sup, SUPERVISOR_EXT)
+        lonely = db.session.get(Campaign, world.campaigns["lonely"])
+        lonely.supervisors.append(sup)
+        lonely.record = True
+        db.session.commit()
+    return server.token("crm-sol")
+
+
+def test_webhooks_of_a_supervised_recorded_call(agents, world, lab, phones, config, crm, server,
+                                                crm_supervisor, workdir):
+    from lab import SippPeer, sipp_register
+    from oml_server.models import Webhook
+    with config.app.app_context():   # everything, recording.ready included
+        db.session.add(Webhook(url=crm.url + "/all", events=["*"]))
+        db.session.commit()
+    ivy = agents["ivy"]
+    sup_phone = SippPeer("agent_answer_hangup.xml", hangup_ms=2000).start()
+    log_dir = os.path.join(workdir, "crm-supervised")
+    os.makedirs(log_dir, exist_ok=True)
+    creds, peer = {}, None
+    try:
+        ivy.register(phones["answer"])
+        assert ivy.session("login") == {"status": "OK"}
+        creds = server.get("/api/v1/sip/credentials/agent/", crm_supervisor)
+        sipp_register([(SUPERVISOR_EXT, creds["sip_user"], creds["sip_password"])],
+                      lab.sip_port, sup_phone.port)
+        lab.wait_endpoint_state(SUPERVISOR_EXT, "online", 3)
+        peer = caller(lab, world.campaigns["lonely"], log_dir)
+
+        def on_call():
+            entry = [a for a in server.get("/api/v1/supervision/agents/", crm_supervisor)
+                     if a["id"] == ivy.agent_id and a["status"] == "ONCALL"]
+            return entry and entry[0]
+        wait_until(on_call, 8, "ivy on the inbound call")
+        call_id = on_call()["call_id"]
+        answer = server.post(f"/api/v1/supervision/action_on_agent/{ivy.agent_id}/",
+                             crm_supervisor, {"accion": "CHANSPY"})
+        assert answer == {"status": "OK"}, answer
+        wait_until(lambda: "call.supervision_started" in call_events(ivy, call_id), 8,
+                   "the supervisor listening")
+        time.sleep(2.5)   # the supervisor's phone hangs up by itself
+        assert ivy.hangup() == {"status": "OK"}
+        ivy.wait_call(call_id, ("ended",), 5)
+        wait_until(lambda: "recording.ready" in call_events(ivy, call_id), 10, "recording.ready")
+        recorded = call_events(ivy, call_id)
+
+        def received():
+            return [r.json() for r in crm.requests_to("/all", ok_only=True)
+                    if r.json()["data"].get("call_id") == call_id]
+        wait_until(lambda: len(received()) == len(recorded), 15, "every webhook of the call")
+        got = received()
+        assert [h["type"] for h in got] == recorded
+        assert recorded.index("call.bridged") < recorded.index("call.supervisor_ringing") \
+            < recorded.index("call.supervision_started") < recorded.index("call.ended") \
+            < recorded.index("recording.ready")
+        by_type = {h["type"]: h["data"] for h in got}
+        assert by_type["call.supervision_started"]["mode"] == "spy"
+        ready = by_type["recording.ready"]
+        assert ready["file"].endswith(f"{call_id}.wav") and ready["agent_id"] == ivy.agent_id
+        assert ready["campaign_id"] == world.campaigns["lonely"]
+    finally:
+        ivy.session("logout")
+        if peer is not None:
+            peer.stop()
+        if creds.get("status") == "OK":
+            sipp_register([(SUPERVISOR_EXT, creds["sip_user"], creds["sip_password"])],
+                          lab.sip_port, sup_phone.port, expires=0)
+        sup_phone.stop()
+        if ivy.creds is not None:   # other modules expect ivy's phone offline
+            ivy.register(phones["answer"], expires=0)

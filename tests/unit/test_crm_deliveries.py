@@ -272,6 +272,8 @@ def test_the_calificacion_site_hears_a_disposition_whose_option_asks_for_it(app,
     campaign.external_site_id = site.id
     campaign.crm_parameters = [{"name": "opcion", "type": "disposition", "value": "name"},
                                {"name": "id", "type": "disposition", "value": "id"},
+                               {"name": "form", "type": "disposition", "value": "form"},
+                               {"name": "sub", "type": "disposition", "value": "subdisposition"},
                                {"name": "crm_id", "type": "contact", "value": "id_ext"}]
     db.session.commit()
     agent_ref = dispositions.AgentRef(agent.agent.id)
@@ -279,10 +281,13 @@ def test_the_calificacion_site_hears_a_disposition_whose_option_asks_for_it(app,
     deliver_all()
     assert crm.requests_to("/rated") == []   # that option does not ask for the CRM
     disposition = db.session.get(dispositions.Disposition, created["id"])
-    dispositions.update(agent_ref, disposition, {"idContact": contact.id, "idDispositionOption": sale.id})
+    dispositions.update(agent_ref, disposition, {"idContact": contact.id, "idDispositionOption": sale.id,
+                                                 "comments": "quiere el plan anual"})
     deliver_all()
     (got,) = crm.requests_to("/rated")
-    assert got.json() == {"opcion": "Venta", "id": created["id"], "crm_id": "crm-9"}
+    # The form carries what the agent entered; no API records a sub-option (crm_request).
+    assert got.json() == {"opcion": "Venta", "id": created["id"], "crm_id": "crm-9",
+                          "form": {"comments": "quiere el plan anual"}, "sub": ""}
 
 
 def test_disposition_and_agent_status_events_are_in_the_outbox(app, make, client, crm):
@@ -344,3 +349,63 @@ def test_ssl_estricto_refuses_a_certificate_it_cannot_verify_and_off_accepts_it(
         assert crm.token_fetches == 1   # only the lenient one got through TLS
     finally:
         crm.down()
+
+
+def test_due_destinations_names_each_destination_with_a_due_row_once(app):
+    now = utcnow()
+
+    def row(destination, key, state, next_at=now - timedelta(seconds=1), lease=None):
+        db.session.add(Delivery(destination=destination, key=key, url="http://127.0.0.1:9/",
+                                body=b"", state=state, next_attempt_at=next_at, lease_until=lease))
+    for n in range(3):
+        row("webhook:1", f"a{n}", "pending")                            # due, three times
+    row("webhook:2", "b", "pending", next_at=now + timedelta(hours=1))   # backing off
+    row("webhook:3", "c", "sending", lease=now - timedelta(seconds=1))  # its sender died
+    row("webhook:4", "d", "sending", lease=now + timedelta(minutes=1))  # being sent
+    row("webhook:5", "e", "delivered")
+    row("webhook:5", "f", "failed")
+    row("site:1", "g", "pending", next_at=now + timedelta(hours=1))
+    row("site:1", "h", "pending")                                       # one of its rows is due
+    db.session.commit()
+    assert sorted(deliveries.due_destinations()) == ["site:1", "webhook:1", "webhook:3"]
+
+
+def test_released_rows_are_due_again_with_their_attempt_taken_back(app):
+    for n in range(3):
+        db.session.add(Delivery(destination="webhook:9", key=f"r{n}", order_key=f"call:{n}",
+                                url="http://127.0.0.1:9/", body=b""))
+    db.session.commit()
+    first, second, third = deliveries.claim("webhook:9", 3, 30)
+    # Another process took `third` over meanwhile (its lease ran out): not ours to release.
+    db.session.execute(db.update(Delivery).where(Delivery.id == third.id).values(attempts=2))
+    db.session.commit()
+    deliveries.release([second, third])
+    rows = {d.id: d for d in db.session.scalars(db.select(Delivery))}
+    assert (rows[second.id].state, rows[second.id].attempts, rows[second.id].lease_until) == \
+        ("pending", 0, None)
+    assert (rows[third.id].state, rows[third.id].attempts) == ("sending", 2)
+    assert (rows[first.id].state, rows[first.id].attempts) == ("sending", 1)
+    assert "webhook:9" in deliveries.due_destinations()
+
+
+def test_deleting_a_webhook_or_site_fails_what_it_had_not_delivered(app, make, client):
+    hook = webhook("http://127.0.0.1:9/dead")
+    site = ExternalSite(nombre="gone", url="http://127.0.0.1:9/site", disparador=3, metodo=1)
+    db.session.add(site)
+    db.session.commit()
+    for destination in (f"webhook:{hook.id}", f"site:{site.id}"):
+        for key, state in (("a", "pending"), ("b", "sending"), ("c", "delivered")):
+            db.session.add(Delivery(destination=destination, key=key, url="http://127.0.0.1:9/",
+                                    body=b"", state=state))
+    db.session.commit()
+    admin = make.headers(make.user("Administrador"))
+    assert client.delete(f"/api/v1/webhooks/{hook.id}/", headers=admin).status_code == 204
+    assert client.delete(f"/api/v1/external_sites/{site.id}/delete/", headers=admin).status_code == 200
+    states = {(d.destination.split(":")[0], d.key): (d.state, d.last_error)
+              for d in db.session.scalars(db.select(Delivery))}
+    assert states == {
+        ("webhook", "a"): ("failed", "webhook deleted"), ("webhook", "b"): ("failed", "webhook deleted"),
+        ("webhook", "c"): ("delivered", None),
+        ("site", "a"): ("failed", "external site deleted"),
+        ("site", "b"): ("failed", "external site deleted"), ("site", "c"): ("delivered", None)}
+    assert deliveries.due_destinations() == []   # nothing of theirs is tried any more

@@ -269,3 +269,88 @@ def test_the_stream_refuses_without_credentials_and_for_a_referente(world, serve
     assert requests.get(server.url + "/api/v1/events/", timeout=5).status_code == 403
     referente = {"Authorization": f"Bearer {server.token('ref')}"}
     assert requests.get(server.url + "/api/v1/events/", headers=referente, timeout=5).status_code == 403
+
+
+class Gunicorn(Server):
+    """The deployed form: `gunicorn -k gevent wsgi:app` with the repository's gunicorn.conf.py."""
+
+    def start(self):
+        self._log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-k", "gevent", "-w", "1",
+             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "120", "wsgi:app"],
+            env=self.env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT)
+        wait_until(lambda: self._healthy(), 30, "gunicorn up")
+        return self
+
+    def workers(self):
+        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as children:
+            return {int(pid) for pid in children.read().split()}
+
+    def _healthy(self):
+        assert self.proc.poll() is None, open(self.log_path).read()[-4000:]
+        try:
+            return requests.get(self.url + "/api/v1/health/", timeout=1).status_code < 500
+        except requests.RequestException:
+            return False
+
+
+@pytest.fixture
+def gunicorn(world, tmp_path):
+    instance = Gunicorn(world, str(tmp_path), DELIVERY_ENABLED="0").start()
+    yield instance
+    if instance.proc.poll() is None:
+        workers = instance.workers()
+        try:
+            instance.kill(signal.SIGTERM)
+        except subprocess.TimeoutExpired:   # a failed test: do not leave it behind
+            for pid in workers:
+                os.kill(pid, signal.SIGKILL)
+            instance.kill(signal.SIGKILL)
+
+
+def test_gunicorn_ends_open_streams_on_a_graceful_restart_and_on_shutdown(world, gunicorn):
+    """Without the wrapped SIGTERM handler the old worker (and the shutdown) waited the whole
+    graceful timeout (120 s here) for the streams."""
+    first = Stream(gunicorn, gunicorn.token("admin"))
+    time.sleep(0.3)
+    old = gunicorn.workers()
+    gunicorn.proc.send_signal(signal.SIGHUP)   # graceful restart: new worker, old one stops
+    first.thread.join(timeout=60)
+    assert not first.thread.is_alive()        # the stream ended, with a last comment
+    assert first.comments >= 1
+    wait_until(lambda: not old & gunicorn.workers(), 60, "the old worker gone")
+    # The new worker streams as before.
+    wait_until(lambda: gunicorn._healthy(), 30, "the new worker")
+    second = Stream(gunicorn, gunicorn.token("admin"))
+    time.sleep(0.3)
+    call_id = world.call("ana")
+    wait_until(lambda: len(second.of_call(call_id)) == 6, 10, "a call on the new worker's stream")
+    started = time.monotonic()
+    gunicorn.kill(signal.SIGTERM)             # shutdown: it does not wait 120 s for the stream
+    assert time.monotonic() - started < 60
+    second.thread.join(timeout=5)
+    assert not second.thread.is_alive()
+
+
+def test_notify_wakes_the_stream_on_postgresql(app, database_url, tmp_path):
+    """STREAM_WAKEUP=notify with the safety poll an hour away: only NOTIFY can bring the
+    events (and after a LISTEN connection is lost, the poll still would)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    db.session.remove()
+    world = World(database_url)
+    server = Server(world, str(tmp_path), STREAM_WAKEUP="notify",
+                    STREAM_SAFETY_POLL_SECONDS="3600").start()
+    try:
+        stream = Stream(server, server.token("sup"))
+        time.sleep(0.5)
+        # The writer (this process, as the engine would) notifies in its transactions.
+        world.app.config["STREAM_WAKEUP"] = "notify"
+        call_id = world.call("ana")
+        wait_until(lambda: len(stream.of_call(call_id)) == 6, 10, "the call woken onto the stream")
+        assert stream.of_call(call_id) == WHOLE_CALL
+        stream.close()
+    finally:
+        server.kill(signal.SIGTERM)
