@@ -48,6 +48,9 @@ def agent_leg_variables(call, agent_id, origin=None, wait_seconds=None, campaign
     }
     if origin:
         headers["X-OML-Origin"] = origin
+    for name, value in (getattr(call, "crm_variables", None) or {}).items():
+        if name.upper().startswith("OMLCRM"):   # contract-calls §1: OMLCRMX travels as Omlcrmx
+            headers[name.capitalize()] = str(value)
     if recorded and getattr(call, "created_at", None) is not None:
         # The name the recording will have (ari_engine/recording.py names it so at bridged).
         from oml_server.services.recordings import file_name

@@ -57,9 +57,11 @@ class Inbound(Flow):
         from oml_server.services.lookup import campaign_by_id, parse_id
         campaign = campaign_by_id(parse_id(args[1] if len(args) > 1 else None))
         number = ((channel.get("caller") or {}).get("number") or "")[:64]
+        campaign_id = campaign.id if campaign else None
+        variables = self.crm_variables(campaign, channel["id"])
         call_store.create(ctx.call_id, "inbound", legs=[(channel["id"], "caller")],
-                          campaign_id=campaign.id if campaign else None, number=number,
-                          contact_channel_id=channel["id"])
+                          campaign_id=campaign_id, number=number,
+                          contact_channel_id=channel["id"], crm_variables=variables)
         ctx.adopt(channel["id"], "caller")
         gevent.spawn_later(self.wait_seconds, self.engine.dispatcher.enqueue, ctx.call_id,
                            {"type": "OmlWaitOver"})
@@ -69,6 +71,24 @@ class Inbound(Flow):
             log.debug("call %s: cannot ring the caller: %s", ctx.call_id, exc)
         self.offer(ctx)
         return True
+
+    def crm_variables(self, campaign, channel_id):
+        """The `OMLCRM…` variables the campaign's CRM parameters name, from the caller's
+        channel (one ARI request each; none when the campaign names none). Unset ones are
+        left out."""
+        from oml_server.services.crm_request import dialplan_names
+        names = dialplan_names(campaign)
+        if names:
+            call_store.release()   # no connection held while ARI answers
+        found = {}
+        for name in names:
+            try:
+                value = (self.ari.channel_var(channel_id, name) or {}).get("value")
+            except AriError:   # 404: not set on this channel
+                continue
+            if value not in (None, ""):
+                found[name] = value
+        return found or None
 
     # -- events -----------------------------------------------------------------------------
 

@@ -387,6 +387,9 @@ class Call(db.Model):
     # The call's recording, relative to RECORDINGS_DIR (`<YYYY-MM-DD>/<call id>.<format>`),
     # set when recording starts (campaigns with `record`).
     recording_file: Mapped[str | None] = mapped_column(String(255))
+    # The dialplan variables (`OMLCRM…`) of an inbound call that the campaign's CRM parameters
+    # of type dialplan name, read from the caller's channel when it enters: {name: value}.
+    crm_variables: Mapped[dict | None] = mapped_column(JSON)
     # call_status/campaign/<id> counts a campaign's calls between two days.
     __table_args__ = (Index("ix_calls_campaign_created", "campaign_id", "created_at"),)
 

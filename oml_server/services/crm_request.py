@@ -4,9 +4,9 @@ disposition), and the request they make in the site's method and format (contrac
 A parameter is {"name", "type", "value"}; a name `{N}` is not sent but replaces `{N}` in the
 site's url. Types: campaign (id, nombre, tipo), contact (a column of its database), call
 (call_id, agent_id, agent_username, agent_name, telefono, id_contacto, rec_filename,
-call_wait_duration, datetime), fixed (the value itself), dialplan (an `Omlcrm…` channel
-variable: the engine keeps none yet, so it is sent empty), disposition (id, name,
-subdisposition, form).
+call_wait_duration, datetime), fixed (the value itself), dialplan (an `OMLCRM…` channel
+variable of an inbound call: the engine reads the ones the campaign names when the caller
+enters, calls.crm_variables), disposition (id, name, subdisposition, form).
 
 Disposition data: a disposition of this API (as of OMniLeads' REST API) has no sub-option, so
 `subdisposition` is the empty string; `form` is what the agent entered with it
@@ -108,7 +108,7 @@ def parameters(campaign, call=None, disposition=None, agent_id=None):
         elif kind == "disposition":
             result = _disposition_value(value, disposition, option)
         else:   # dialplan
-            result = ""
+            result = ((call.crm_variables if call else None) or {}).get(value, "")
         name = param.get("name", "")
         (placeholders if _PLACEHOLDER.match(name) else sent)[name] = result
     return sent, placeholders
@@ -124,6 +124,14 @@ def _disposition_value(value, disposition, option):
     if value == "form":
         return {"comments": disposition.comments or ""}
     return ""   # subdisposition: none recorded (see the module's docstring)
+
+
+def dialplan_names(campaign):
+    """The channel variables the campaign's dialplan parameters name (read on inbound calls)."""
+    if campaign is None:
+        return []
+    return sorted({str(p.get("value")) for p in campaign.crm_parameters or []
+                   if p.get("type") == "dialplan" and p.get("value")})
 
 
 def site_url(site, placeholders):

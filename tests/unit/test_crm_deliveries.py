@@ -290,6 +290,22 @@ def test_the_calificacion_site_hears_a_disposition_whose_option_asks_for_it(app,
                           "form": {"comments": "quiere el plan anual"}, "sub": ""}
 
 
+def test_dialplan_parameters_carry_the_inbound_calls_variables(app, make, crm):
+    agent, campaign, contact, _ = _server_site(crm, make)
+    campaign.crm_parameters = campaign.crm_parameters + [
+        {"name": "ticket", "type": "dialplan", "value": "OMLCRMTICKET"},
+        {"name": "unset", "type": "dialplan", "value": "OMLCRMOTHER"}]
+    db.session.commit()
+    call_id = uuid.uuid4().hex
+    call_state.create(call_id, "inbound", campaign_id=campaign.id, contact_id=contact.id,
+                      number="3514440000", crm_variables={"OMLCRMTICKET": "T-99"})
+    call_state.advance(call_id, "agent_ringing", agent_id=agent.agent.id)
+    call_state.advance(call_id, "bridged", bridged_at=call_state.now())
+    deliver_all()
+    (got,) = crm.requests_to("/pop/crm-77")
+    assert got.json()["ticket"] == "T-99" and got.json()["unset"] == ""
+
+
 def test_disposition_and_agent_status_events_are_in_the_outbox(app, make, client, crm):
     agent = make.agent()
     campaign = make.campaign(agents=[agent])

@@ -38,6 +38,7 @@ class FakeAri:
     def __init__(self):
         self.requests, self.fail = [], {}
         self.channels_up, self.bridges_up = [], []
+        self.variables = {}   # what GET /channels/<id>/variable answers (unset: 404)
 
     def _do(self, name, *args, **kwargs):
         self.requests.append((name, args, kwargs))
@@ -53,6 +54,12 @@ class FakeAri:
 
     def channels(self):
         return [{"id": c} for c in self.channels_up]
+
+    def channel_var(self, channel_id, name):
+        self._do("channel_var", channel_id, name)
+        if name not in self.variables:
+            raise AriNotFound(404, "Provided variable was not found")
+        return {"value": self.variables[name]}
 
     def bridges(self):
         return [{"id": b} for b in self.bridges_up]
@@ -222,6 +229,29 @@ def test_recorded_inbound_call(engine, make, reason):
     assert "PJSIP_HEADER(add,X-OML-Origin)" not in headers
     assert live_legs(call_id) == []
     assert "call.bridged" in event_types(call_id)
+
+
+def test_inbound_call_keeps_the_dialplan_variables_its_campaign_names(engine, make):
+    agent = online(make, "1005")
+    campaign = make.campaign(agents=[agent.user], type="inbound")
+    campaign.crm_parameters = [{"name": "ticket", "type": "dialplan", "value": "OMLCRMTICKET"},
+                               {"name": "other", "type": "dialplan", "value": "OMLCRMOTHER"}]
+    db.session.commit()
+    engine.ari.variables = {"OMLCRMTICKET": "T-42"}
+    engine.replay("inbound-contact_hangup", campaign_id=campaign.id)
+    call = fresh(engine.ids["CALLID"])
+    assert call.crm_variables == {"OMLCRMTICKET": "T-42"}   # unset ones are left out
+    [originate] = [r for r in engine.ari.requests if r[0] == "originate"]
+    # contract-calls §1: OMLCRM… variables travel to the agent's phone as Omlcrm… headers.
+    assert originate[2]["variables"]["PJSIP_HEADER(add,Omlcrmticket)"] == "T-42"
+
+
+def test_inbound_call_of_a_campaign_without_dialplan_parameters_reads_no_variable(engine, make):
+    agent = online(make, "1005")
+    campaign = make.campaign(agents=[agent.user], type="inbound")
+    engine.replay("inbound-contact_hangup", campaign_id=campaign.id)
+    assert "channel_var" not in engine.ari.names()
+    assert fresh(engine.ids["CALLID"]).crm_variables is None
 
 
 @pytest.mark.parametrize("reason", ["agent_hangup", "contact_hangup"])
