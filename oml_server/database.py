@@ -82,16 +82,18 @@ def statements_commit_alone(session):
     Under READ COMMITTED every statement sees its own snapshot anyway, so the reads see what
     they saw inside a block; a single write is atomic by itself; uniqueness is still the
     constraints'. Not for requests that write twice, lock rows (FOR UPDATE), or must read
-    one snapshot. Must run before the request's first statement; later, it does nothing."""
+    one snapshot. Must run before the request's first statement; later, it does nothing.
+    True when it applied (no transaction was open, whatever the database)."""
     if isinstance(session, scoped_session):
         session = session()
     if session.in_transaction():
-        return
+        return False
     if session.get_bind().dialect.name == "postgresql":
         # psycopg2's own flag, not SQLAlchemy's AUTOCOMMIT isolation level: resetting that
         # on check-in costs a `SET default_transaction_isolation` round trip. The flag is
         # cleared on check-in (_autocommit_ends_at_checkin), on the client side only.
         session.connection().connection.dbapi_connection.autocommit = True
+    return True
 
 
 def commit_keeping_loaded(session):

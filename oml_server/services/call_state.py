@@ -101,10 +101,7 @@ def read_alone():
     three (BEGIN, the SELECT, COMMIT). For the engine's reads before an ARI request, which
     `release` ends anyway; nothing is written in that transaction. True when it applies (no
     transaction was open): the caller then ends it with `release` whatever it finds."""
-    if db.session().in_transaction():
-        return False
-    statements_commit_alone(db.session)
-    return True
+    return statements_commit_alone(db.session)
 
 
 def end_read():

@@ -147,7 +147,7 @@ class FanOut:
         # The poll's read alone, outside a transaction block on PostgreSQL (no BEGIN and
         # ROLLBACK round trips): this runs every DELIVERY_POLL_SECONDS, and the idle poll was
         # most of an idle server's CPU (~10% of it during calls).
-        _read_alone()
+        statements_commit_alone(db.session)
         events = self.reader.read(limit)
         db.session.commit()   # the writes below, if any, are one transaction of their own
         if not events and self.reader.after == self.saved:
@@ -182,11 +182,6 @@ def _due(now):
                and_(_deliveries.c.state == "sending", _deliveries.c.lease_until < now))
 
 
-def _read_alone():
-    if not db.session().in_transaction():
-        statements_commit_alone(db.session)
-
-
 # The destinations with a due row, walking the open-rows index one destination at a time (a
 # loose index scan) and probing each for one due row. As `SELECT DISTINCT destination … WHERE
 # due` it read every due row, every poll: a dead CRM's backlog (all due: rows handed back
@@ -210,7 +205,7 @@ SELECT destination FROM open_destinations o WHERE destination IS NOT NULL AND EX
 
 
 def due_destinations():
-    _read_alone()   # polled as often as the outbox (see FanOut.step)
+    statements_commit_alone(db.session)   # polled as often as the outbox (see FanOut.step)
     rows = db.session.execute(_DUE_DESTINATIONS, {"now": utcnow()}).all()
     db.session.commit()
     return [row.destination for row in rows]
