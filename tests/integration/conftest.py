@@ -271,3 +271,18 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture(autouse=True)
+def _lab_clean_after_a_failure(request):
+    """A failed test can leave calls up (a SIPp peer stopped by PID sends no BYE): hang them up,
+    so one failure does not fail every test after it that counts channels or needs the agent."""
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or not rep.failed or "lab" not in request.fixturenames:
+        return
+    instance = request.getfixturevalue("lab")
+    try:
+        instance.clean()
+    except Exception as exc:  # the lab itself may be what failed; the next test will say so
+        print(f"lab clean after failure: {exc}")
