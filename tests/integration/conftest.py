@@ -275,11 +275,16 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(autouse=True)
 def _lab_clean_after_a_failure(request):
-    """A failed test can leave calls up (a SIPp peer stopped by PID sends no BYE): hang them up,
-    so one failure does not fail every test after it that counts channels or needs the agent."""
+    """On failure: the server's log tail, then hang up what the test left (a SIPp peer stopped
+    by PID sends no BYE), so one failure does not fail every test after it that counts channels
+    or needs the agent."""
     yield
     rep = getattr(request.node, "rep_call", None)
-    if rep is None or not rep.failed or "lab" not in request.fixturenames:
+    if rep is None or not rep.failed:
+        return
+    if "server" in request.fixturenames:
+        print("---- server log ----\n" + request.getfixturevalue("server").log(20000))
+    if "lab" not in request.fixturenames:
         return
     instance = request.getfixturevalue("lab")
     try:

@@ -46,10 +46,8 @@ def agents(server, lab, world):
 
 
 @pytest.fixture(autouse=True)
-def clean_after(request, lab, server, agents):
+def clean_after(lab, server, agents):
     yield
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        print("---- server log ----\n" + server.log(20000))
     lab.clean()
     for agent in agents.values():
         agent.session("logout")

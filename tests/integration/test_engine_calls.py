@@ -41,15 +41,6 @@ def phones(lab):
         peer.stop()
 
 
-@pytest.fixture(autouse=True)
-def nothing_left_behind(request, lab, server):
-    """Each test starts from an empty Asterisk and must leave it empty; on failure the server's
-    log tail is shown."""
-    yield
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        print("---- server log ----\n" + server.log())
-
-
 class Agent:
     def __init__(self, server, lab, info):
         self.server, self.lab = server, lab
