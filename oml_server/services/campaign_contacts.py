@@ -124,7 +124,7 @@ def _first_matches(where, columns, start, length):
     """(matches up to SEARCH_COUNT_LIMIT, the page's rows) in one statement: the first matches
     in id order are looked up once (a CTE), counted and paged."""
     matches = (select(Contact.id).where(where).order_by(Contact.id).limit(SEARCH_COUNT_LIMIT)
-               .cte("matches").prefix_with("MATERIALIZED"))
+               .cte("matches"))
     paged = (select(matches.c.id, func.count().over().label("matched"))
              .order_by(matches.c.id).offset(start).limit(length).subquery())
     rows = db.session.execute(select(*columns, paged.c.matched)
