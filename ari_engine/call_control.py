@@ -150,13 +150,17 @@ class CallControl(Flow):
     def hold(self, ctx, row):
         if control_state.is_held(ctx.call_id):
             return
-        self.park(ctx, row.contact_channel_id)
+        # While consulting the caller already waits with music in the call's bridge, and must
+        # stay there (consult.py): the hold is only noted.
+        if control_state.consult_state(ctx.call_id)[0] is None:
+            self.park(ctx, row.contact_channel_id)
         control_state.record("call.held", ctx.call_id, leg=row.contact_channel_id)
 
     def unhold(self, ctx, row):
         if not control_state.is_held(ctx.call_id):
             return
-        self.unpark(ctx, row.contact_channel_id)
+        if control_state.consult_state(ctx.call_id)[0] is None:
+            self.unpark(ctx, row.contact_channel_id)
         control_state.record("call.unheld", ctx.call_id, leg=row.contact_channel_id)
 
     # -- hangup-leg -------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Consultative (attended) transfers (contract-calls §2): start, complete, cancel.
 
-    start ─→ caller parked with music (the call's holding bridge), target rung on
-    `oml-<call>-consult-<n>` (X-OML-Origin: transfer); the agent stays in the call's bridge
-    target answers ─→ agent and target talk in the consult bridge `oml-<call>-consult`
+    start ─→ music into the call's bridge (the caller stays there: a recorded call goes on in
+    one file), the agent moves into the consult bridge `oml-<call>-consult`, the target is
+    rung on `oml-<call>-consult-<n>` (X-OML-Origin: transfer)
+    target answers ─→ it joins the agent in the consult bridge: they talk, the caller does
+    not hear them
     complete (target answered) ─→ target joins the caller in the call's bridge, the music
     stops, the first agent's leg is hung up (the agent is free), the consult bridge goes
     cancel ─→ target hung up, agent back with the caller, music stops
@@ -10,6 +12,7 @@
     agent hangs up during the consultation ─→ the target takes the call: at once when it had
     answered (what a PBX does for an attended transfer completed by hanging up), else as a
     blind transfer still ringing (transfer.py's fallbacks then apply)
+    hold / unhold during the consultation ─→ noted only: the caller already waits with music
 
 Whether a consultation is under way, and in which step, is read from the call's consult events
 (`call_control_state.consult_state`), so a worker that idled out loses nothing.
@@ -52,12 +55,17 @@ class Consults:
         if status != "ok":
             return
         ctx.adopt(leg, "consult")
-        # The holding bridge, not the call's (transfer.park): the agent stays there until the
-        # target answers and must not talk with the caller meanwhile.
+        # The caller waits in the call's own bridge (transfer.park: never the holding bridge,
+        # which would leave the recorder alone there and end the file); the agent waits for
+        # the target in the consult bridge, out of the caller's hearing.
+        self.control.transfers.park(ctx, row.contact_channel_id)
+        bridge_id = consult_bridge(ctx.call_id)
+        call_store.add_legs(ctx.call_id, (bridge_id, "consult", "bridge"))
         try:
-            self.control.park(ctx, row.contact_channel_id)
-        except AriError as exc:  # the caller just left
-            log.debug("call %s: caller not parked: %s", ctx.call_id, exc)
+            self.ari.bridge_create(bridge_id, type="mixing")
+            self.ari.bridge_add_channel(bridge_id, row.agent_channel_id)
+        except AriError as exc:  # the agent just left (its hang-up hands the call over)
+            log.debug("call %s: agent not moved to the consultation: %s", ctx.call_id, exc)
         if target_agent is not None:
             self.engine.presence.mirror(target_agent)
         if self.control.ring(ctx, row, leg, target_agent, args.get("endpoint"),
@@ -103,12 +111,9 @@ class Consults:
                       reason=reason, hangup_cause=cause)
 
     def answered(self, ctx, row, leg):
-        """Agent and target talk privately in the consult bridge; the caller hears music."""
-        bridge_id = consult_bridge(ctx.call_id)
-        call_store.add_legs(ctx.call_id, (bridge_id, "consult", "bridge"))
+        """The target joins the agent in the consult bridge; the caller still hears music."""
         try:
-            self.ari.bridge_create(bridge_id, type="mixing")
-            self.ari.bridge_add_channel(bridge_id, [row.agent_channel_id, leg])
+            self.ari.bridge_add_channel(consult_bridge(ctx.call_id), leg)
         except AriError as exc:
             log.warning("call %s: consult not bridged: %s", ctx.call_id, exc)
             return
@@ -145,10 +150,11 @@ class Consults:
         control_state.party_gone(ctx.call_id, type_, leg, target_agent, **data)
         if target_agent is not None:
             self.engine.presence.mirror(target_agent)
-        for channel, bridge_id in ((row.agent_channel_id, ids.bridge(ctx.call_id)),
-                                   (row.contact_channel_id, ids.bridge(ctx.call_id))):
-            try:  # each on its own: the agent may never have left the call's bridge
-                self.ari.bridge_add_channel(bridge_id, channel)
-            except AriError as exc:
-                log.debug("call %s: %s back from the consultation: %s", ctx.call_id, channel, exc)
+        try:
+            self.ari.bridge_add_channel(ids.bridge(ctx.call_id), row.agent_channel_id)
+        except AriError as exc:  # the agent just left
+            log.debug("call %s: agent not back from the consultation: %s", ctx.call_id, exc)
+        self.control.transfers.music_off(ctx)
         destroy_bridge(self.ari, consult_bridge(ctx.call_id))
+        if control_state.is_held(ctx.call_id):  # held during the consultation: not any more
+            control_state.record("call.unheld", ctx.call_id, leg=row.contact_channel_id)

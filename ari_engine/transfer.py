@@ -136,10 +136,6 @@ class Transfers:
             log.warning("call %s: transfer target not bridged: %s", ctx.call_id, exc)
             self.control.end_call(ctx, reasons.TRANSFER_FAILED)
             return
-        try:  # from a consultation the caller waits in the holding bridge
-            self.control.unpark(ctx, row.contact_channel_id)
-        except AriError as exc:  # already in the call's bridge (a blind transfer)
-            log.debug("call %s: caller not moved: %s", ctx.call_id, exc)
         control_state.answered(ctx.call_id, leg)
         if control_state.is_held(ctx.call_id):  # a held call that was transferred is not held
             control_state.record("call.unheld", ctx.call_id, leg=row.contact_channel_id)

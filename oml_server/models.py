@@ -183,6 +183,13 @@ campaign_dispositioned = Table(
     Column("shard", Integer, primary_key=True),
     Column("dispositioned", BigInteger, nullable=False, server_default="0"),
 )
+# A database whose contacts an import is writing in the current transaction (SQLite's row
+# trigger leaves the batch's search index and counter upkeep to the import: migration
+# contact_bulk_loads).
+contact_bulk_loads = Table(
+    "contact_bulk_loads", db.metadata,
+    Column("database_id", Integer, primary_key=True),
+)
 
 campaign_agents = Table(
     "campaign_agents", db.metadata,

@@ -1,20 +1,28 @@
 """campaign/<id>/contacts/ (contract-calls §5): the agent's DataTables list of the campaign's
 contacts not yet dispositioned in it.
 
-Rows: `[contact id, main phone, <every other column in the database's order>, ""]`, empty
-values as "---". `search[value]`: a case-insensitive substring of the phone or of any value
-(OMniLeads: `telefono__contains | datos__contains`), matched against contacts.search_text.
+As OMniLeads (api_app API_ObtenerContactosCampanaView): `recordsTotal` is every contact of
+the campaign's database, dispositioned or not; `recordsFiltered` the contacts listed (not
+dispositioned in the campaign, and matching the search when there is one); rows
+`[contact id, main phone, <every other column in the database's order>, ""]`, empty values
+as "---". `search[value]`: a case-insensitive substring of the phone or of any value
+(OMniLeads: `telefono__icontains | datos__icontains`), matched against contacts.search_text.
 
 Fast at a million contacts (bench/supervision_bench.py):
+- recordsTotal and the unsearched recordsFiltered are sums of a few counter rows
+  (contact_counts, campaign_dispositioned) the database's triggers keep in the writer's own
+  transaction: no count;
 - the page is one query in id order (`NOT EXISTS` a disposition), LIMIT/OFFSET;
-- recordsTotal is contact_counts minus campaign_dispositioned, counters the database's
-  triggers keep in the writer's own transaction (a few rows per key, summed): no count;
 - a rare term is found through a substring index (pg_trgm GIN on PostgreSQL, the
   contacts_search FTS5 trigram table on SQLite), a common one by the id-ordered scan, which
   stops early (terms of 1–2 characters have no trigram: always the scan);
-- recordsFiltered counts matches up to SEARCH_COUNT_LIMIT (1,000): counting every contact
-  that contains "maria" would read most of a million rows. Past the limit the answer says
-  the limit and DataTables pages through that many; an agent narrows the search first.
+- a search's matches are looked up once: the first SEARCH_COUNT_LIMIT (1,000) of them, in
+  id order, give both recordsFiltered and the page (one statement; the trigram lookup is the
+  costly part when the term is made of trigrams every contact has, as "nombre 123456");
+- recordsFiltered counts matches up to SEARCH_COUNT_LIMIT: counting every contact that
+  contains "maria" would read most of a million rows (OMniLeads counts them all). Past the
+  limit the answer says the limit and DataTables pages through that many; an agent narrows
+  the search first.
 """
 from sqlalchemy import and_, exists, func, select, text
 
@@ -31,16 +39,18 @@ def _not_dispositioned(campaign_id):
                            Disposition.campaign_id == campaign_id)
 
 
-_TOTAL = text(
-    "SELECT COALESCE((SELECT sum(contacts) FROM contact_counts WHERE database_id = :dbid), 0)"
-    " - COALESCE((SELECT sum(dispositioned) FROM campaign_dispositioned"
+_COUNTS = text(
+    "SELECT COALESCE((SELECT sum(contacts) FROM contact_counts WHERE database_id = :dbid), 0),"
+    " COALESCE((SELECT sum(dispositioned) FROM campaign_dispositioned"
     " WHERE campaign_id = :cid AND database_id = :dbid), 0)")
 
 
-def total(campaign):
-    """Contacts of the campaign's database not dispositioned in it: the sums of a few
-    counter rows."""
-    return db.session.scalar(_TOTAL, {"cid": campaign.id, "dbid": campaign.database_id}) or 0
+def counts(campaign):
+    """(contacts of the campaign's database, those not dispositioned in the campaign): the sums
+    of a few counter rows."""
+    every, dispositioned = db.session.execute(
+        _COUNTS, {"cid": campaign.id, "dbid": campaign.database_id}).one()
+    return every, every - dispositioned
 
 
 def _matching(term, database_id):
@@ -89,18 +99,41 @@ def _has_fts():
 def page(campaign, start, length, search=""):
     """The DataTables answer (without `draw`) for one page."""
     database = campaign.database
-    pending = and_(Contact.database_id == database.id, _not_dispositioned(campaign.id))
-    all_pending = total(campaign)
-    where = and_(pending, _matching(search, database.id)) if search else pending
-    filtered = all_pending if not search else db.session.scalar(
-        select(func.count()).select_from(
+    every, pending = counts(campaign)
+    where = and_(Contact.database_id == database.id, _not_dispositioned(campaign.id))
+    columns = (Contact.id, Contact.main_phone, Contact.data)
+    if not search:
+        filtered, rows = pending, db.session.execute(
+            select(*columns).where(where).order_by(Contact.id).offset(start).limit(length)).all()
+    elif start + length <= SEARCH_COUNT_LIMIT:
+        filtered, rows = _first_matches(and_(where, _matching(search, database.id)), columns,
+                                        start, length)
+    else:  # past the counted matches: counted, then paged on its own
+        where = and_(where, _matching(search, database.id))
+        filtered = db.session.scalar(select(func.count()).select_from(
             select(Contact.id).where(where).limit(SEARCH_COUNT_LIMIT).subquery()))
+        rows = db.session.execute(
+            select(*columns).where(where).order_by(Contact.id).offset(start).limit(length)).all()
     others = [c for c in database.columns if c != database.main_phone]
-    rows = db.session.execute(select(Contact.id, Contact.main_phone, Contact.data).where(where)
-                              .order_by(Contact.id).offset(start).limit(length)).all()
     data = [[row.id, row.main_phone or EMPTY] +
             [_shown((row.data or {}).get(column)) for column in others] + [""] for row in rows]
-    return {"recordsTotal": all_pending, "recordsFiltered": filtered, "data": data}
+    return {"recordsTotal": every, "recordsFiltered": filtered, "data": data}
+
+
+def _first_matches(where, columns, start, length):
+    """(matches up to SEARCH_COUNT_LIMIT, the page's rows) in one statement: the first matches
+    in id order are looked up once (a CTE), counted and paged."""
+    matches = (select(Contact.id).where(where).order_by(Contact.id).limit(SEARCH_COUNT_LIMIT)
+               .cte("matches"))
+    paged = (select(matches.c.id, func.count().over().label("matched"))
+             .order_by(matches.c.id).offset(start).limit(length).subquery())
+    rows = db.session.execute(select(*columns, paged.c.matched)
+                              .join(paged, paged.c.id == Contact.id).order_by(Contact.id)).all()
+    if rows:
+        return rows[0].matched, rows
+    if start == 0:
+        return 0, rows
+    return db.session.scalar(select(func.count()).select_from(matches)), rows
 
 
 def _shown(value):

@@ -93,7 +93,7 @@ def bridge_channels(lab, bridge_id):
 
 
 def waiting_with_music(lab, cid):
-    """While a blind transfer's target rings, the caller waits in the call's own
+    """While a transfer's target rings or is consulted, the caller waits in the call's own
     bridge (so a recording of it goes on), the agent's leg is out of it, music plays."""
     channels = bridge_channels(lab, f"oml-{cid}")
     return (f"oml-{cid}-contact" in channels and f"oml-{cid}-agent" not in channels
@@ -417,7 +417,11 @@ def test_consult_then_complete(agents, world, lab, phones, server):
     status, body = command(server, ana, CONSULT + "start/",
                            {"call_id": cid, "target_agent_id": dan.agent_id})
     assert (status, body) == (202, queued(body, target_agent_id=dan.agent_id))
-    wait_until(lambda: bridge_channels(lab, f"oml-{cid}-hold") == {contact}, 3, "caller held")
+    # the caller waits with music in the call's own bridge (a recording goes on), the agent
+    # waits for the target in the consult bridge, out of the caller's hearing
+    wait_until(lambda: waiting_with_music(lab, cid), 3, "caller waits with music")
+    wait_until(lambda: bridge_channels(lab, f"oml-{cid}-consult") == {agent_leg}, 3,
+               "agent in the consult bridge")
     assert command(server, ana, CONSULT + "complete/", {"call_id": cid}, "en") == \
         (400, {"error": "The consulted party has not answered yet."})
     assert command(server, ana, CONSULT + "start/",
@@ -427,6 +431,7 @@ def test_consult_then_complete(agents, world, lab, phones, server):
     wait_event(ana, cid, "call.consult_cancelled")
     wait_until(lambda: bridge_channels(lab, f"oml-{cid}") == {contact, agent_leg}, 3,
                "caller back with the agent")
+    wait_until(lambda: "ARI_MOH" not in lab.cli("core show channels concise"), 3, "music off")
     wait_until(lambda: not any("consult" in c["id"] for c in lab.ari.channels()), 3,
                "consulted phone hung up")
     # bob answers: ana and bob talk privately, then bob takes the caller
@@ -437,11 +442,12 @@ def test_consult_then_complete(agents, world, lab, phones, server):
              l["resource"] == "channel" and l["state"] == "live"]
     wait_until(lambda: bridge_channels(lab, f"oml-{cid}-consult") == {agent_leg, leg}, 3,
                "agent and target together")
-    assert bridge_channels(lab, f"oml-{cid}-hold") == {contact}
+    assert bridge_channels(lab, f"oml-{cid}") == {contact}
     assert command(server, ana, CONSULT + "complete/", {"call_id": cid})[0] == 202
     record = wait_event(ana, cid, "call.transferred")
     assert record["current_agent"] == bob.agent_id
     wait_until(lambda: bridge_channels(lab, f"oml-{cid}") == {contact, leg}, 3, "bob has it")
+    wait_until(lambda: "ARI_MOH" not in lab.cli("core show channels concise"), 3, "music off")
     assert agent_session_row(server.env["DATABASE_URL"], ana.agent_id)["on_call"] == 0
     assert bob.hangup() == {"status": "OK"}
     bob.wait_call(cid, ("ended",), 5)

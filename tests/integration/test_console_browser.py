@@ -422,8 +422,8 @@ def test_crm_pop_and_blind_and_consultative_transfers_between_two_consoles(
         pages[second].page.click("#btn-consult")
         rings(pages[first])
         pages[first].page.click("#btn-answer")
-        wait_until(lambda: any(b["id"].endswith("-hold") and len(b["channels"]) == 1
-                               for b in lab.ari.bridges()), 8, "caller on hold during the consult")
+        wait_until(lambda: any(b["id"] == f"oml-{call_id}" and len(b["channels"]) == 1
+                               for b in lab.ari.bridges()), 8, "caller waits during the consult")
         # Complete is offered once the consulted agent has answered (refused before that).
         pages[second].page.wait_for_selector("#btn-consult-complete:not([hidden])", timeout=UI_WAIT_MS)
         pages[second].shot("10-consulting")

@@ -92,7 +92,9 @@ def _in_a_bridge(lab, channel_id):
 
 
 def test_spy_whisper_barge_and_take_call_with_real_audio(agents, world, lab, server, supervisor,
-                                                         pcaps, workdir):
+                                                         pcaps, workdir, database_url):
+    """Also recorded: one file for the whole call, across the supervisor's barge and take-call
+    (both join the call's bridge: it never empties), the supervisor's voice in it."""
     ivy = agents["ivy"]
     agent_phone = SippPeer(_scenario(workdir, "agent_answer.xml", pcaps[AGENT_HZ])).start()
     sup_phone = SippPeer(_scenario(workdir, "agent_answer_hangup.xml", pcaps[SUPERVISOR_HZ]),
@@ -105,55 +107,70 @@ def test_spy_whisper_barge_and_take_call_with_real_audio(agents, world, lab, ser
              "supervisor": sup_phone.media_port}
     capture = RtpCapture(ports.values()).start()
     heard, creds = {}, {}
-    try:
-        ivy.register(agent_phone)
-        assert ivy.session("login") == {"status": "OK"}
-        creds = server.get("/api/v1/sip/credentials/agent/", supervisor)
-        assert creds["status"] == "OK", creds
-        sipp_register([(SUPERVISOR_EXT, creds["sip_user"], creds["sip_password"])],
-                      lab.sip_port, sup_phone.port)
-        lab.wait_endpoint_state(SUPERVISOR_EXT, "online", 3)
-        caller.start(settle=0)
-
-        def on_call():
-            entry = [a for a in server.get("/api/v1/supervision/agents/", supervisor)
-                     if a["id"] == ivy.agent_id]
-            return entry and entry[0]["status"] == "ONCALL" and entry[0]
-        wait_until(on_call, 8, "ivy on the inbound call")
-        call_id = on_call()["call_id"]
-
-        for action, mode in (("CHANSPY", "spy"), ("CHANSPYWISHPER", "whisper"),
-                             ("CHANCONFER", "barge"), ("CHANTAKECALL", "take")):
-            answer = server.post(f"/api/v1/supervision/action_on_agent/{ivy.agent_id}/",
-                                 supervisor, {"accion": action})
-            assert answer == {"status": "OK"}, (action, answer)
-            wait_until(lambda: _supervisor_channel(lab) and
-                       _in_a_bridge(lab, _supervisor_channel(lab)[0]["id"]), 6,
-                       f"supervisor's phone in a bridge ({mode})")
-            if mode == "take":
-                wait_until(lambda: not [c for c in lab.ari.channels()
-                                        if c["name"].startswith(f"PJSIP/{ivy.ext}-")], 4,
-                           "the agent's leg gone")
-            start = time.monotonic() + 0.6   # media settles
-            time.sleep(2.4)
-            end = time.monotonic()
-            heard[mode] = {who: tone_levels(capture.samples(port, start, end), TONES)
-                           for who, port in ports.items()}
-            wait_until(lambda: not _supervisor_channel(lab), LISTEN_SECONDS + 4,
-                       f"supervisor hung up ({mode})")
-        wait_until(lambda: not caller.alive(), 5, "the caller got BYE after the take-call")
-        call = ivy.call(call_id)
-        assert (call["state"], call["reason"]) == ("ended", "agent_hangup"), call
-        assert_nothing_left(lab)
-    finally:
-        capture.stop()
-        ivy.session("logout")
-        _unregister(lab, ivy, agent_phone)  # other modules expect ivy's phone offline
-        if creds.get("status") == "OK":
+    with _recording(database_url, world):
+        try:
+            ivy.register(agent_phone)
+            assert ivy.session("login") == {"status": "OK"}
+            creds = server.get("/api/v1/sip/credentials/agent/", supervisor)
+            assert creds["status"] == "OK", creds
             sipp_register([(SUPERVISOR_EXT, creds["sip_user"], creds["sip_password"])],
-                          lab.sip_port, sup_phone.port, expires=0)
-        for peer in (caller, agent_phone, sup_phone):
-            peer.stop()
+                          lab.sip_port, sup_phone.port)
+            lab.wait_endpoint_state(SUPERVISOR_EXT, "online", 3)
+            caller.start(settle=0)
+
+            def on_call():
+                entry = [a for a in server.get("/api/v1/supervision/agents/", supervisor)
+                         if a["id"] == ivy.agent_id]
+                return entry and entry[0]["status"] == "ONCALL" and entry[0]
+            wait_until(on_call, 8, "ivy on the inbound call")
+            call_id = on_call()["call_id"]
+            started = time.monotonic()
+
+            for action, mode in (("CHANSPY", "spy"), ("CHANSPYWISHPER", "whisper"),
+                                 ("CHANCONFER", "barge"), ("CHANTAKECALL", "take")):
+                answer = server.post(f"/api/v1/supervision/action_on_agent/{ivy.agent_id}/",
+                                     supervisor, {"accion": action})
+                assert answer == {"status": "OK"}, (action, answer)
+                wait_until(lambda: _supervisor_channel(lab) and
+                           _in_a_bridge(lab, _supervisor_channel(lab)[0]["id"]), 6,
+                           f"supervisor's phone in a bridge ({mode})")
+                if mode == "take":
+                    wait_until(lambda: not [c for c in lab.ari.channels()
+                                            if c["name"].startswith(f"PJSIP/{ivy.ext}-")], 4,
+                               "the agent's leg gone")
+                start = time.monotonic() + 0.6   # media settles
+                time.sleep(2.4)
+                end = time.monotonic()
+                heard[mode] = {who: tone_levels(capture.samples(port, start, end), TONES)
+                               for who, port in ports.items()}
+                wait_until(lambda: not _supervisor_channel(lab), LISTEN_SECONDS + 4,
+                           f"supervisor hung up ({mode})")
+            ended = time.monotonic()
+            wait_until(lambda: not caller.alive(), 5, "the caller got BYE after the take-call")
+            call = ivy.call(call_id)
+            assert (call["state"], call["reason"]) == ("ended", "agent_hangup"), call
+            assert_nothing_left(lab)
+            wait_until(lambda: any(e["type"] == "recording.ready"
+                                   for e in ivy.call(call_id)["events"]), 5, "recording.ready")
+            record = server.get(f"/api/v1/call_record/{call_id}/", supervisor)
+            response = server.http.get(server.url + record["record"], timeout=10,
+                                       headers={"Authorization": f"Bearer {supervisor}"})
+            rate, seconds, samples = _wav_samples(response.content,
+                                                  os.path.join(workdir, "recording-supervised.wav"))
+            whole = tone_levels(samples, TONES)
+            print(f"\nrecording: {seconds:.2f} s (call {ended - started:.2f} s seen by the test); "
+                  f"whole {whole}")
+            assert ended - started - 1.5 <= seconds <= ended - started + 2.0
+            assert all(whole[hz] > SILENT for hz in TONES)
+        finally:
+            capture.stop()
+            ivy.session("logout")
+            _unregister(lab, ivy, agent_phone)  # other modules expect ivy's phone offline
+            if creds.get("status") == "OK":
+                sipp_register([(SUPERVISOR_EXT, creds["sip_user"], creds["sip_password"])],
+                              lab.sip_port, sup_phone.port, expires=0)
+            for peer in (caller, agent_phone, sup_phone):
+                peer.stop()
 
     print("\nlevels (amplitude of each tone in what each phone received; sent at 8000):")
     for mode, by_phone in heard.items():
@@ -286,6 +303,70 @@ def test_a_recorded_call_held_and_transferred_is_one_file_with_all_three_parties
     the whole call's; its start has the caller and ivy, its end the caller and dan (not ivy),
     and all three tones are in it. Before the engine kept the waiting caller in the call's
     bridge, the file ended at the transfer (4.8 s of an 8 s call, no 1900 Hz)."""
+    def hold_then_blind_transfer(call):
+        call.post("/api/v1/call/hold/", {"action": "hold"})
+        call.happened("call.held")
+        time.sleep(1.5)
+        call.post("/api/v1/call/hold/", {"action": "unhold"})
+        call.happened("call.unheld")
+        time.sleep(1)
+        call.post("/api/v1/transfer/blind-agent/", {"target_agent_id": call.dan.agent_id})
+    _recorded_transfer(agents, world, lab, server, supervisor, pcaps, workdir, database_url,
+                       hold_then_blind_transfer)
+
+
+def test_a_recorded_call_consulted_and_transferred_is_one_file_with_all_three_parties(
+        agents, world, lab, server, supervisor, pcaps, workdir, database_url):
+    """The same across a consultative transfer: ivy consults dan (the caller waits with
+    music), they talk, ivy completes, dan talks with the caller and hangs up. One file as long
+    as the call, all three tones in it. Before the waiting caller stayed in the call's bridge
+    the file ended at the consultation's start (no 1900 Hz, a few seconds of a 10 s call)."""
+    def consult_then_complete(call):
+        call.post("/api/v1/agent/transfer/consult/start/", {"target_agent_id": call.dan.agent_id})
+        call.happened("call.consult_answered")
+        time.sleep(2)
+        call.post("/api/v1/agent/transfer/consult/complete/", {})
+    _recorded_transfer(agents, world, lab, server, supervisor, pcaps, workdir, database_url,
+                       consult_then_complete)
+
+
+def test_a_recorded_three_way_call_the_agent_leaves_is_one_file_with_all_three_parties(
+        agents, world, lab, server, supervisor, pcaps, workdir, database_url):
+    """The same when ivy adds dan (3way), the three talk, then ivy hangs up: the call's
+    bridge never empties, one file, all three tones."""
+    def three_way_then_the_agent_leaves(call):
+        call.post("/api/v1/transfer/3way/", {"endpoint": call.dan.ext})
+        call.happened("call.third_party_joined")
+        time.sleep(2)
+        [agent_leg] = [leg["channel"] for leg in call.ivy.call(call.call_id)["legs"]
+                       if leg["role"] == "agent" and leg["resource"] == "channel"
+                       and leg["state"] == "live"]
+        lab.ari.hangup(agent_leg)  # ivy's phone hangs up
+    _recorded_transfer(agents, world, lab, server, supervisor, pcaps, workdir, database_url,
+                       three_way_then_the_agent_leaves, handed="call.agent_left")
+
+
+class _LiveCall:
+    """The call under test as the hand-over step sees it: commands as ivy, events awaited."""
+
+    def __init__(self, server, ivy, dan, call_id):
+        self.server, self.ivy, self.dan, self.call_id = server, ivy, dan, call_id
+
+    def post(self, path, body):
+        response = self.server.http.post(self.server.url + path, timeout=10,
+                                         json=dict(body, call_id=self.call_id),
+                                         headers={"Authorization": f"Bearer {self.ivy.token}"})
+        assert response.status_code == 202, (path, response.status_code, response.text)
+
+    def happened(self, kind):
+        wait_until(lambda: any(e["type"] == kind for e in self.ivy.call(self.call_id)["events"]),
+                   8, kind)
+
+
+def _recorded_transfer(agents, world, lab, server, supervisor, pcaps, workdir, database_url,
+                       hand_over, handed="call.transferred"):
+    """ivy talks with the caller for 2 s, `hand_over(call)` moves the call to dan, dan talks
+    with the caller for 3 s and hangs up; the one recording is checked (see the tests)."""
     target_pcap = os.path.join(workdir, f"tone{TARGET_HZ}.pcap")
     write_tone_pcap(target_pcap, TARGET_HZ, 60)
     ivy, dan = agents["ivy"], agents["dan"]
@@ -295,46 +376,30 @@ def test_a_recorded_call_held_and_transferred_is_one_file_with_all_three_parties
                       remote=f"127.0.0.1:{lab.sip_port}",
                       extra_args=["-s", str(world.campaigns["lonely"]), "-m", "1",
                                   "-timeout", "60s", "-timeout_error"])
-
-    def post(agent, path, body):
-        response = server.http.post(server.url + path, json=body, timeout=10,
-                                    headers={"Authorization": f"Bearer {agent.token}"})
-        assert response.status_code == 202, (path, response.status_code, response.text)
-
-    def happened(call_id, kind):
-        wait_until(lambda: any(e["type"] == kind for e in ivy.call(call_id)["events"]), 8, kind)
-
     try:
         with _recording(database_url, world):
             for agent, phone in ((ivy, ivy_phone), (dan, dan_phone)):
                 agent.register(phone)
                 assert agent.session("login") == {"status": "OK"}
             caller.start(settle=0)
-            call_id = _on_call(server, supervisor, ivy)
+            call = _LiveCall(server, ivy, dan, _on_call(server, supervisor, ivy))
+            call_id = call.call_id
             started = time.monotonic()
             time.sleep(2)
-            post(ivy, "/api/v1/call/hold/", {"call_id": call_id, "action": "hold"})
-            happened(call_id, "call.held")
-            time.sleep(1.5)
-            post(ivy, "/api/v1/call/hold/", {"call_id": call_id, "action": "unhold"})
-            happened(call_id, "call.unheld")
-            time.sleep(1)
-            post(ivy, "/api/v1/transfer/blind-agent/",
-                 {"call_id": call_id, "target_agent_id": dan.agent_id})
-            happened(call_id, "call.transferred")
+            hand_over(call)
+            call.happened(handed)
             time.sleep(3)
             assert dan.hangup() == {"status": "OK"}
             ended = time.monotonic()
             wait_until(lambda: not caller.alive(), 5, "the caller got BYE")
-            happened(call_id, "recording.ready")
-            call = ivy.call(call_id)
-            assert sum(e["type"] == "recording.ready" for e in call["events"]) == 1
+            call.happened("recording.ready")
+            assert sum(e["type"] == "recording.ready" for e in ivy.call(call_id)["events"]) == 1
             record = server.get(f"/api/v1/call_record/{call_id}/", supervisor)
             response = server.http.get(server.url + record["record"], timeout=10,
                                        headers={"Authorization": f"Bearer {supervisor}"})
             assert response.status_code == 200
             rate, seconds, samples = _wav_samples(
-                response.content, os.path.join(workdir, "recording-transfer.wav"))
+                response.content, os.path.join(workdir, f"recording-{hand_over.__name__}.wav"))
             tones = (CALLER_HZ, AGENT_HZ, TARGET_HZ)
             first = tone_levels(samples[rate // 2:rate * 3 // 2], tones)
             last = tone_levels(samples[-rate * 2:-rate // 2], tones)

@@ -87,6 +87,52 @@ def test_blind_transfer_moves_the_call_to_the_target(engine, make):
     assert live_legs(call_id) == []
 
 
+def test_consultation_keeps_the_caller_in_the_calls_bridge(engine, make):
+    """The caller never leaves the call's bridge during a consultation (a recording of the
+    bridge goes on); a hold meanwhile is only noted; cancel brings the agent back, music off."""
+    _, call_id = bridged(engine, make)
+    bob = online(make, "1002")
+    bridge, consult = ids.bridge(call_id), f"oml-{call_id}-consult"
+    agent, contact = ids.agent_channel(call_id), ids.contact_channel(call_id)
+    command(engine, call_id, "consult_start", target_agent_id=bob.id)
+    [originate] = [r for r in engine.ari.requests if r[0] == "originate"]
+    target = originate[2]["channelId"]
+    assert ("bridge_start_moh", (bridge,), {}) in engine.ari.requests
+    assert ("bridge_add_channel", (consult, agent)) in [r[:2] for r in engine.ari.requests]
+    command(engine, call_id, "hold")
+    engine.feed({"type": "StasisStart", "args": ["consult", call_id],
+                 "channel": {"id": target, "state": "Up"}})
+    assert ("bridge_add_channel", (consult, target)) in [r[:2] for r in engine.ari.requests]
+    assert not [r for r in engine.ari.requests if r[0] == "bridge_add_channel"
+                and contact in r[1]]
+    assert not [r for r in engine.ari.requests if r[0] == "bridge_create"
+                and r[1][0].endswith("-hold")]
+    engine.ari.requests.clear()
+    command(engine, call_id, "consult_cancel")
+    assert ("bridge_add_channel", (bridge, agent)) in [r[:2] for r in engine.ari.requests]
+    assert ("bridge_stop_moh", (bridge,), {}) in engine.ari.requests
+    assert target in engine.ari.hung_up()
+    assert event_types(call_id)[-2:] == ["call.consult_cancelled", "call.unheld"]
+
+
+def test_a_held_call_consulted_waits_in_its_own_bridge(engine, make):
+    """A consultation started on a held call brings the caller back from the holding bridge
+    into the call's (music there); when it is over the call is not held any more."""
+    _, call_id = bridged(engine, make)
+    bob = online(make, "1002")
+    bridge, contact = ids.bridge(call_id), ids.contact_channel(call_id)
+    command(engine, call_id, "hold")
+    engine.ari.requests.clear()
+    command(engine, call_id, "consult_start", target_agent_id=bob.id)
+    calls = [r[:2] for r in engine.ari.requests]
+    assert calls.index(("bridge_add_channel", (bridge, contact))) < \
+        calls.index(("bridge_start_moh", (bridge,)))
+    command(engine, call_id, "consult_cancel")
+    assert event_types(call_id)[-2:] == ["call.consult_cancelled", "call.unheld"]
+    command(engine, call_id, "hold")  # held again: the holding bridge as usual
+    assert engine.ari.requests[-1][:2] == ("bridge_add_channel", (f"oml-{call_id}-hold", contact))
+
+
 def test_target_not_answering_goes_back_to_the_transferring_agent(engine, make):
     ana, call_id = bridged(engine, make)
     bob = online(make, "1002")

@@ -202,3 +202,38 @@ def test_many_rows_in_several_batches(app, campaign, tmp_path):
     again = contact_import.import_csv(campaign.id, write(tmp_path, "\n".join(lines) + "\n", "b.csv"))
     assert again.imported == 0 and len(again.errors) == 12_000
     assert count() == 11_999
+
+
+def test_every_imported_contact_is_searchable_and_counted(app, make, campaign, tmp_path,
+                                                         monkeypatch):
+    """SQLite fills the search index and the counters per batch (not by the row trigger):
+    every contact of every batch is found by the index, none twice, and the totals and the
+    trigger's upkeep of contacts written afterwards stay exact. PostgreSQL: the same answers."""
+    from sqlalchemy import text
+
+    from oml_server.models import contact_bulk_loads
+    from oml_server.services import campaign_contacts
+    monkeypatch.setattr(campaign_contacts, "_dense", lambda *args: False)  # the index, always
+    make.contact(campaign.database, phone="3519000000", NOMBRE="Antes")
+    lines = ["TELEFONO,NOMBRE,id_ext"] + [f"35{i:09d},Persona {i:05d}x,e{i}"
+                                         for i in range(1, 2_502)]
+    report = contact_import.import_csv(campaign.id, write(tmp_path, "\n".join(lines) + "\n"),
+                                       batch_size=1000)
+    assert report.imported == 2_501
+    make.contact(campaign.database, phone="3519000001", NOMBRE="Después")
+
+    def search(term):
+        body = campaign_contacts.page(campaign, 0, 1000, term)
+        return body["recordsTotal"], body["recordsFiltered"], len(body["data"])
+    assert search("") == (2_503, 2_503, 1000)
+    for i in (1, 999, 1000, 1001, 2000, 2001, 2501):
+        assert search(f"persona {i:05d}x") == (2_503, 1, 1), i
+    assert search("ersona 0")[1:] == (1000, 1000)   # counted up to the limit
+    assert search("antes")[1] == 1 and search("después")[1] == 1
+    assert db.session.scalar(select(func.count()).select_from(contact_bulk_loads)) == 0
+    if db.session.get_bind().dialect.name == "sqlite":
+        indexed = db.session.scalar(text(
+            "SELECT count(*) FROM contacts_search WHERE contacts_search MATCH 'ersona'"))
+        assert indexed == 2_501
+        db.session.execute(text("INSERT INTO contacts_search (contacts_search) "
+                                "VALUES ('integrity-check')"))  # raises when index != content

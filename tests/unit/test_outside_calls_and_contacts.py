@@ -91,12 +91,14 @@ def test_contacts_page_in_datatables_shape(client, make, listed):
                     **{"search[value]": ""})
     body = response.get_json()
     assert response.status_code == 200
-    assert (body["draw"], body["recordsTotal"], body["recordsFiltered"]) == (3, 20, 20)
+    # As OMniLeads: recordsTotal is every contact of the database (5 are dispositioned),
+    # recordsFiltered the ones listed.
+    assert (body["draw"], body["recordsTotal"], body["recordsFiltered"]) == (3, 25, 20)
     assert body["data"] == [[c.id, c.main_phone, c.data["NOMBRE"], c.data["CIUDAD"] or "---", ""]
                             for c in contacts[7:11]]
     body = page(client, make, agent, campaign.id, draw=1, start=0, length=10,
                 **{"search[value]": "3510000012"}).get_json()
-    assert (body["recordsTotal"], body["recordsFiltered"]) == (20, 1)
+    assert (body["recordsTotal"], body["recordsFiltered"]) == (25, 1)
     assert body["data"][0][0] == contacts[12].id
     body = page(client, make, agent, campaign.id, draw=1, start=0, length=100,
                 **{"search[value]": "córdoba"}).get_json()
@@ -153,36 +155,38 @@ def totals(client, make, agent, campaign, search=""):
 
 
 def test_totals_follow_every_writer(client, make, listed, tmp_path, monkeypatch):
-    """recordsTotal comes from counters the database keeps: new_contact, the import, a
-    disposition, a deleted contact and a campaign moved to another database all move it;
+    """recordsTotal and recordsFiltered come from counters the database keeps: new_contact,
+    the import, a disposition, a deleted contact and a campaign moved to another database all
+    move them;
     the search index (SQLite's FTS5 table, forced here) follows the same writers."""
     from oml_server.models import Contact
     from oml_server.services import campaign_contacts, contact_import
     monkeypatch.setattr(campaign_contacts, "_dense", lambda *args: False)
     agent, campaign, contacts = listed
-    assert totals(client, make, agent, campaign)[:2] == (20, 20)
+    assert totals(client, make, agent, campaign)[:2] == (25, 20)
     response = client.post("/api/v1/new_contact/", json={
         "idCampaign": campaign.id, "TELEFONO": "3519999999", "NOMBRE": "Zoé Nueva",
         "CIUDAD": ""}, headers=make.headers(agent))
     assert response.get_json()["status"] == "OK", response.get_json()
     new_id = response.get_json()["id"]
-    assert totals(client, make, agent, campaign, "zoé") == (21, 1, [new_id])
+    assert totals(client, make, agent, campaign, "zoé") == (26, 1, [new_id])
     path = tmp_path / "more.csv"
     path.write_text("TELEFONO,NOMBRE,CIUDAD\n3518888001,Imported One,Salta\n"
                     "3518888002,Imported Two,Jujuy\n", encoding="utf-8")
     assert contact_import.import_csv(campaign.id, str(path)).imported == 2
     total, filtered, ids = totals(client, make, agent, campaign, "IMPORTED")
-    assert (total, filtered, len(ids)) == (23, 2, 2)
+    assert (total, filtered, len(ids)) == (28, 2, 2)
     rate = client.post("/api/v1/disposition/", json={
         "idContact": new_id, "idDispositionOption": campaign_option(campaign)},
         headers=make.headers(agent))
     assert rate.status_code == 201, rate.get_json()
-    assert totals(client, make, agent, campaign, "zoé") == (22, 0, [])
+    assert totals(client, make, agent, campaign, "zoé") == (28, 0, [])
+    assert totals(client, make, agent, campaign)[:2] == (28, 22)
     # A dispositioned contact deleted (its dispositions go with it) and an undispositioned one.
     db.session.delete(db.session.get(Contact, contacts[0].id))
     db.session.delete(db.session.get(Contact, contacts[6].id))
     db.session.commit()
-    assert totals(client, make, agent, campaign)[:2] == (21, 21)
+    assert totals(client, make, agent, campaign)[:2] == (26, 21)
     other = make.contact_database(columns=("TELEFONO", "NOMBRE", "CIUDAD"), external_id=None)
     make.contact(other, phone="3517777777", NOMBRE="Otra base")
     campaign.database = other
@@ -213,4 +217,12 @@ def test_a_search_counts_its_matches_up_to_the_limit(client, make, listed, monke
     agent, campaign, contacts = listed
     monkeypatch.setattr(campaign_contacts, "SEARCH_COUNT_LIMIT", 7)
     total, filtered, ids = totals(client, make, agent, campaign, "3510")
-    assert (total, filtered, ids) == (20, 7, [c.id for c in contacts[5:]])
+    assert (total, filtered, ids) == (25, 7, [c.id for c in contacts[5:]])
+    # A page within the counted matches (one statement) and one past the only match.
+    body = page(client, make, agent, campaign.id, draw=1, start=5, length=2,
+                **{"search[value]": "3510"}).get_json()
+    assert (body["recordsFiltered"], [row[0] for row in body["data"]]) == \
+        (7, [contacts[10].id, contacts[11].id])
+    body = page(client, make, agent, campaign.id, draw=1, start=3, length=2,
+                **{"search[value]": "0000012"}).get_json()
+    assert (body["recordsTotal"], body["recordsFiltered"], body["data"]) == (25, 1, [])
