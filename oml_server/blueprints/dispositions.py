@@ -77,7 +77,7 @@ def update_disposition(id):
 
 
 @blp.route("/new_contact/disposition/", methods=["POST"])
-@login_required(*AGENT)
+@login_required(*AGENT, single_write=True)  # contact, disposition and event: one statement
 @blp.doc(**request_body(NewContactDispositionRequestSchema))
 @blp.response(201, NewContactDispositionSchema)
 @blp.alt_response(400, schema=NewContactDispositionErrorSchema,

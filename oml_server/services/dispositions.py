@@ -419,32 +419,71 @@ def create_with_contact(agent, data):
         forbid_duplicates = not campaign.allow_duplicate_phones
         try:
             comments, callid = _free_fields(data)
-            late_error = None
+            fields, late_error = {"oid": option_id, "aid": agent.id, "callid": callid,
+                                  "comments": comments}, None
         except ContractError as exc:   # reported after the duplicate checks, as before
-            late_error = exc
+            fields, late_error = None, exc
         # A preview campaign hands each contact to one agent: this one, who just spoke to it.
         assigned = agent.id if campaign.type == "preview" else None
-        try:
-            if late_error is not None:
-                contacts.check_duplicates(database, values, False)  # a taken phone is fine
-                raise late_error
-            contact_id = _insert_contact(database, values, forbid_duplicates, assigned)
-        except contacts.ContactInvalid as exc:
-            raise _contact_error(exc.kind)
-        result = _insert(_INSERT, {"contact_id": contact_id, "campaign_id": campaign.id,
-                                   "agent_id": agent.id, "option_id": option_id,
-                                   "callid": callid, "comments": comments})
-        answer = {"id": result.scalar(), "callid": callid,
-                  "idDispositionOption": option_id, "comments": comments}
-        acw = _record("disposition.created", answer["id"], agent.id,
-                      {"contact_id": contact_id, "campaign_id": campaign.id, "option_id": option_id,
-                       "callid": callid, "comments": comments})
+        created = None
+        if late_error is None:
+            created = _create_with_contact_at_once(database, values, forbid_duplicates,
+                                                   assigned, fields)
+        if created is None:
+            created = _create_with_contact_checked(campaign, values, forbid_duplicates,
+                                                   assigned, late_error, fields)
+        answer, acw = created
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()
         raise
     _after_call_work(agent.id, acw)
     return answer
+
+
+def _create_with_contact_at_once(database, values, forbid_duplicates, assigned, fields):
+    """PostgreSQL, the usual case: the contact, its disposition and the event in one
+    statement (disposition_writes.CREATE_WITH_CONTACT): (answer, after-call work seconds), or
+    None when that does not apply or a duplicate check failed (nothing written: the checking
+    path then says which, or makes the contact without the phone's slot)."""
+    if not disposition_writes.available(db.session):
+        return None
+    params = {**contacts.row_params(database, values, forbid_duplicates, assigned), **fields,
+              "now": utcnow()}
+    statement = disposition_writes.CREATE_WITH_CONTACT[params["external_id"] is not None,
+                                                       forbid_duplicates]
+    try:
+        row = _run(statement, params).first()
+    except IntegrityError as exc:   # a concurrent request took the external id or the phone
+        db.session.rollback()
+        if is_unique_violation(exc):
+            return None
+        raise
+    if row is None:
+        return None
+    return ({"id": row.id, "callid": fields["callid"], "idDispositionOption": fields["oid"],
+             "comments": fields["comments"]}, row.acw_seconds if fields["callid"] else 0)
+
+
+def _create_with_contact_checked(campaign, values, forbid_duplicates, assigned, late_error,
+                                 fields):
+    """The checks in Python, then one write each in one transaction: (answer, after-call
+    work seconds). `late_error`: the free fields' error, raised after the duplicate checks."""
+    database = campaign.database
+    statements_in_transaction(db.session)   # three writes: contact, disposition, event
+    try:
+        if late_error is not None:
+            contacts.check_duplicates(database, values, False)  # a taken phone is fine
+            raise late_error
+        contact_id = _insert_contact(database, values, forbid_duplicates, assigned)
+    except contacts.ContactInvalid as exc:
+        raise _contact_error(exc.kind)
+    written = {"contact_id": contact_id, "campaign_id": campaign.id, "option_id": fields["oid"],
+               "callid": fields["callid"], "comments": fields["comments"]}
+    result = _insert(_INSERT, {**written, "agent_id": fields["aid"]})
+    answer = {"id": result.scalar(), "callid": fields["callid"],
+              "idDispositionOption": fields["oid"], "comments": fields["comments"]}
+    return answer, _record("disposition.created", answer["id"], fields["aid"], written)
 
 
 def _insert_contact(database, values, forbid_duplicates, assigned):

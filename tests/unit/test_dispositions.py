@@ -8,6 +8,8 @@ from oml_server.extensions import db
 from oml_server.models import Disposition
 from oml_server.services import dispositions as dispositions_service
 
+from .statements_sent import is_postgresql, statements_of
+
 OPTION_NOT_FOUND = {"status": "ERROR", "idDispositionOption": "Disposition option id not found"}
 CONTACT_NOT_FOUND = {"status": "ERROR", "idContact": "Contact id not found"}
 DUPLICATE = {"status": "ERROR", "msg": "There is another disposition for this contact on this campaign"}
@@ -457,44 +459,10 @@ def test_put_records_the_new_options_name_and_crm_interaction(client, world, mak
 
 # ------------------------------------------------------------- one statement on PostgreSQL
 
-def _statements_of(app, request):
-    """The statements `request()` sends, prepared ones included, each as (verb, inside a
-    transaction block?): PostgreSQL opens a block with BEGIN unless in autocommit."""
-    from sqlalchemy import event
-    from oml_server.database import Prepared
-    sent, here = [], threading.get_ident()
-
-    def in_block(dbapi):
-        return not getattr(dbapi, "autocommit", False)
-
-    def record(conn, _cursor, statement, _params, _context, _many):
-        if threading.get_ident() == here:
-            sent.append((statement.split()[0], in_block(conn.connection.dbapi_connection)))
-
-    original = Prepared._execute_raw
-
-    def execute_raw(self, connection, sql, values):
-        sent.append((sql.split()[0], in_block(connection.connection.dbapi_connection)))
-        return original(self, connection, sql, values)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    Prepared._execute_raw = execute_raw
-    try:
-        response = request()
-    finally:
-        Prepared._execute_raw = original
-        event.remove(db.engine, "before_cursor_execute", record)
-    return response, sent
-
-
 def _event(type_):
     from oml_server.models import Event
     db.session.expire_all()
     return db.session.scalars(select(Event).where(Event.type == type_)).one()
-
-
-def _is_postgresql(app):
-    return app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
 
 
 def test_post_and_put_write_the_disposition_and_its_full_event(app, client, world, make):
@@ -507,7 +475,7 @@ def test_post_and_put_write_the_disposition_and_its_full_event(app, client, worl
     post_body = world.body()
     put_body = world.body(idDispositionOption=crm_id, comments="otro", callid=None)
     db.session.commit()   # the requests then start the session afresh, as in production
-    created, sent_post = _statements_of(app, lambda: world.post(client, post_body))
+    created, sent_post = statements_of(lambda: world.post(client, post_body))
     assert created.status_code == 201, created.get_json()
     disposition_id = created.get_json()["id"]
     event = _event("disposition.created")
@@ -518,7 +486,7 @@ def test_post_and_put_write_the_disposition_and_its_full_event(app, client, worl
         ("option_name", "Venta"), ("crm_interaction", False), ("callid", "1700000000.123"),
         ("comments", "texto")]
     db.session.commit()
-    updated, sent_put = _statements_of(app, lambda: client.put(
+    updated, sent_put = statements_of(lambda: client.put(
         f"/api/v1/disposition/{disposition_id}/", headers=world.headers,
         json=put_body))
     assert updated.status_code == 200, updated.get_json()
@@ -532,11 +500,10 @@ def test_post_and_put_write_the_disposition_and_its_full_event(app, client, worl
         ("comments", "otro")]
     row = db.session.get(Disposition, disposition_id)
     assert (row.option_id, row.comments, row.callid) == (crm_id, "otro", None)
-    if _is_postgresql(app):
+    if is_postgresql(app):
         # POST: the token check, the write; PUT: the token check, the owner check, the write
-        assert [verb for verb, _ in sent_post if verb != "PREPARE"] == ["EXECUTE"] * 2, sent_post
-        assert [verb for verb, _ in sent_put if verb != "PREPARE"] == [
-            "EXECUTE", "SELECT", "EXECUTE"], sent_put
+        assert [verb for verb, _ in sent_post] == ["EXECUTE"] * 2, sent_post
+        assert [verb for verb, _ in sent_put] == ["EXECUTE", "SELECT", "EXECUTE"], sent_put
         assert not any(in_block for _, in_block in sent_post + sent_put), (sent_post, sent_put)
 
 
@@ -562,9 +529,9 @@ def test_a_post_by_external_id_writes_its_row_and_event_in_one_transaction(app, 
     system_id = make.external_system().id
     body = world.body(idContact="crm-77", idExternalSystem=system_id)
     db.session.commit()
-    response, sent = _statements_of(app, lambda: world.post(client, body))
+    response, sent = statements_of(lambda: world.post(client, body))
     assert response.status_code == 201, response.get_json()
     assert _event("disposition.created").data["disposition_id"] == response.get_json()["id"]
-    if _is_postgresql(app):
+    if is_postgresql(app):
         writes = [in_block for verb, in_block in sent if verb == "INSERT"]
         assert writes == [True, True], sent
