@@ -266,6 +266,10 @@ def test_the_usual_case_is_one_write_statement_with_the_full_event(app, client, 
         ("disposition_id", response.get_json()["id"]), ("contact_id", contact.id),
         ("option_id", option_id), ("option_name", "Venta"), ("crm_interaction", False),
         ("callid", "1700000000.1"), ("comments", "llamó")]
+    # The counters' triggers saw the contact and the disposition of the same statement.
+    from oml_server.models import campaign_dispositioned, contact_counts
+    assert db.session.scalar(select(func.sum(contact_counts.c.contacts))) == 1
+    assert db.session.scalar(select(func.sum(campaign_dispositioned.c.dispositioned))) == 1
     if is_postgresql(app):
         assert [verb for verb, _ in sent] == ["EXECUTE"] * 3, sent
         assert not any(in_block for _, in_block in sent), sent
