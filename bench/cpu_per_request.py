@@ -7,6 +7,7 @@ keep-alive client, and the figure is the server's own CPU time (utime + stime of
 
     .venv/bin/python bench/cpu_per_request.py                # N = 2000, SQLite and PostgreSQL
     .venv/bin/python bench/cpu_per_request.py -n 500 --backends sqlite
+    .venv/bin/python bench/cpu_per_request.py --paths new_contact,disposition -n 500
     .venv/bin/python bench/cpu_per_request.py --profile out  # + py-spy flame graphs (needs root)
     .venv/bin/python bench/cpu_per_request.py --callgrind -n 200 --backends postgresql
         # instructions per request instead (the server under valgrind's callgrind; exact and
@@ -138,12 +139,15 @@ def run_backend(backend, opts, tmpdir):
                      ("new_contact_disposition", new_contact_disposition),
                      ("database_metadata", database_metadata),
                      ("makeCall_checks", make_call_checks)]
-            for _ in range(min(400, opts.n)):   # the dispositions PUT replaces, in turn
-                new_contact()
+            chosen = opts.paths.split(",") if opts.paths else [name for name, _ in paths]
+            for _ in range(min(400, opts.n) if {"disposition_update", "makeCall_checks"} & set(chosen) else 0):
+                new_contact()        # the dispositions PUT replaces, in turn
                 rate_for_update()
             meter = Callgrind(proc.pid) if opts.callgrind else None
             unit = "instructions/request" if meter else "CPU ms/request"
             for name, fn in paths:
+                if name not in chosen:   # (disposition rates new_contact's contacts)
+                    continue
                 for _ in range(opts.warmup):
                     fn()
                 samples = []
@@ -219,6 +223,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="runs per path (median kept)")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--warmup", type=int, default=WARMUP, help="requests before measuring")
+    parser.add_argument("--paths", default="", help="only these hot paths (e.g. new_contact)")
     parser.add_argument("--profile", help="directory for py-spy flame graphs")
     parser.add_argument("--callgrind", action="store_true",
                         help="count the server's instructions per request (valgrind)")
