@@ -24,6 +24,7 @@ agent, the campaign with 5 options and duplicate phones forbidden), then per pat
 - new_contact_disposition  POST /api/v1/new_contact/disposition/ (a new contact each)
 - database_metadata    POST /api/v1/campaign/database_metadata/
 - makeCall_checks      POST /api/v1/makeCall/ with a refused phone (every check, no call placed)
+- not_found            GET /api/v1/no-such-path/ (404; no database: gevent's WSGI server and Flask alone)
 
 Every answer is checked (status code), so a benchmark of error answers cannot pass unnoticed.
 """
@@ -127,6 +128,9 @@ def run_backend(backend, opts, tmpdir):
                 client.send("POST", "/api/v1/campaign/database_metadata/",
                             {"idCampaign": ab.CAMPAIGN_ID})
 
+            def not_found():   # the floor: gevent's WSGI server, Flask, no database
+                client.send("GET", "/api/v1/no-such-path/", expect=404)
+
             def make_call_checks():
                 # Every check's reads run and the phone is refused: no call is placed.
                 client.send("POST", "/api/v1/makeCall/", {
@@ -138,7 +142,7 @@ def run_backend(backend, opts, tmpdir):
                      ("dispositionOptions", options), ("disposition_update", disposition_update),
                      ("new_contact_disposition", new_contact_disposition),
                      ("database_metadata", database_metadata),
-                     ("makeCall_checks", make_call_checks)]
+                     ("makeCall_checks", make_call_checks), ("not_found", not_found)]
             chosen = opts.paths.split(",") if opts.paths else [name for name, _ in paths]
             for _ in range(min(400, opts.n) if {"disposition_update", "makeCall_checks"} & set(chosen) else 0):
                 new_contact()        # the dispositions PUT replaces, in turn
