@@ -76,7 +76,9 @@ class SessionInterface(SecureCookieSessionInterface):
     def open_session(self, app, request):
         # API clients send no session cookie: an empty session then, without building the
         # cookie's signing serializer on every request (Flask's does; ~3% of new_contact's CPU).
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        # No Cookie header at all (API clients): not even the cookies parsed.
+        if app.secret_key and (not request.environ.get("HTTP_COOKIE")
+                               or not request.cookies.get(self.get_cookie_name(app))):
             return self.session_class()
         return super().open_session(app, request)
 
