@@ -82,6 +82,13 @@ class SessionInterface(SecureCookieSessionInterface):
             return self.session_class()
         return super().open_session(app, request)
 
+    def save_session(self, app, session, response):
+        # Untouched and empty (every API request): nothing to write, no Vary header; Flask's
+        # would still work out the cookie's six settings first.
+        if not session and not session.modified and not session.accessed:
+            return
+        super().save_session(app, session, response)
+
 
 _locale_choices = {}
 
