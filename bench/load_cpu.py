@@ -165,7 +165,7 @@ def main():
                 B.settle(port)
                 pids = server_pids(proc, opts.kind)
                 workers0, wall0 = {pid: cpu_seconds(pid) for pid in pids}, time.monotonic()
-                server0, switches0 = sum(workers0.values()), involuntary_switches(proc.pid)
+                server0, switches0 = sum(workers0.values()), sum(map(involuntary_switches, pids))
                 sampler = ActivitySampler(db_url, opts.sample_ms / 1000) if opts.sample_ms else None
                 if sampler:
                     sampler.start()
@@ -176,7 +176,7 @@ def main():
                 if sampler:
                     sampler.stop()
                 workers1, wall = {pid: cpu_seconds(pid) for pid in pids}, time.monotonic() - wall0
-                server1, switches1 = sum(workers1.values()), involuntary_switches(proc.pid)
+                server1, switches1 = sum(workers1.values()), sum(map(involuntary_switches, pids))
                 backends1, wrk1, machine1 = (backend_cpu(db_url),
                                              resource.getrusage(resource.RUSAGE_CHILDREN),
                                              machine_times())
