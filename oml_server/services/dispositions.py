@@ -245,6 +245,8 @@ def _checked_fields(data):
     """The numeric ids and free fields of a body without idExternalSystem, for a write whose
     WHERE runs the checks; None when the ids are not numbers or a free field is wrong (the
     caller's checking path then reports it, in the contract's order)."""
+    if data.get("idExternalSystem") not in (None, ""):   # idContact is then an external id
+        return None
     option_id = parse_id(data.get("idDispositionOption"))
     contact_id = parse_id(data.get("idContact"))
     # The contact id is also a value the write stores: PostgreSQL refuses one beyond its

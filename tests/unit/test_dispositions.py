@@ -535,3 +535,19 @@ def test_a_post_by_external_id_writes_its_row_and_event_in_one_transaction(app, 
     if is_postgresql(app):
         writes = [in_block for verb, in_block in sent if verb == "INSERT"]
         assert writes == [True, True], sent
+
+
+def test_put_with_an_external_system_reads_idcontact_as_the_external_id(client, world, make):
+    """A numeric idContact with idExternalSystem names the contact whose external id it is,
+    even when a contact has that number as its internal id (the one-statement PUT reads
+    internal ids only, so it must leave such a body to the checking path)."""
+    system_id = make.external_system().id
+    internal = world.contact.id
+    named = make.contact(world.database, external_id=str(internal)).id
+    created = world.post(client, world.body())
+    assert created.status_code == 201
+    body = world.body(idContact=internal, idExternalSystem=system_id)
+    response = client.put(f"/api/v1/disposition/{created.get_json()['id']}/",
+                          headers=world.headers, json=body)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["idContact"] == named
