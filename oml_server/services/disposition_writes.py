@@ -1,4 +1,5 @@
-"""PostgreSQL: a disposition and its outbox event written by one statement.
+"""PostgreSQL: a disposition and its outbox event (and, for new_contact/disposition, the
+contact) written by one statement.
 
 The disposition and its `disposition.created|updated` event must commit together. As two
 statements that takes a transaction block: BEGIN, the write, the event, COMMIT, plus a query
@@ -18,6 +19,7 @@ import re
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, bindparam, text
 
 from ..database import Prepared
+from . import outbox_notify
 
 # The parameters' types (PREPARE declares them): ids are BIGINT, as in database.Prepared.
 _TYPES = {"oid": BigInteger, "cid": BigInteger, "aid": Integer, "callid": String(32),
@@ -114,5 +116,4 @@ CREATE_WITH_CONTACT = {(ext, phone): _create_with_contact(ext, phone)
 def available(session):
     """Whether the one-statement writes apply: PostgreSQL, and no NOTIFY to send beside the
     event (STREAM_WAKEUP=notify keeps the transaction that carries it)."""
-    from . import outbox_notify
     return session.get_bind().dialect.name == "postgresql" and not outbox_notify.enabled()
