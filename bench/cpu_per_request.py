@@ -7,6 +7,7 @@ keep-alive client, and the figure is the server's own CPU time (utime + stime of
 
     .venv/bin/python bench/cpu_per_request.py                # N = 2000, SQLite and PostgreSQL
     .venv/bin/python bench/cpu_per_request.py -n 500 --backends sqlite
+    .venv/bin/python bench/cpu_per_request.py --paths new_contact,disposition -n 500
     .venv/bin/python bench/cpu_per_request.py --profile out  # + py-spy flame graphs (needs root)
     .venv/bin/python bench/cpu_per_request.py --callgrind -n 200 --backends postgresql
         # instructions per request instead (the server under valgrind's callgrind; exact and
@@ -23,6 +24,7 @@ agent, the campaign with 5 options and duplicate phones forbidden), then per pat
 - new_contact_disposition  POST /api/v1/new_contact/disposition/ (a new contact each)
 - database_metadata    POST /api/v1/campaign/database_metadata/
 - makeCall_checks      POST /api/v1/makeCall/ with a refused phone (every check, no call placed)
+- not_found            GET /api/v1/no-such-path/ (404; no database: gevent's WSGI server and Flask alone)
 
 Every answer is checked (status code), so a benchmark of error answers cannot pass unnoticed.
 """
@@ -126,6 +128,9 @@ def run_backend(backend, opts, tmpdir):
                 client.send("POST", "/api/v1/campaign/database_metadata/",
                             {"idCampaign": ab.CAMPAIGN_ID})
 
+            def not_found():   # the floor: gevent's WSGI server, Flask, no database
+                client.send("GET", "/api/v1/no-such-path/", expect=404)
+
             def make_call_checks():
                 # Every check's reads run and the phone is refused: no call is placed.
                 client.send("POST", "/api/v1/makeCall/", {
@@ -137,13 +142,16 @@ def run_backend(backend, opts, tmpdir):
                      ("dispositionOptions", options), ("disposition_update", disposition_update),
                      ("new_contact_disposition", new_contact_disposition),
                      ("database_metadata", database_metadata),
-                     ("makeCall_checks", make_call_checks)]
-            for _ in range(min(400, opts.n)):   # the dispositions PUT replaces, in turn
-                new_contact()
+                     ("makeCall_checks", make_call_checks), ("not_found", not_found)]
+            chosen = opts.paths.split(",") if opts.paths else [name for name, _ in paths]
+            for _ in range(min(400, opts.n) if {"disposition_update", "makeCall_checks"} & set(chosen) else 0):
+                new_contact()        # the dispositions PUT replaces, in turn
                 rate_for_update()
             meter = Callgrind(proc.pid) if opts.callgrind else None
             unit = "instructions/request" if meter else "CPU ms/request"
             for name, fn in paths:
+                if name not in chosen:   # (disposition rates new_contact's contacts)
+                    continue
                 for _ in range(opts.warmup):
                     fn()
                 samples = []
@@ -219,6 +227,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="runs per path (median kept)")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--warmup", type=int, default=WARMUP, help="requests before measuring")
+    parser.add_argument("--paths", default="", help="only these hot paths (e.g. new_contact)")
     parser.add_argument("--profile", help="directory for py-spy flame graphs")
     parser.add_argument("--callgrind", action="store_true",
                         help="count the server's instructions per request (valgrind)")

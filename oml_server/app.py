@@ -4,6 +4,7 @@ import os
 from flask import Flask, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
+from babel import Locale
 from flask_babel import LazyString, get_locale, refresh
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -25,10 +26,23 @@ class JSONProvider(DefaultJSONProvider):
     sort_keys = False
     ensure_ascii = False
 
-    @staticmethod
-    def default(o):
+    _translated = {}   # (id of a message, locale) -> (the message, its text)
+
+    @classmethod
+    def default(cls, o):
         if isinstance(o, LazyString):
-            return str(o)
+            if o._kwargs:   # built per use, with its values: not worth keeping
+                return str(o)
+            # A message's text per language, kept: each gettext looks up the app, the domain
+            # and the catalog (bench/README.md, new_contact's CPU). By id: a LazyString's own
+            # hash translates it. The message is kept too, so its id is never reused.
+            key = (id(o), get_locale())
+            known = cls._translated.get(key)
+            if known is None or known[0] is not o:
+                if len(cls._translated) >= 10000:
+                    cls._translated.clear()
+                known = cls._translated[key] = (o, str(o))
+            return known[1]
         return DefaultJSONProvider.default(o)
 
 
@@ -62,9 +76,18 @@ class SessionInterface(SecureCookieSessionInterface):
     def open_session(self, app, request):
         # API clients send no session cookie: an empty session then, without building the
         # cookie's signing serializer on every request (Flask's does; ~3% of new_contact's CPU).
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        # No Cookie header at all (API clients): not even the cookies parsed.
+        if app.secret_key and (not request.environ.get("HTTP_COOKIE")
+                               or not request.cookies.get(self.get_cookie_name(app))):
             return self.session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app, session, response):
+        # Untouched and empty (every API request): nothing to write, no Vary header; Flask's
+        # would still work out the cookie's six settings first.
+        if not session and not session.modified and not session.accessed:
+            return
+        super().save_session(app, session, response)
 
 
 _locale_choices = {}
@@ -81,15 +104,28 @@ def select_locale():
            config["BABEL_DEFAULT_LOCALE"])
     choice = _locale_choices.get(key)
     if choice is None:
-        choice = request.accept_languages.best_match(key[1]) or key[2]
+        # As a Locale, which flask_babel's Locale.parse hands back as is (it parsed the name
+        # again on every request).
+        choice = Locale.parse(request.accept_languages.best_match(key[1]) or key[2])
         if len(_locale_choices) >= 1000:
             _locale_choices.clear()
         _locale_choices[key] = choice
     return choice
 
 
+class OmlFlask(Flask):
+    def ensure_sync(self, func):
+        """Flask's, remembered per function: it asks `inspect` whether each before/after
+        request function and view is a coroutine function on every request (~10 calls)."""
+        known = self.__dict__.setdefault("_oml_sync", {})
+        sync = known.get(func)
+        if sync is None:
+            sync = known[func] = super().ensure_sync(func)
+        return sync
+
+
 def create_app(overrides=None, env=None):
-    app = Flask("oml_server", instance_relative_config=True)
+    app = OmlFlask("oml_server", instance_relative_config=True)
     app.json = JSONProvider(app)
     app.config.update(config_module.load(env, app.instance_path))
     app.config.update(overrides or {})

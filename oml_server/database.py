@@ -96,6 +96,19 @@ def statements_commit_alone(session):
     return True
 
 
+def statements_in_transaction(session):
+    """Undo statements_commit_alone from here on: the session's next statements run in one
+    transaction block again (psycopg2 sends BEGIN before the next one; the session's commit
+    ends it). For a single-write request that turns out to need two writes (an uncommon
+    case); what it read before stays read (each statement had its own snapshot anyway)."""
+    if isinstance(session, scoped_session):
+        session = session()
+    if session.get_bind().dialect.name == "postgresql":
+        raw = session.connection().connection.dbapi_connection
+        if raw.autocommit:
+            raw.autocommit = False
+
+
 def commit_keeping_loaded(session):
     """Commit and give the connection back to the pool, leaving the objects already loaded
     usable: not expired, so reading them later sends no SELECT."""

@@ -41,7 +41,7 @@ def list_dispositions():
 
 
 @blp.route("/disposition/", methods=["POST"])
-@login_required(*AGENT)  # two writes: the disposition and its outbox event, one transaction
+@login_required(*AGENT, single_write=True)  # the disposition and its event: one statement
 @blp.doc(**request_body(DispositionRequestSchema))
 @blp.response(201, DispositionSchema)
 @blp.alt_response(400, schema=DispositionErrorSchema, description="Unknown option or contact, duplicate")
@@ -63,7 +63,7 @@ def get_disposition(id):
 
 
 @blp.route("/disposition/<id>/", methods=["PUT"])
-@login_required(*AGENT)  # two writes: the disposition and its outbox event, one transaction
+@login_required(*AGENT, single_write=True)  # the disposition and its event: one statement
 @blp.doc(**request_body(DispositionRequestSchema))
 @blp.response(200, DispositionSchema)
 @blp.alt_response(400, schema=DispositionErrorSchema, description="Unknown option or contact, duplicate")
@@ -77,7 +77,7 @@ def update_disposition(id):
 
 
 @blp.route("/new_contact/disposition/", methods=["POST"])
-@login_required(*AGENT)
+@login_required(*AGENT, single_write=True)  # contact, disposition and event: one statement
 @blp.doc(**request_body(NewContactDispositionRequestSchema))
 @blp.response(201, NewContactDispositionSchema)
 @blp.alt_response(400, schema=NewContactDispositionErrorSchema,

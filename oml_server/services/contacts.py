@@ -189,18 +189,25 @@ _INSERTS = {(ext, phone): Prepared(_insert_unless_taken(ext, phone))
             for ext in (False, True) for phone in (False, True)}
 
 
+def row_params(database, values, forbid_duplicate_phones, assigned_agent_id):
+    """A checked contact's columns as insert_row's statements take them (_COLUMNS); the
+    external id is checked for duplicates when not None, the phone when `unique_phone` is."""
+    phone = values[database.main_phone]
+    ext_col = database.external_id_column
+    return {"database_id": database.id, "main_phone": phone,
+            "external_id": values.get(ext_col) if ext_col else None,
+            "unique_phone": phone if forbid_duplicate_phones else None, "data": values,
+            "assigned_agent_id": assigned_agent_id,
+            "search_text": contact_search_text(phone, values)}
+
+
 def insert_row(database, values, forbid_duplicate_phones=False, assigned_agent_id=None):
     """Like `add`, in one statement (the API's hot path): the duplicate checks and the INSERT;
     returns the new contact's id. When a check fails, check_duplicates says which, in
     contract order. The caller commits."""
-    phone = values[database.main_phone]
-    ext_col = database.external_id_column
-    external_id = values.get(ext_col) if ext_col else None
-    params = {"database_id": database.id, "main_phone": phone, "external_id": external_id,
-              "unique_phone": phone if forbid_duplicate_phones else None, "data": values,
-              "assigned_agent_id": assigned_agent_id, "search_text": contact_search_text(phone, values)}
-    contact_id = _execute_insert(_INSERTS[external_id is not None, bool(forbid_duplicate_phones)],
-                                 params, database)
+    params = row_params(database, values, forbid_duplicate_phones, assigned_agent_id)
+    contact_id = _execute_insert(
+        _INSERTS[params["external_id"] is not None, bool(forbid_duplicate_phones)], params, database)
     if contact_id is None:
         check_duplicates(database, values, forbid_duplicate_phones)
         # The duplicate went away between the two statements: insert unchecked, the

@@ -12,11 +12,11 @@ from sqlalchemy import Integer, bindparam, exists, false, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .. import messages as M
-from ..database import Prepared, is_unique_violation, run as _run
+from ..database import Prepared, is_unique_violation, run as _run, statements_in_transaction
 from ..errors import ContractError, business_error, not_found
 from ..extensions import db
-from ..models import Campaign, Contact, Disposition, DispositionOption
-from . import agent_presence, contacts, outbox
+from ..models import Campaign, Contact, Disposition, DispositionOption, utcnow
+from . import agent_presence, contacts, disposition_writes, outbox
 from .lookup import external_system, parse_id, visible_option_campaign
 
 log = logging.getLogger(__name__)
@@ -241,13 +241,15 @@ def _insert(statement, params):
         raise
 
 
-def _create_checked(agent, data):
-    """POST's usual case in one statement (_INSERT_CHECKED): the answer, or None when the
-    ids are not numbers, a free field is wrong or a check failed (the caller then finds
-    which, in the contract's order)."""
+def _checked_fields(data):
+    """The numeric ids and free fields of a body without idExternalSystem, for a write whose
+    WHERE runs the checks; None when the ids are not numbers or a free field is wrong (the
+    caller's checking path then reports it, in the contract's order)."""
+    if data.get("idExternalSystem") not in (None, ""):   # idContact is then an external id
+        return None
     option_id = parse_id(data.get("idDispositionOption"))
     contact_id = parse_id(data.get("idContact"))
-    # The contact id is also a value the INSERT writes: PostgreSQL refuses one beyond its
+    # The contact id is also a value the write stores: PostgreSQL refuses one beyond its
     # INTEGER column while planning, before the WHERE finds no such contact.
     if option_id is None or contact_id is None or contact_id > MAX_INTEGER:
         return None
@@ -255,27 +257,62 @@ def _create_checked(agent, data):
         comments, callid = _free_fields(data)
     except ContractError:   # reported only after the option, contact and duplicate checks
         return None
-    new_id = _insert(_INSERT_CHECKED, {"oid": option_id, "cid": contact_id, "aid": agent.id,
-                                       "callid": callid, "comments": comments}).scalar()
+    return {"oid": option_id, "cid": contact_id, "callid": callid, "comments": comments}
+
+
+def _answer(disposition_id, fields):
+    return {"id": disposition_id, "idContact": fields["cid"], "callid": fields["callid"],
+            "idDispositionOption": fields["oid"], "comments": fields["comments"]}
+
+
+def _create_checked(agent, data):
+    """POST's usual case, the checks in the WHERE of the write: (answer, after-call work
+    seconds), or None when the ids are not numbers, a free field is wrong or a check failed
+    (nothing was written; the caller then finds which, in the contract's order). On
+    PostgreSQL the event is written by the same statement (disposition_writes), elsewhere
+    by a second one in the same transaction."""
+    fields = _checked_fields(data)
+    if fields is None:
+        return None
+    params = {**fields, "aid": agent.id}
+    if disposition_writes.available(db.session):
+        row = _insert(disposition_writes.CREATE,
+                      {**params, "keep": None, "exclude": None, "now": utcnow()}).first()
+        if row is None:
+            return None
+        return _answer(row.id, fields), (row.acw_seconds if fields["callid"] else 0)
+    statements_in_transaction(db.session)   # two writes: the row and its event
+    new_id = _insert(_INSERT_CHECKED, params).scalar()
     if new_id is None:
         return None
-    return {"id": new_id, "idContact": contact_id, "callid": callid,
-            "idDispositionOption": option_id, "comments": comments}
+    acw = _record("disposition.created", new_id, agent.id,
+                  {"contact_id": fields["cid"], "option_id": fields["oid"],
+                   "callid": fields["callid"], "comments": fields["comments"]})
+    return _answer(new_id, fields), acw
+
+
+def _update_checked(agent, disposition, data):
+    """PUT's usual case on PostgreSQL in one statement (disposition_writes.UPDATE): the
+    answer, or None when that path does not apply or wrote nothing (the caller's checking
+    path then finds why)."""
+    fields = _checked_fields(data)
+    if fields is None or not disposition_writes.available(db.session):
+        return None
+    updated = _insert(disposition_writes.UPDATE,
+                      {**fields, "aid": agent.id, "keep": disposition.option_id,
+                       "exclude": disposition.id, "now": utcnow()}).scalar()
+    return None if updated is None else _answer(updated, fields)
 
 
 def create(agent, data):
     """POST /disposition/: 201's representation."""
     try:
         if data.get("idExternalSystem") in (None, ""):
-            answer = _create_checked(agent, data)
-            if answer is not None:
-                acw = _record("disposition.created", answer["id"], agent.id,
-                              {"contact_id": answer["idContact"], "option_id":
-                               answer["idDispositionOption"], "callid": answer["callid"],
-                               "comments": answer["comments"]})
+            created = _create_checked(agent, data)
+            if created is not None:
                 _commit_or_duplicate()
-                _after_call_work(agent.id, acw)
-                return answer
+                _after_call_work(agent.id, created[1])
+                return created[0]
             option, contact_id, taken = _option_contact_taken(data)
         else:
             option = _option(data.get("idDispositionOption"))
@@ -284,6 +321,7 @@ def create(agent, data):
         if taken:
             raise _duplicate()
         comments, callid = _free_fields(data)
+        statements_in_transaction(db.session)   # two writes from here: the row and its event
         # One Core INSERT, not an ORM object and its flush (the Python defaults still apply).
         result = _insert(_INSERT, {"contact_id": contact_id, "campaign_id": option.campaign_id,
                                    "agent_id": agent.id, "option_id": option.id,
@@ -305,6 +343,10 @@ def update(agent, disposition, data):
     """PUT /disposition/<id>/ on the agent's own `disposition`: every field is replaced."""
     try:
         described = None   # the option's row with what the event needs, when read
+        answer = _update_checked(agent, disposition, data)
+        if answer is not None:
+            _commit_or_duplicate()
+            return answer
         if data.get("idExternalSystem") in (None, ""):
             option, contact_id, taken = _option_contact_taken(
                 data, keep=disposition.option_id, exclude_id=disposition.id)
@@ -316,6 +358,7 @@ def update(agent, disposition, data):
         if taken:
             raise _duplicate()
         comments, callid = _free_fields(data)
+        statements_in_transaction(db.session)   # two writes from here: the row and its event
         disposition.contact_id = contact_id
         disposition.campaign_id = option.campaign_id
         disposition.option_id = option.id
@@ -378,32 +421,71 @@ def create_with_contact(agent, data):
         forbid_duplicates = not campaign.allow_duplicate_phones
         try:
             comments, callid = _free_fields(data)
-            late_error = None
+            fields, late_error = {"oid": option_id, "aid": agent.id, "callid": callid,
+                                  "comments": comments}, None
         except ContractError as exc:   # reported after the duplicate checks, as before
-            late_error = exc
+            fields, late_error = None, exc
         # A preview campaign hands each contact to one agent: this one, who just spoke to it.
         assigned = agent.id if campaign.type == "preview" else None
-        try:
-            if late_error is not None:
-                contacts.check_duplicates(database, values, False)  # a taken phone is fine
-                raise late_error
-            contact_id = _insert_contact(database, values, forbid_duplicates, assigned)
-        except contacts.ContactInvalid as exc:
-            raise _contact_error(exc.kind)
-        result = _insert(_INSERT, {"contact_id": contact_id, "campaign_id": campaign.id,
-                                   "agent_id": agent.id, "option_id": option_id,
-                                   "callid": callid, "comments": comments})
-        answer = {"id": result.scalar(), "callid": callid,
-                  "idDispositionOption": option_id, "comments": comments}
-        acw = _record("disposition.created", answer["id"], agent.id,
-                      {"contact_id": contact_id, "campaign_id": campaign.id, "option_id": option_id,
-                       "callid": callid, "comments": comments})
+        created = None
+        if late_error is None:
+            created = _create_with_contact_at_once(database, values, forbid_duplicates,
+                                                   assigned, fields)
+        if created is None:
+            created = _create_with_contact_checked(campaign, values, forbid_duplicates,
+                                                   assigned, late_error, fields)
+        answer, acw = created
         _commit_or_duplicate()
     except Exception:
         db.session.rollback()
         raise
     _after_call_work(agent.id, acw)
     return answer
+
+
+def _create_with_contact_at_once(database, values, forbid_duplicates, assigned, fields):
+    """PostgreSQL, the usual case: the contact, its disposition and the event in one
+    statement (disposition_writes.CREATE_WITH_CONTACT): (answer, after-call work seconds), or
+    None when that does not apply or a duplicate check failed (nothing written: the checking
+    path then says which, or makes the contact without the phone's slot)."""
+    if not disposition_writes.available(db.session):
+        return None
+    params = {**contacts.row_params(database, values, forbid_duplicates, assigned), **fields,
+              "now": utcnow()}
+    statement = disposition_writes.CREATE_WITH_CONTACT[params["external_id"] is not None,
+                                                       forbid_duplicates]
+    try:
+        row = _run(statement, params).first()
+    except IntegrityError as exc:   # a concurrent request took the external id or the phone
+        db.session.rollback()
+        if is_unique_violation(exc):
+            return None
+        raise
+    if row is None:
+        return None
+    return ({"id": row.id, "callid": fields["callid"], "idDispositionOption": fields["oid"],
+             "comments": fields["comments"]}, row.acw_seconds if fields["callid"] else 0)
+
+
+def _create_with_contact_checked(campaign, values, forbid_duplicates, assigned, late_error,
+                                 fields):
+    """The checks in Python, then one write each in one transaction: (answer, after-call
+    work seconds). `late_error`: the free fields' error, raised after the duplicate checks."""
+    database = campaign.database
+    statements_in_transaction(db.session)   # three writes: contact, disposition, event
+    try:
+        if late_error is not None:
+            contacts.check_duplicates(database, values, False)  # a taken phone is fine
+            raise late_error
+        contact_id = _insert_contact(database, values, forbid_duplicates, assigned)
+    except contacts.ContactInvalid as exc:
+        raise _contact_error(exc.kind)
+    written = {"contact_id": contact_id, "campaign_id": campaign.id, "option_id": fields["oid"],
+               "callid": fields["callid"], "comments": fields["comments"]}
+    result = _insert(_INSERT, {**written, "agent_id": fields["aid"]})
+    answer = {"id": result.scalar(), "callid": fields["callid"],
+              "idDispositionOption": fields["oid"], "comments": fields["comments"]}
+    return answer, _record("disposition.created", answer["id"], fields["aid"], written)
 
 
 def _insert_contact(database, values, forbid_duplicates, assigned):

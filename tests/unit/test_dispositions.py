@@ -8,6 +8,8 @@ from oml_server.extensions import db
 from oml_server.models import Disposition
 from oml_server.services import dispositions as dispositions_service
 
+from .statements_sent import is_postgresql, statements_of
+
 OPTION_NOT_FOUND = {"status": "ERROR", "idDispositionOption": "Disposition option id not found"}
 CONTACT_NOT_FOUND = {"status": "ERROR", "idContact": "Contact id not found"}
 DUPLICATE = {"status": "ERROR", "msg": "There is another disposition for this contact on this campaign"}
@@ -453,3 +455,99 @@ def test_put_records_the_new_options_name_and_crm_interaction(client, world, mak
                                        "comments")} == {
         "option_id": crm_id, "option_name": "Venta CRM", "crm_interaction": True,
         "comments": "otro"}
+
+
+# ------------------------------------------------------------- one statement on PostgreSQL
+
+def _event(type_):
+    from oml_server.models import Event
+    db.session.expire_all()
+    return db.session.scalars(select(Event).where(Event.type == type_)).one()
+
+
+def test_post_and_put_write_the_disposition_and_its_full_event(app, client, world, make):
+    """The event carries every field, in this order, on both databases (PostgreSQL builds it
+    in SQL, SQLite in Python). On PostgreSQL the POST and the PUT are each one statement
+    after the token check, with no transaction block (bench/README.md, round trips)."""
+    crm = make.option(world.campaign, "Venta CRM", crm_interaction=True)
+    agent_id, campaign_id, contact_id = world.agent.agent.id, world.campaign.id, world.contact.id
+    option_id, crm_id = world.option.id, crm.id
+    post_body = world.body()
+    put_body = world.body(idDispositionOption=crm_id, comments="otro", callid=None)
+    db.session.commit()   # the requests then start the session afresh, as in production
+    created, sent_post = statements_of(lambda: world.post(client, post_body))
+    assert created.status_code == 201, created.get_json()
+    disposition_id = created.get_json()["id"]
+    event = _event("disposition.created")
+    assert (event.call_id, event.agent_id, event.campaign_id) == ("1700000000.123", agent_id,
+                                                                  campaign_id)
+    assert list(event.data.items()) == [
+        ("disposition_id", disposition_id), ("contact_id", contact_id), ("option_id", option_id),
+        ("option_name", "Venta"), ("crm_interaction", False), ("callid", "1700000000.123"),
+        ("comments", "texto")]
+    db.session.commit()
+    updated, sent_put = statements_of(lambda: client.put(
+        f"/api/v1/disposition/{disposition_id}/", headers=world.headers,
+        json=put_body))
+    assert updated.status_code == 200, updated.get_json()
+    assert updated.get_json() == {"id": disposition_id, "idContact": contact_id, "callid": None,
+                                  "idDispositionOption": crm_id, "comments": "otro"}
+    event = _event("disposition.updated")
+    assert (event.call_id, event.agent_id, event.campaign_id) == (None, agent_id, campaign_id)
+    assert list(event.data.items()) == [
+        ("disposition_id", disposition_id), ("contact_id", contact_id), ("option_id", crm_id),
+        ("option_name", "Venta CRM"), ("crm_interaction", True), ("callid", None),
+        ("comments", "otro")]
+    row = db.session.get(Disposition, disposition_id)
+    assert (row.option_id, row.comments, row.callid) == (crm_id, "otro", None)
+    if is_postgresql(app):
+        # POST: the token check, the write; PUT: the token check, the owner check, the write
+        assert [verb for verb, _ in sent_post] == ["EXECUTE"] * 2, sent_post
+        assert [verb for verb, _ in sent_put] == ["EXECUTE", "SELECT", "EXECUTE"], sent_put
+        assert not any(in_block for _, in_block in sent_post + sent_put), (sent_post, sent_put)
+
+
+def test_a_refused_post_or_put_writes_nothing(client, world):
+    """A failed check in the one-statement write leaves neither a disposition nor an event."""
+    from oml_server.models import Event
+    hidden_body = world.body(idDispositionOption=world.hidden.id)
+    assert world.post(client, hidden_body).get_json() == OPTION_NOT_FOUND
+    created = world.post(client, world.body())
+    assert world.post(client, world.body()).get_json() == DUPLICATE
+    response = client.put(f"/api/v1/disposition/{created.get_json()['id']}/",
+                          headers=world.headers, json=hidden_body)
+    assert response.get_json() == OPTION_NOT_FOUND
+    db.session.expire_all()
+    assert _rows() == 1
+    assert db.session.scalar(select(func.count()).select_from(Event)) == 1
+
+
+def test_a_post_by_external_id_writes_its_row_and_event_in_one_transaction(app, client, world,
+                                                                           make):
+    """That path checks in Python and writes twice: on PostgreSQL the two INSERTs must run
+    inside one transaction block even though the request started in autocommit."""
+    system_id = make.external_system().id
+    body = world.body(idContact="crm-77", idExternalSystem=system_id)
+    db.session.commit()
+    response, sent = statements_of(lambda: world.post(client, body))
+    assert response.status_code == 201, response.get_json()
+    assert _event("disposition.created").data["disposition_id"] == response.get_json()["id"]
+    if is_postgresql(app):
+        writes = [in_block for verb, in_block in sent if verb == "INSERT"]
+        assert writes == [True, True], sent
+
+
+def test_put_with_an_external_system_reads_idcontact_as_the_external_id(client, world, make):
+    """A numeric idContact with idExternalSystem names the contact whose external id it is,
+    even when a contact has that number as its internal id (the one-statement PUT reads
+    internal ids only, so it must leave such a body to the checking path)."""
+    system_id = make.external_system().id
+    internal = world.contact.id
+    named = make.contact(world.database, external_id=str(internal)).id
+    created = world.post(client, world.body())
+    assert created.status_code == 201
+    body = world.body(idContact=internal, idExternalSystem=system_id)
+    response = client.put(f"/api/v1/disposition/{created.get_json()['id']}/",
+                          headers=world.headers, json=body)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["idContact"] == named

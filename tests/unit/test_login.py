@@ -1,11 +1,11 @@
 """POST /api/v1/login (contract §2.1) and the token rules of §1.3."""
-import threading
-
 import pytest
 
 from oml_server.extensions import db
 
 from tests.factories import PASSWORD
+
+from .statements_sent import is_postgresql, statements_of
 
 
 @pytest.mark.parametrize("path", ["/api/v1/login", "/api/v1/login/"])
@@ -53,28 +53,6 @@ def test_get_login_is_405_in_both_languages(client):
     assert response.get_json() == {"detail": 'Method "GET" not allowed.'}
 
 
-def _statements_of(app, request):
-    """The SQL statements `request()` sends, each with whether it ran inside a transaction
-    block (PostgreSQL: psycopg2 opens one with BEGIN unless the connection is in autocommit)."""
-    from sqlalchemy import event
-    engine = db.engine
-    sent = []
-    here = threading.get_ident()   # not the statements of other tests' leftover threads
-
-    def record(conn, _cursor, statement, _params, _context, _many):
-        if threading.get_ident() != here:
-            return
-        dbapi = conn.connection.dbapi_connection
-        sent.append((statement.split()[0], not getattr(dbapi, "autocommit", False)))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        response = request()
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    return response, sent
-
-
 def test_a_login_costs_two_statements_and_no_transaction_block(app, client, make):
     """The throttle's counters and the user (with its agent) are read in two statements; with
     no failures to clear, nothing is written. Each is atomic alone: on PostgreSQL no BEGIN,
@@ -82,11 +60,11 @@ def test_a_login_costs_two_statements_and_no_transaction_block(app, client, make
     agent = make.agent()
     username, agent_id = agent.username, agent.agent.id
     db.session.commit()   # the request then starts the session afresh, as in production
-    response, sent = _statements_of(app, lambda: client.post(
+    response, sent = statements_of(lambda: client.post(
         "/api/v1/login", json={"username": username, "password": PASSWORD}))
     assert response.status_code == 200 and response.get_json()["user"]["agent_id"] == agent_id
     assert [verb for verb, _ in sent] == ["SELECT", "SELECT"]
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+    if is_postgresql(app):
         assert not any(in_block for _, in_block in sent), sent
 
 
@@ -95,9 +73,9 @@ def test_a_login_after_a_failure_clears_it_with_one_more_statement(app, client, 
     assert client.post("/api/v1/login", json={"username": username,
                                               "password": "wrong"}).status_code == 404
     db.session.commit()
-    response, sent = _statements_of(app, lambda: client.post(
+    response, sent = statements_of(lambda: client.post(
         "/api/v1/login", json={"username": username, "password": PASSWORD}))
     assert response.status_code == 200
     assert [verb for verb, _ in sent] == ["SELECT", "SELECT", "DELETE"]
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+    if is_postgresql(app):
         assert not any(in_block for _, in_block in sent), sent

@@ -6,6 +6,8 @@ from oml_server.extensions import db
 from oml_server.models import Contact, Disposition
 from oml_server.services import dispositions as dispositions_service
 
+from .statements_sent import is_postgresql, statements_of
+
 PATH = "/api/v1/new_contact/disposition/"
 OPTION_NOT_FOUND = {"status": "ERROR", "idDispositionOption": "Disposition option id not found"}
 CONTACT_INVALID = {"status": "ERROR", "contacto": "Contact data is invalid"}
@@ -231,7 +233,10 @@ def test_callid_too_long_leaves_no_contact_behind(client, world):
 
 
 def test_all_or_nothing_when_the_disposition_insert_fails(client, world, monkeypatch):
-    """OMniLeads leaves the contact behind when the disposition fails; here nothing stays."""
+    """OMniLeads leaves the contact behind when the disposition fails; here nothing stays.
+    (The path that checks in Python and writes three times in one transaction; PostgreSQL's
+    one-statement path is the next test's.)"""
+    monkeypatch.setattr(dispositions_service.disposition_writes, "available", lambda _s: False)
     real = dispositions_service._insert
 
     def broken(statement, params):   # the disposition's insert, after the contact's
@@ -242,6 +247,49 @@ def test_all_or_nothing_when_the_disposition_insert_fails(client, world, monkeyp
     assert response.status_code == 500
     assert response.get_json() == {"detail": "Internal server error."}
     assert _counts() == (0, 0)
+
+
+def test_the_usual_case_is_one_write_statement_with_the_full_event(app, client, world):
+    """On PostgreSQL: the token check, the option with its campaign, then the contact, its
+    disposition and the event in one statement, with no transaction block."""
+    from oml_server.models import Event
+    body, option_id = world.body(), world.option.id
+    db.session.commit()   # the request then starts the session afresh, as in production
+    response, sent = statements_of(lambda: world.post(client, body))
+    assert response.status_code == 201, response.get_json()
+    assert _counts() == (1, 1)
+    contact = db.session.scalars(select(Contact)).one()
+    assert (contact.external_id, contact.main_phone, contact.data["NOMBRE"]) == (
+        "crm-1", "3511111111", "Ana")
+    event = db.session.scalars(select(Event)).one()
+    assert list(event.data.items()) == [
+        ("disposition_id", response.get_json()["id"]), ("contact_id", contact.id),
+        ("option_id", option_id), ("option_name", "Venta"), ("crm_interaction", False),
+        ("callid", "1700000000.1"), ("comments", "llamó")]
+    # The counters' triggers saw the contact and the disposition of the same statement.
+    from oml_server.models import campaign_dispositioned, contact_counts
+    assert db.session.scalar(select(func.sum(contact_counts.c.contacts))) == 1
+    assert db.session.scalar(select(func.sum(campaign_dispositioned.c.dispositioned))) == 1
+    if is_postgresql(app):
+        assert [verb for verb, _ in sent] == ["EXECUTE"] * 3, sent
+        assert not any(in_block for _, in_block in sent), sent
+
+
+def test_an_option_gone_before_the_write_leaves_no_contact_behind(client, world, monkeypatch):
+    """On PostgreSQL the contact, its disposition and the event are one statement: when its
+    option is gone by then (here: another id), it writes nothing, and the checking path
+    that follows writes all three (everywhere else that path is the only one)."""
+    real = dispositions_service._run
+
+    def option_gone(statement, params):
+        if statement in dispositions_service.disposition_writes.CREATE_WITH_CONTACT.values():
+            params = {**params, "oid": 999999}
+        return real(statement, params)
+
+    monkeypatch.setattr(dispositions_service, "_run", option_gone)
+    response = world.post(client, world.body())
+    assert response.status_code == 201, response.get_json()
+    assert _counts() == (1, 1)
 
 
 @pytest.mark.parametrize("raw,content_type", [('{"phone": ', "application/json"),

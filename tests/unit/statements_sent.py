@@ -1,0 +1,40 @@
+"""What a request sends to the database, for tests that count round trips."""
+import threading
+
+from sqlalchemy import event
+
+from oml_server.database import Prepared
+from oml_server.extensions import db
+
+
+def statements_of(request):
+    """`request()`'s response and the statements it sent, prepared ones included, each as
+    (first word, inside a transaction block?): PostgreSQL opens a block with BEGIN unless
+    the connection is in autocommit. PREPAREs (once per connection) are left out."""
+    sent, here = [], threading.get_ident()   # not other tests' leftover threads
+
+    def in_block(dbapi):
+        return not getattr(dbapi, "autocommit", False)
+
+    def record(conn, _cursor, statement, _params, _context, _many):
+        if threading.get_ident() == here and not statement.startswith("PREPARE"):
+            sent.append((statement.split()[0], in_block(conn.connection.dbapi_connection)))
+
+    original = Prepared._execute_raw
+
+    def execute_raw(self, connection, sql, values):   # prepared: not seen by engine events
+        sent.append((sql.split()[0], in_block(connection.connection.dbapi_connection)))
+        return original(self, connection, sql, values)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    Prepared._execute_raw = execute_raw
+    try:
+        response = request()
+    finally:
+        Prepared._execute_raw = original
+        event.remove(db.engine, "before_cursor_execute", record)
+    return response, sent
+
+
+def is_postgresql(app):
+    return app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
