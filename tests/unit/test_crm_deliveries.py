@@ -10,7 +10,8 @@ from urllib.parse import parse_qs
 import pytest
 
 from oml_server.extensions import db
-from oml_server.models import Delivery, ExternalSite, ExternalSiteAuthentication, Webhook, utcnow
+from oml_server.models import (Delivery, Event, ExternalSite, ExternalSiteAuthentication,
+                               OutboxCursor, Webhook, utcnow)
 from oml_server.services import call_state, crm_sender, deliveries, dispositions
 from tests.stub_crm import StubCrm
 
@@ -425,3 +426,30 @@ def test_deleting_a_webhook_or_site_fails_what_it_had_not_delivered(app, make, c
         ("site", "a"): ("failed", "external site deleted"),
         ("site", "b"): ("failed", "external site deleted"), ("site", "c"): ("delivered", None)}
     assert deliveries.due_destinations() == []   # nothing of theirs is tried any more
+
+
+def test_calls_with_no_destination_do_not_write_the_cursor_every_poll(app, make):
+    """No webhook, no site (the usual server): each poll that finds a call's events adds no
+    delivery, and the persisted cursor moves at most every CURSOR_SAVE_SECONDS, not on every
+    poll; a restart then starts from it and adds nothing twice."""
+    from sqlalchemy import event as sa_event
+    fan_out = deliveries.FanOut()
+    a_call(make.agent())
+    fan_out.step()   # the first batch of a process always writes its cursor
+    writes = []
+
+    def statement(conn, cursor, sql, *args, **kwargs):
+        if sql.lstrip().upper().startswith(("UPDATE OUTBOX_CURSORS", "INSERT INTO OUTBOX_CURSORS")):
+            writes.append(sql)
+    sa_event.listen(db.engine, "before_cursor_execute", statement)
+    try:
+        for _ in range(3):
+            a_call(make.agent())
+            assert fan_out.step() == 0
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", statement)
+    assert writes == []
+    fan_out.saved_at -= deliveries.FanOut.CURSOR_SAVE_SECONDS   # time passes
+    fan_out.step()
+    last = db.session.scalar(db.select(db.func.max(Event.id)))
+    assert db.session.get(OutboxCursor, deliveries.CURSOR).last_event_id == last
