@@ -3,10 +3,12 @@ call, signatures, retries (5xx, refused connections) but not on 4xx, the token f
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from datetime import timedelta
 from urllib.parse import parse_qs
 
+import gevent
 import pytest
 
 from oml_server.extensions import db
@@ -453,3 +455,33 @@ def test_calls_with_no_destination_do_not_write_the_cursor_every_poll(app, make)
     fan_out.step()
     last = db.session.scalar(db.select(db.func.max(Event.id)))
     assert db.session.get(OutboxCursor, deliveries.CURSOR).last_event_id == last
+
+
+def test_the_fan_out_reads_the_outbox_when_events_are_written_not_every_poll(app, make, crm,
+                                                                            monkeypatch):
+    """An idle server's fan-out looks at the outbox once a second, not every
+    DELIVERY_POLL_SECONDS; an event this process writes still reaches its webhook at once."""
+    from oml_server import delivery_worker
+    steps = []
+    step = deliveries.FanOut.step
+
+    def counted(self, *args, **kwargs):
+        steps.append(time.monotonic())
+        return step(self, *args, **kwargs)
+    monkeypatch.setattr(deliveries.FanOut, "step", counted)
+    app.config.update(DELIVERY_POLL_SECONDS=0.05)
+    webhook(crm.url + "/hook", ["call.requested"])
+    worker = delivery_worker.DeliveryWorker(app).start()
+    try:
+        gevent.sleep(1.2)
+        assert len(steps) <= 3, len(steps)   # the first look, then one a second (was 24)
+        written = time.monotonic()
+        a_call(make.agent(), end=False)
+        db.session.remove()
+        for _ in range(40):
+            if crm.requests_to("/hook"):
+                break
+            gevent.sleep(0.05)
+        assert crm.requests_to("/hook") and time.monotonic() - written < 0.8
+    finally:
+        worker.stop()
