@@ -8,10 +8,14 @@ only werkzeug's hashing, so it starts in a fraction of a second and holds ~15 MB
 """
 import json
 import os
+import signal
 import sys
 
 
 def main():
+    # Ctrl-C reaches the whole process group: the server stops, closing the pipe, and this
+    # process then ends quietly (no KeyboardInterrupt traceback on the server's terminal).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.nice(19)
     except OSError:
