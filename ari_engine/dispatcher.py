@@ -186,7 +186,7 @@ class Dispatcher:
         """The REST side (hangupCall, same process) ended the call, is hanging up its legs and
         bridges and mirrors its agent's state: the legs' trailing events (StasisEnd,
         ChannelDestroyed…) change nothing, and are dropped without reading the row (they read
-        it three times, and the agent's fate once, per call). A leg that comes up after this
+        it twice, and the agent's fate once, per call). A leg that comes up after this
         (StasisStart) still reaches the flow, which hangs it up."""
         ctx = self.contexts.get(call_id)
         if ctx is not None:
