@@ -79,19 +79,27 @@ class AriBackend:
             raise CallNotPlaced(originate_error(exc))  # the caller ends the row with it
         # The device state (INUSE) is mirrored after the answer, not before: makeCall answers
         # once the originate is accepted, and the mirror is two ARI/database round trips.
-        self._mirror_soon(call.agent_id)
+        self._mirror_soon(call.agent_id, extension)
 
     def hangup_call(self, call):
         """hangupCall: the row is ended first (reason hangup_requested, not the agent_hangup the
         legs' StasisEnd would otherwise give), then every leg and bridge goes. A call not yet
         bridged ends as failed. A leg the engine records after this (the contact being
         originated) is hung up by the engine when it sees the call ended."""
-        final = "ended" if call.state == "bridged" else "failed"
-        ended = call_store.finish(call.id, final, reasons.HANGUP_REQUESTED)
-        if ended and ended.legs:
+        # The id is read before finish commits: the commit expires `call`, and reading an
+        # expired attribute reloads the whole row (one SELECT per hangupCall).
+        call_id, final = call.id, "ended" if call.state == "bridged" else "failed"
+        ended = call_store.finish(call_id, final, reasons.HANGUP_REQUESTED)
+        if not ended:
+            return
+        if ended.legs:
             if self.on_teardown is not None:
-                self.on_teardown(call.id)
+                self.on_teardown(call_id)
             teardown_legs(self.ari, ended.legs)
+        if ended.agent_id is not None:
+            # The agent is free: mirrored from here, after hangupCall answers (the engine's
+            # worker drops the legs' trailing events, see Dispatcher.torn_down_elsewhere).
+            self._mirror_soon(ended.agent_id)
 
     def call_command(self, call, command, args):
         """Hand a command (hold, transfer…) to the engine that runs `call`: 1 when it took it,
@@ -121,13 +129,19 @@ class AriBackend:
     def presence_changed(self, agent_id):
         return self._mirror(agent_id)
 
-    def _mirror_soon(self, agent_id):
+    def _mirror_soon(self, agent_id, on_call_extension=None):
+        """Mirror the agent's device state in a greenlet of its own (the request answers
+        first). `on_call_extension`: makeCall just put the agent on a call at that extension,
+        so the state is INUSE without reading it (Presence.mirror_on_call)."""
         app = current_app._get_current_object()
 
         def mirror():
             with app.app_context():
                 try:
-                    self.presence.mirror(agent_id)
+                    if on_call_extension is not None:
+                        self.presence.mirror_on_call(agent_id, on_call_extension)
+                    else:
+                        self.presence.mirror(agent_id)
                 except Exception:  # the row keeps mirrored_state NULL: the sweep writes it
                     log.warning("device state of agent %s not mirrored", agent_id, exc_info=True)
         gevent.spawn(mirror)

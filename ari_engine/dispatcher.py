@@ -183,11 +183,14 @@ class Dispatcher:
         self.unknown.pop(channel_id, None)
 
     def torn_down_elsewhere(self, call_id):
-        """The REST side (hangupCall, same process) ended the call and is hanging up its legs
-        and bridges: its worker need not do it again when the legs' events arrive."""
+        """The REST side (hangupCall, same process) ended the call, is hanging up its legs and
+        bridges and mirrors its agent's state: the legs' trailing events (StasisEnd,
+        ChannelDestroyed…) change nothing, and are dropped without reading the row (they read
+        it twice, and the agent's fate once, per call). A leg that comes up after this
+        (StasisStart) still reaches the flow, which hangs it up."""
         ctx = self.contexts.get(call_id)
         if ctx is not None:
-            ctx.torn_down = True
+            ctx.torn_down = ctx.final = True
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -226,7 +229,7 @@ class Dispatcher:
                 gevent.spawn(self._work, call_id, queue)
 
     def _handle(self, ctx, event):
-        if ctx.final and ctx.torn_down:
+        if ctx.final and ctx.torn_down and event.get("type") != "StasisStart":
             return  # a finished call's trailing events change nothing
         with self.app.app_context():
             try:

@@ -100,6 +100,23 @@ class Presence:
         _store_mirrored(agent_id, state)
         return True
 
+    def mirror_on_call(self, agent_id, extension):
+        """makeCall just put the agent on a call (on_call, mirrored_state NULL): INUSE is known
+        without reading the session. Stored only while that is still so; if the agent's state
+        moved meanwhile (the call already ended), the full mirror writes whatever it is now."""
+        try:
+            self.ari.device_state_put(ids.device_state_name(extension), "INUSE")
+        except AriError as exc:
+            log.info("device state of agent %s not mirrored yet: %s", agent_id, exc)
+            return False
+        sessions = AgentSession.__table__
+        stored = run(prepared("presence-on-call", lambda: update(sessions).where(
+            sessions.c.agent_id == bindparam("aid"), sessions.c.on_call.is_(True),
+            sessions.c.mirrored_state.is_(None)).values(mirrored_state="INUSE")),
+            {"aid": agent_id}).rowcount == 1
+        db.session.commit()
+        return stored or self.mirror(agent_id)
+
     def refresh_all(self, force=False):
         """After a (re)connect: registration state of every agent from Asterisk, then mirrors."""
         try:

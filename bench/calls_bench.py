@@ -17,10 +17,15 @@ For each concurrency level C, repeated --repeats times, alternately:
 Setup latency:
   engine: makeCall request sent (client wall clock) -> `bridged_at` of the call row, which the
           engine writes when the contact's ChannelEnteredBridge arrives (the agent is already
-          in the bridge): both legs bridged. Same host, same clock; the row is read once after
-          the hold (no polling during setup). `bridged_at - created_at` (server side only) is
-          reported too.
+          in the bridge): both legs bridged. Same host, same clock. The bench reads the row from
+          the database itself (BridgedWatcher), never through the server: the server's CPU
+          counts only what a real client causes (makeCall, hangupCall) and the engine's work.
+          `bridged_at - created_at` (server side only) is reported too.
   bare:   originate request -> both ChannelEnteredBridge events received.
+Both sides detect "bridged" the same way, from their own flow's ChannelEnteredBridge events,
+and the barrier that holds a run's calls until all are bridged polls nothing (each call
+arrives when its own driver saw it bridged): the bare script's CPU counts only its flow (its
+requests, its events, its teardown up to both ChannelDestroyed), not the bench's.
 After each run: failures (must be 0), channels and bridges left in Asterisk (must be 0),
 non-final call rows (must be 0); engine CPU per call (server process /proc/<pid>/stat delta
 over the run / calls), Asterisk CPU per call; the server's RSS after start and after every
@@ -76,7 +81,18 @@ def percentile(values, p):
 
 
 def cpu_seconds(pid):
-    return bare.cpu_seconds(pid)
+    """CPU time of a process: the sum of its threads' run time in /proc/<pid>/task/*/schedstat
+    (nanoseconds; /proc/<pid>/stat counts 10 ms ticks, a third of one call's CPU). A thread
+    that exits during a run takes its time with it; the server's threads (the password-hash
+    pool, gevent's resolver) live as long as the process."""
+    try:
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        return bare.cpu_seconds(pid)
 
 
 def rss_mb(pid):
@@ -247,35 +263,76 @@ def server_rss(server):
 # -- the two drivers --------------------------------------------------------------------------
 
 class Barrier:
-    """Holds every call of a run until Asterisk shows `n` bridges with two channels (one GET
-    /bridges every 50 ms, nothing asked of the server under test), or `timeout`."""
+    """Holds every call of a run until `n` of them are bridged (or failed), then lets them all
+    go on: each call `arrive`s once its own driver saw it bridged. Nothing is polled: the bare
+    script arrives when its own events say so, the engine's calls when the database says so
+    (`BridgedWatcher`, a reader in this process, outside the server under test)."""
 
-    def __init__(self, ari, n, prefix=None):
-        self.ari, self.n, self.prefix = ari, n, prefix
+    def __init__(self, n):
+        self.n, self.arrived = n, 0
         self.event = gevent.event.Event()
-        self.watcher = gevent.spawn(self._watch)
-
-    def _watch(self):
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            full = [b for b in self.ari.bridges() if len(b.get("channels", ())) == 2]
-            if len(full) >= self.n:
-                break
-            gevent.sleep(0.05)
-        self.event.set()
 
     def arrive(self):
-        pass
+        self.arrived += 1
+        if self.arrived >= self.n:
+            self.event.set()
 
     def wait(self, timeout):
         self.event.wait(timeout)
 
+
+class BridgedWatcher:
+    """Tells each engine call when its row says bridged (or final) by reading the calls table
+    directly, one SELECT for every pending call every `interval` s: the server under test does
+    no work for the bench (a client's GET /calls/<id> cost it ~7 ms of CPU per call). The
+    latency comes from the row's bridged_at (written by the engine when the contact's
+    ChannelEnteredBridge arrives), not from when this reads it."""
+
+    def __init__(self, database_url, interval=0.02):
+        import sqlalchemy as sa
+        self.engine = sa.create_engine(
+            database_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+        self.query = sa.text("SELECT id, state, created_at, bridged_at FROM calls "
+                             "WHERE id IN :ids").bindparams(sa.bindparam("ids", expanding=True))
+        self.pending = {}  # call id -> AsyncResult
+        self.interval = interval
+        self.work = gevent.event.Event()  # no wake-ups while nothing is pending (bare runs)
+        self.poller = gevent.spawn(self._poll)
+
+    def wait(self, call_id, timeout):
+        """(state, created_at, bridged_at) once bridged or final, or None after `timeout`."""
+        result = self.pending[call_id] = gevent.event.AsyncResult()
+        self.work.set()
+        try:
+            return result.get(timeout=timeout)
+        except gevent.Timeout:
+            return None
+        finally:
+            self.pending.pop(call_id, None)
+
+    def _poll(self):
+        while True:
+            self.work.wait()
+            gevent.sleep(self.interval)
+            if not self.pending:
+                self.work.clear()
+                continue
+            with self.engine.connect() as conn:
+                rows = conn.execute(self.query, {"ids": list(self.pending)}).all()
+            for call_id, state, created_at, bridged_at in rows:
+                if state in ("bridged", "ended", "failed") and call_id in self.pending:
+                    self.pending[call_id].set((state, _aware(created_at), _aware(bridged_at)))
+
     def stop(self):
-        self.watcher.kill(block=False)
+        self.poller.kill(block=False)
+        self.engine.dispose()
 
 
-def _wall(iso):
-    return datetime.fromisoformat(iso).timestamp()
+def _aware(moment):
+    from datetime import timezone
+    if moment is None or isinstance(moment, datetime):
+        return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return _aware(datetime.fromisoformat(moment))
 
 
 class EngineAgent:
@@ -294,8 +351,9 @@ class EngineAgent:
         assert body.get("status") == "OK", body
         return self.ext, body["sip_user"], body["sip_password"]
 
-    def call(self, number, barrier, hold, result):
-        """One click-to-call; appends to result['ms'|'server_ms'|'failures']."""
+    def call(self, number, barrier, watcher, hold, result):
+        """One click-to-call; appends to result['ms'|'server_ms'|'failures']. What the server
+        sees is what a real client causes: makeCall, then hangupCall."""
         sent = time.time()
         try:
             r = self.http.post(self.server.url + "/api/v1/makeCall/", headers=self.headers,
@@ -311,17 +369,16 @@ class EngineAgent:
             barrier.arrive()
             return
         call_id = body["callId"]
-        barrier.wait(60)  # released when Asterisk holds C two-leg bridges (read through ARI)
-        gevent.sleep(hold)
-        # One read of the row (no polling while calls are set up: polls would load the server
-        # under test); the latency comes from the row's bridged_at, not from when it is read.
-        record = self._wait(call_id, ("bridged", "ended", "failed"), 15)
-        if record is None or record.get("state") != "bridged":
-            result["failures"].append(f"{self.username}: not bridged: {record}")
+        seen = watcher.wait(call_id, 60)
+        barrier.arrive()
+        if seen is None or seen[0] != "bridged":
+            result["failures"].append(f"{self.username}: not bridged: {seen}")
         else:
-            result["ms"].append((_wall(record["bridged_at"]) - sent) * 1000)
-            result["server_ms"].append(
-                (_wall(record["bridged_at"]) - _wall(record["created_at"])) * 1000)
+            _state, created_at, bridged_at = seen
+            result["ms"].append((bridged_at.timestamp() - sent) * 1000)
+            result["server_ms"].append((bridged_at - created_at).total_seconds() * 1000)
+        barrier.wait(60)  # every call of the run bridged at once
+        gevent.sleep(hold)
         try:
             r = self.http.post(self.server.url + "/api/v1/hangupCall/", headers=self.headers,
                                timeout=30)
@@ -331,32 +388,14 @@ class EngineAgent:
         except (requests.RequestException, ValueError) as exc:
             result["failures"].append(f"{self.username}: hangupCall {exc}")
 
-    def _get(self, call_id):
-        return self.http.get(f"{self.server.url}/api/v1/calls/{call_id}/", headers=self.headers,
-                             timeout=30).json()
-
-    def _wait_bridged(self, call_id, timeout):
-        """The call row once bridged or final. Sleeps first so setup is not disturbed by polls:
-        the latency comes from the row's bridged_at, not from when this sees it."""
-        return self._wait(call_id, ("bridged", "ended", "failed"), timeout)
-
-    def _wait(self, call_id, states, timeout):
-        deadline = time.monotonic() + timeout
-        record = None
-        while time.monotonic() < deadline:
-            record = self._get(call_id)
-            if record.get("state") in states:
-                return record
-            gevent.sleep(0.1)
-        return record
-
 
 def run_engine(ctx, level, calls, rate, hold):
     """`calls` makeCalls by the first `level` agents at `rate`/s; returns the run's figures."""
     agents = ctx["agents"][:level]
     result = {"ms": [], "server_ms": [], "failures": [], "call_ids": []}
     lab = ctx["lab"]
-    barrier = Barrier(lab.ari, min(level, calls)) if level > 1 else None
+    barrier = Barrier(min(level, calls)) if level > 1 else None
+    watcher = ctx["watcher"]
     free = gevent.queue.Queue()
     for a in agents:
         free.put(a)
@@ -367,11 +406,8 @@ def run_engine(ctx, level, calls, rate, hold):
     def one(i):
         agent = free.get()
         try:
-            b = barrier or Barrier(lab.ari, 1)
-            try:
-                agent.call(f"555{ctx['seq']:04d}{i:04d}", b, hold, result)
-            finally:
-                b.stop()
+            agent.call(f"555{ctx['seq']:04d}{i:04d}", barrier or Barrier(1), watcher, hold,
+                       result)
         finally:
             free.put(agent)
 
@@ -383,13 +419,16 @@ def run_engine(ctx, level, calls, rate, hold):
     left = wait_empty(lab)
     cpu, ast_cpu = server_cpu(server) - cpu0, cpu_seconds(ast_pid) - ast0
     wall = time.monotonic() - wall0
-    if barrier is not None:
-        barrier.stop()
     ctx["seq"] += 1
     ctx["engine_calls"] += calls
     result["failures"] += ended_wrongly(ctx["database_url"], result["call_ids"])
-    return summarize(result["ms"], result["failures"], calls, cpu, ast_cpu, wall, left,
-                     server_ms=result["server_ms"], live_rows=live_rows(ctx["database_url"]))
+    res = summarize(result["ms"], result["failures"], calls, cpu, ast_cpu, wall, left,
+                    server_ms=result["server_ms"], live_rows=live_rows(ctx["database_url"]))
+    # The same less what the idle server spends in that time (its polls: deliveries, after-call
+    # work, heartbeat), which the bare script has no counterpart of. The headline stays gross.
+    res["cpu_ms_per_call_net"] = round(
+        max(0.0, cpu - ctx.get("idle_cpu_per_s", 0.0) * wall) * 1000 / max(1, calls), 2)
+    return res
 
 
 def run_bare(ctx, level, calls, rate, hold):
@@ -400,23 +439,25 @@ def run_bare(ctx, level, calls, rate, hold):
     for e in exts:
         free.put(e)
     latencies, failures = [], []
-    barrier = Barrier(ctx["lab"].ari, min(level, calls)) if level > 1 else None
+    barrier = Barrier(min(level, calls)) if level > 1 else None
     me = os.getpid()
     cpu0, ast0, wall0 = cpu_seconds(me), cpu_seconds(ctx["asterisk_pid"]), time.monotonic()
 
     def one(i):
         ext = free.get()
         call = bare.Call(ari, dispatcher, ext, f"556{ctx['seq']:04d}{i:04d}", "ringtone", 15)
-        b = barrier or Barrier(ctx["lab"].ari, 1)
         try:
-            latencies.append(call.setup() * 1000)
-            b.wait(60)
+            try:
+                latencies.append(call.setup() * 1000)
+            finally:
+                if barrier is not None:
+                    barrier.arrive()
+            if barrier is not None:
+                barrier.wait(60)
             gevent.sleep(hold)
         except (bare.CallFailed, bare.AriError) as exc:
             failures.append(f"{ext}: {exc}")
         finally:
-            if barrier is None:
-                b.stop()
             failures.extend(f"{ext}: {p}" for p in call.teardown())
             free.put(ext)
 
@@ -426,8 +467,6 @@ def run_bare(ctx, level, calls, rate, hold):
         if rate:
             gevent.sleep(1.0 / rate)
     gevent.joinall(greenlets)
-    if barrier is not None:
-        barrier.stop()
     cpu = cpu_seconds(me) - cpu0
     ast_cpu = cpu_seconds(ctx["asterisk_pid"]) - ast0
     wall = time.monotonic() - wall0
@@ -510,8 +549,11 @@ def main():
         return 2
     workdir = tempfile.mkdtemp(prefix="oml-calls-bench-")
     n_agents = max(levels + bursts + [20])
-    lab = labmod.Lab(ari_port=free_tcp_port(), sip_port=labmod.free_udp_port(),
-                     trunk_port=labmod.free_udp_port(), app=f"oml-bench-{os.getpid()}",
+    env = os.environ  # OML_LAB_*_PORT when set (engineers sharing a machine), else free ports
+    lab = labmod.Lab(ari_port=int(env.get("OML_LAB_ARI_PORT") or free_tcp_port()),
+                     sip_port=int(env.get("OML_LAB_SIP_PORT") or labmod.free_udp_port()),
+                     trunk_port=int(env.get("OML_LAB_TRUNK_PORT") or labmod.free_udp_port()),
+                     app=f"oml-bench-{os.getpid()}",
                      rtp_start=40000, rtp_end=49999)
     database_url, db_kind, drop_db = pick_database(workdir, args.database)
     print(f"database: {db_kind}")
@@ -548,12 +590,17 @@ def main():
         reader = gevent.spawn(dispatcher.run)
         ctx = {"agents": engine_agents, "server": server, "lab": lab, "asterisk_pid": asterisk_pid,
                "database_url": database_url, "bare_ari": bare_ari, "bare_dispatcher": dispatcher,
-               "seq": 0, "engine_calls": 0}
+               "seq": 0, "engine_calls": 0, "watcher": BridgedWatcher(database_url)}
 
         # Warm-up (not measured): imports, pools, first JIT-less paths of both drivers.
         run_engine(ctx, min(5, n_agents), min(5, n_agents), args.rate, 0.2)
         run_bare(ctx, min(5, n_agents), min(5, n_agents), args.rate, 0.2)
         ctx["engine_calls"] = 0
+        gevent.sleep(1)
+        idle0, t0 = server_cpu(server), time.monotonic()
+        gevent.sleep(5)
+        ctx["idle_cpu_per_s"] = (server_cpu(server) - idle0) / (time.monotonic() - t0)
+        print(f"idle server: {ctx['idle_cpu_per_s'] * 1000:.1f} ms of CPU per second", flush=True)
         rss_start = server_rss(server)
         memory = [{"engine_calls": 0, "rss_mb": round(rss_start, 1)}]
 
@@ -576,6 +623,8 @@ def main():
                           f"p95 {res['p95_ms']} ms, {res['failures']} failed, leftovers "
                           f"{res['leftover_channels']}/{res['leftover_bridges']}, cpu "
                           f"{res['cpu_ms_per_call']} ms/call"
+                          + (f" (net of idle {res['cpu_ms_per_call_net']})"
+                             if "cpu_ms_per_call_net" in res else "")
                           + (f", non-final rows {res['non_final_rows']}"
                              if "non_final_rows" in res else ""), flush=True)
                     for f in res["failure_samples"]:
@@ -590,7 +639,9 @@ def main():
                     burst_runs.setdefault(size, {}).setdefault(driver, []).append(res)
                     print(f"burst {size:<4} {driver:6} run {r + 1}: p50 {res['p50_ms']} ms "
                           f"p95 {res['p95_ms']} ms max {res['max_ms']} ms, {res['failures']} "
-                          f"failed, cpu {res['cpu_ms_per_call']} ms/call", flush=True)
+                          f"failed, cpu {res['cpu_ms_per_call']} ms/call"
+                          + (f" (net of idle {res['cpu_ms_per_call_net']})"
+                             if "cpu_ms_per_call_net" in res else ""), flush=True)
         login_runs = {}
         if args.logins:
             for r in range(repeats):
@@ -659,6 +710,8 @@ def main():
                 row[driver]["leftovers"] = sum(x["leftover_channels"] + x["leftover_bridges"]
                                                for x in rs)
                 if driver == "engine":
+                    row[driver]["cpu_ms_per_call_net"] = median(
+                        [x["cpu_ms_per_call_net"] for x in rs])
                     row[driver]["server_p50_ms"] = median([x["server_p50_ms"] for x in rs])
                     row[driver]["server_p95_ms"] = median([x["server_p95_ms"] for x in rs])
                     row[driver]["non_final_rows"] = max(x["non_final_rows"] for x in rs)
@@ -675,6 +728,8 @@ def main():
                 row[driver] = {k: median([x[k] for x in rs]) for k in
                                ("p50_ms", "p95_ms", "max_ms", "cpu_ms_per_call")}
                 row[driver]["failures"] = sum(x["failures"] for x in rs)
+            row["engine"]["cpu_ms_per_call_net"] = median(
+                [x["cpu_ms_per_call_net"] for x in burst_runs[size]["engine"]])
             row["ratio_p95"] = median_ratio(burst_runs[size], "p95_ms")
             row["ratio_cpu"] = median_ratio(burst_runs[size], "cpu_ms_per_call")
             burst_table.append(row)
@@ -699,7 +754,8 @@ def main():
                         "ratio_cpu": round(statistics.median(
                             w["cpu_ms_per_call"] / o["cpu_ms_per_call"] for w, o in pairs
                             if o["cpu_ms_per_call"]), 2)}
-        report = {"database": db_kind, "bursts": burst_table, "logins_beside": logins,
+        report = {"database": db_kind, "bursts": burst_table,
+                  "idle_cpu_ms_per_s": round(ctx["idle_cpu_per_s"] * 1000, 2), "logins_beside": logins,
                   "dead_crm": dead_crm, "deployment": "split" if args.split else "one process",
                   "levels": levels, "repeats": repeats, "rate": args.rate,
                   "hold_s": hold, "single_calls": single, "quick": args.quick,
@@ -720,6 +776,7 @@ def main():
         print_bursts(report)
         plot(report, os.path.join(args.out, f"{name}_latency.png"))
         reader.kill()
+        ctx["watcher"].stop()
         ok = all(r["engine"]["failures"] == 0 and r["engine"]["leftovers"] == 0
                  and r["engine"]["non_final_rows"] == 0 for r in table)
         return 0 if ok else 1
@@ -764,10 +821,12 @@ def print_table(report):
         e, b = r["engine"], r["bare"]
         print(f"| {r['concurrency']} | {e['p50_ms']} ms | {e['p95_ms']} ms | {b['p50_ms']} ms | "
               f"{b['p95_ms']} ms | {r['ratio_p50']}x | {r['ratio_p95']}x | "
-              f"{e['cpu_ms_per_call']} ms | {b['cpu_ms_per_call']} ms | "
-              f"{e['asterisk_cpu_ms_per_call']} ms | {e['failures']}/{b['failures']} | "
+              f"{e['cpu_ms_per_call']} ms (net {e['cpu_ms_per_call_net']}) | "
+              f"{b['cpu_ms_per_call']} ms | {e['asterisk_cpu_ms_per_call']} ms | {e['failures']}/{b['failures']} | "
               f"{e['leftovers']}/{b['leftovers']} | {e['non_final_rows']} |")
     m = report["memory"]
+    print(f"Idle server: {report['idle_cpu_ms_per_s']} ms of CPU per second (net = the run's "
+          f"server CPU less that rate x the run's wall time)")
     print(f"Server RSS: {m['rss_after_start_mb']} MB after start, {m['rss_end_mb']} MB after "
           f"{m['engine_calls']} calls; samples " +
           ", ".join(f"{s['engine_calls']}:{s['rss_mb']}" for s in m["samples"]))
@@ -813,7 +872,8 @@ def print_bursts(report):
             e, b = r["engine"], r["bare"]
             print(f"| {r['burst']} | {e['p50_ms']} ms | {e['p95_ms']} ms | {e['max_ms']} ms | "
                   f"{b['p50_ms']} ms | {b['p95_ms']} ms | {r['ratio_p95']}x | "
-                  f"{e['cpu_ms_per_call']} ms | {b['cpu_ms_per_call']} ms | {r['ratio_cpu']}x | "
+                  f"{e['cpu_ms_per_call']} ms (net {e['cpu_ms_per_call_net']}) | "
+                  f"{b['cpu_ms_per_call']} ms | {r['ratio_cpu']}x | "
                   f"{e['failures']}/{b['failures']} |")
     dead = report.get("dead_crm")
     if dead:

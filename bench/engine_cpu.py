@@ -7,6 +7,11 @@ compare two versions of the engine's database work (process CPU time, median of 
 
     .venv/bin/python bench/engine_cpu.py                 # SQLite
     .venv/bin/python bench/engine_cpu.py --postgresql    # a throw-away PostgreSQL database
+    .venv/bin/python bench/engine_cpu.py --postgresql --hangup   # the calls bench's flow
+
+--hangup replays tests/recordings/click_to_call-hangup_requested.jsonl instead: bridged, then
+hangupCall's service call (the backend ends the row and tears the legs down), then the legs'
+trailing events: what bench/calls_bench.py's calls do.
 """
 from gevent import monkey
 
@@ -27,6 +32,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--postgresql", action="store_true")
+    ap.add_argument("--show", action="store_true", help="print the one call's statements")
+    ap.add_argument("--hangup", action="store_true",
+                    help="the call ends by hangupCall once bridged (calls_bench's flow)")
     args = ap.parse_args()
 
     from flask_migrate import upgrade
@@ -58,7 +66,13 @@ def main():
             def one_call():
                 call_id = replay.rest_click_to_call(engine, agent)
                 engine.ids = {}
-                engine.replay("click_to_call-contact_hangup", call_id)
+                if not args.hangup:
+                    engine.replay("click_to_call-contact_hangup", call_id)
+                    return
+                rest = engine.replay("click_to_call-hangup_requested", call_id,
+                                     stop=lambda e: e["type"] == "ChannelHangupRequest")
+                engine.backend.hangup_call(replay.fresh(call_id))
+                engine.resume(rest)
 
             for _ in range(20):  # warm-up: caches, pools, compiled statements
                 one_call()
@@ -68,10 +82,11 @@ def main():
                 for _ in range(args.calls):
                     one_call()
                 runs.append((time.process_time() - t0) / args.calls * 1000)
-            counts = _count(db, engine, one_call)
+            counts = _count(db, engine, one_call, show=args.show)
             engine.dispatcher.stop()
             db.session.execute(text("SELECT 1"))
-        print(f"database: {'postgresql' if args.postgresql else 'sqlite'}")
+        print(f"database: {'postgresql' if args.postgresql else 'sqlite'}; call ended by "
+              f"{'hangupCall' if args.hangup else 'the contact hanging up'}")
         print(f"engine CPU per click-to-call (no Asterisk, no HTTP): "
               f"{statistics.median(runs):.2f} ms (runs: {', '.join(f'{r:.2f}' for r in runs)})")
         print("per call (REST row + engine): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -80,29 +95,40 @@ def main():
             drop()
 
 
-def _count(db, engine, one_call):
+def _count(db, engine, one_call, show=False):
     """SQL statements, transaction blocks committed (BEGIN … COMMIT on the wire; SQLite:
     every commit) and ARI requests of one call."""
+    import gevent
     from sqlalchemy import event
     count = {"SQL statements": 0, "commits": 0}
 
-    def statement(*args, **kwargs):
+    def statement(conn, cursor, sql, *args, **kwargs):
         count["SQL statements"] += 1
+        if show:
+            print("  SQL", " ".join(sql.split())[:150])
+
 
     def commit(conn):
+        if show:
+            print("  COMMIT")
         # A commit in psycopg2's autocommit mode (statements_commit_alone) sends nothing and
         # no BEGIN went before it: only transaction blocks on the wire are counted.
         if not getattr(conn.connection.dbapi_connection, "autocommit", False):
             count["commits"] += 1
+    gevent.sleep(0.05)  # what earlier calls spawned runs before the count starts
     event.listen(db.engine, "before_cursor_execute", statement)
     event.listen(db.engine, "commit", commit)
     requests_before = len(engine.ari.requests)
     try:
         one_call()
+        gevent.sleep(0.05)  # what the call spawned (the device-state mirror after hangupCall)
     finally:
         event.remove(db.engine, "before_cursor_execute", statement)
         event.remove(db.engine, "commit", commit)
     count["ARI requests"] = len(engine.ari.requests) - requests_before
+    if show:
+        for request in engine.ari.requests[requests_before:]:
+            print("  ARI", str(request)[:150])
     return count
 
 

@@ -128,6 +128,7 @@ def load(env=None, instance_path=None):
     cfg["ENGINE_HEARTBEAT_SECONDS"] = float(env.get("ENGINE_HEARTBEAT_SECONDS") or 5)
     cfg["ENGINE_IDLE_SECONDS"] = float(env.get("ENGINE_IDLE_SECONDS") or 600)
     cfg["PASSWORD_HASH_THREADS"] = _int(env, "PASSWORD_HASH_THREADS", 1)
+    cfg["PASSWORD_HASHER"] = env.get("PASSWORD_HASHER") or "process"   # or "thread"
     cfg["ARI_EVENT_LOG"] = env.get("ARI_EVENT_LOG", "")
     cfg["SWEEP_GRACE_SECONDS"] = float(env.get("SWEEP_GRACE_SECONDS") or 5)
     # CRM deliveries (webhooks, external sites): kept trying this long, backoff from BASE

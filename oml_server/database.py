@@ -288,7 +288,8 @@ class Prepared:
         numbers = {name: f"${i}" for i, name in enumerate(names, 1)}
         body = _PLACEHOLDER.sub(lambda m: numbers[m.group(1)], compiled.string).replace("%%", "%")
         types = ", ".join(_parameter_type(compiled.binds[n].type, dialect) for n in names)
-        prepare = f"PREPARE {self.name} ({types}) AS {body}"
+        prepare = f"PREPARE {self.name} ({types}) AS {body}" if names \
+            else f"PREPARE {self.name} AS {body}"   # `()` is a syntax error
         execute = f"EXECUTE {self.name} ({', '.join(f'%({n})s' for n in names)})" if names \
             else f"EXECUTE {self.name}"
         processors = {}

@@ -12,7 +12,7 @@ import gevent
 import gevent.event
 
 from .extensions import db
-from .services import crm_sender, deliveries, prune
+from .services import crm_sender, deliveries, outbox, prune
 
 log = logging.getLogger("oml.deliveries")
 BATCH = 8   # rows a sending slot takes per claim
@@ -23,6 +23,11 @@ class DeliveryWorker:
         self.app = app
         cfg = app.config
         self.poll = cfg["DELIVERY_POLL_SECONDS"]
+        # The sender is woken by this process's fan-out whenever it adds rows (every process
+        # fans out every event: idempotent), so its own poll only finds retries and expired
+        # leases coming due: every half retry base (1 s by default), not every fan-out poll.
+        # Its 5 polls a second were a third of an idle server's CPU.
+        self.send_poll = max(self.poll, min(1.0, cfg["CRM_RETRY_BASE_SECONDS"] / 2))
         self.concurrency = cfg["CRM_CONCURRENCY"]
         # A send is at most three requests (token, request, again after a 401) plus settling.
         self.lease = cfg["CRM_TIMEOUT_SECONDS"] * 3 + 5
@@ -40,18 +45,30 @@ class DeliveryWorker:
         self.stopped = gevent.event.Event()
 
     def start(self):
-        self.greenlets = [gevent.spawn(self._loop, self._fan_out_once, gevent.event.Event()),
-                          gevent.spawn(self._loop, self._send_due, self.wake),
+        # The fan-out is woken when this process writes events (outbox.written_wakers) and
+        # reads them DELIVERY_POLL_SECONDS later (the events of a burst in one batch, the
+        # transactions that wrote them committed); otherwise it looks once a second, for
+        # events only other processes wrote (their own fan-outs deliver those at once: every
+        # process fans out every event, idempotently). Polling every 0.2 s was most of an idle
+        # server's CPU.
+        self._written = gevent.event.Event()
+        outbox.written_wakers.add(self._written)
+        self.greenlets = [gevent.spawn(self._loop, self._fan_out_once, self._written,
+                                       max(self.poll, 1.0), self.poll),
+                          gevent.spawn(self._loop, self._send_due, self.wake, self.send_poll),
                           gevent.spawn(self._prune_periodically)]
         return self
 
     def stop(self, timeout=5):
+        outbox.written_wakers.discard(getattr(self, "_written", None))
         self.stopping = True
         self.stopped.set()
         gevent.joinall(self.greenlets, timeout=timeout)
         gevent.killall([g for g in self.greenlets if not g.dead], block=False)
 
-    def _loop(self, step, wake):
+    def _loop(self, step, wake, poll, settle=0.0):
+        """`step` until stopped; after an idle step, wait for `wake` or `poll` s, and `settle`
+        s more after a wake."""
         fan_out = deliveries.FanOut()
         while not self.stopping:
             busy = False
@@ -65,8 +82,10 @@ class DeliveryWorker:
                 finally:
                     db.session.remove()
             if not busy:
-                wake.wait(self.poll)
+                woken = wake.wait(poll)
                 wake.clear()
+                if woken and settle:
+                    gevent.sleep(settle)
 
     def _prune_periodically(self):
         """Retention, in this process's spare time: several processes may do it at once (a

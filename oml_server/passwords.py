@@ -1,28 +1,89 @@
-"""Password hashing off the gevent hub, on at most PASSWORD_HASH_THREADS threads.
+"""Password hashing off the gevent hub and out of the server's CPU time slices.
 
 scrypt costs ~100 ms of CPU by design. Run on the hub, it would freeze every greenlet of the
-process (requests and the ARI engine's event handling) for that long on each login; run in a
-thread pool, only the greenlet that asked waits (hashlib releases the GIL while it hashes).
-The pool is small on purpose (1 thread by default) and its threads run at the lowest CPU
-priority: a burst of logins queues behind one core instead of taking every core from the
-calls (and from Asterisk, on a shared machine), and one process hashes ~10 passwords a second.
-Raise PASSWORD_HASH_THREADS on machines with cores to spare.
+process (requests and the ARI engine's event handling) for that long on each login. It runs in
+PASSWORD_HASH_THREADS helpers (1 by default), each at the lowest CPU priority (nice 19), so a
+burst of logins queues behind them instead of taking every core from the calls (and from
+Asterisk, on a shared machine); one helper hashes ~10 passwords a second.
+
+PASSWORD_HASHER chooses what a helper is:
+- `process` (default): a child process (oml_server/password_helper.py) answering over a pipe.
+  The server's thread only writes and reads a line; the hash never touches its GIL.
+- `thread`: a thread of gevent's pool in this process. hashlib releases the GIL while it
+  hashes, but the thread takes it before and after; at nice 19 on busy cores it can be
+  descheduled while the server's thread waits for the GIL it asked back (priority
+  inversion), so every login may stall the calls for a scheduler slice.
 """
+import json
 import os
+import sys
 import threading
 
+import gevent.queue
+from gevent import subprocess
 from gevent.threadpool import ThreadPool
 from werkzeug.security import check_password_hash, generate_password_hash
 
+HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "password_helper.py")
 _pool = None
+_helpers = None
 
 
-def _threads():
+def _setting(name, default):
     try:
         from flask import current_app
-        return int(current_app.config.get("PASSWORD_HASH_THREADS", 1))
+        return current_app.config.get(name, default)
     except RuntimeError:  # no application (a script): the environment says
-        return int(os.environ.get("PASSWORD_HASH_THREADS") or 1)
+        return os.environ.get(name) or default
+
+
+class _Helper:
+    """One child process; started on first use and again if it died."""
+
+    def __init__(self):
+        self.proc = None
+
+    def ask(self, request):
+        line = (json.dumps(request) + "\n").encode()
+        for attempt in (1, 2):   # a helper that died (killed, OOM) is replaced once
+            if self.proc is None or self.proc.poll() is not None:
+                self.proc = subprocess.Popen([sys.executable, HELPER], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, close_fds=True)
+            try:
+                self.proc.stdin.write(line)
+                self.proc.stdin.flush()
+                answer = self.proc.stdout.readline()
+            except OSError:
+                answer = b""
+            if answer:
+                ok, value = json.loads(answer)
+                if not ok:
+                    raise ValueError(value)
+                return value
+            self._stop()
+        raise RuntimeError("the password helper process does not answer")
+
+    def _stop(self):
+        if self.proc is not None:
+            try:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            self.proc = None
+
+
+def _in_helper(name, *args):
+    global _helpers
+    if _helpers is None:   # no yield from here to the assignment: created once
+        _helpers = gevent.queue.Queue()
+        for _ in range(max(1, int(_setting("PASSWORD_HASH_THREADS", 1)))):
+            _helpers.put(_Helper())
+    helper = _helpers.get()   # waits while every helper is hashing
+    try:
+        return helper.ask([name, *args])
+    finally:
+        _helpers.put(helper)
 
 
 _niced = threading.local()
@@ -30,7 +91,7 @@ _niced = threading.local()
 
 def _at_low_priority(function, args):
     """Run in a pool thread that the kernel schedules after everything else (nice 19, Linux
-    threads have their own): a login may wait for a core, a call never waits for a login."""
+    threads have their own)."""
     if not getattr(_niced, "done", False):
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
@@ -40,16 +101,24 @@ def _at_low_priority(function, args):
     return function(*args)
 
 
-def _off_hub(function, *args):
+def _in_thread(function, *args):
     global _pool
     if _pool is None:
-        _pool = ThreadPool(max(1, _threads()))
+        _pool = ThreadPool(max(1, int(_setting("PASSWORD_HASH_THREADS", 1))))
     return _pool.apply(_at_low_priority, (function, args))
 
 
+def _thread_mode():
+    return _setting("PASSWORD_HASHER", "process") == "thread"
+
+
 def hash_password(password, method):
-    return _off_hub(generate_password_hash, password, method)
+    if _thread_mode():
+        return _in_thread(generate_password_hash, password, method)
+    return _in_helper("hash", password, method)
 
 
 def check_password(password_hash, password):
-    return _off_hub(check_password_hash, password_hash, password)
+    if _thread_mode():
+        return _in_thread(check_password_hash, password_hash, password)
+    return _in_helper("check", password_hash, password)

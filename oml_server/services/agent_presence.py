@@ -33,10 +33,10 @@ What each endpoint answers (chosen for an agent console, which retries and reloa
 import logging
 from datetime import timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ..database import is_unique_violation, take_write_lock
+from ..database import Prepared, is_unique_violation, run, statements_commit_alone, take_write_lock
 from ..extensions import db
 from ..models import SYSTEM_PAUSES, AgentActivity, AgentSession, Pause, User, utcnow
 from . import outbox, telephony
@@ -161,11 +161,17 @@ def after_call_work(agent_id, seconds):
     return _change(agent_id, target)
 
 
+# Polled once a second by the engine: prepared, and read outside a transaction block on
+# PostgreSQL (one round trip, not BEGIN, SELECT, COMMIT).
+_ACW_OVER = Prepared(select(AgentSession.agent_id).where(
+    AgentSession.pause_until <= bindparam("now")))
+
+
 def end_after_call_work(now=None):
     """Make ready every agent whose after-call work is over; how many were."""
     now = now or utcnow()
-    due = db.session.scalars(select(AgentSession.agent_id)
-                             .where(AgentSession.pause_until <= now)).all()
+    statements_commit_alone(db.session)
+    due = [row[0] for row in run(_ACW_OVER, {"now": now}).all()]
     db.session.commit()
 
     def target(row):

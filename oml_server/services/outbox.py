@@ -12,6 +12,11 @@ from . import outbox_notify
 
 _events = Event.__table__
 _insert = _events.insert()  # built once: see call_state.prepared
+# Set whenever this process writes an event: the delivery fan-out waits on these instead of
+# polling the table every DELIVERY_POLL_SECONDS (oml_server/delivery_worker.py). Set before
+# the commit; the fan-out reads DELIVERY_POLL_SECONDS later, and an event committed later
+# still is read at its next look.
+written_wakers = set()
 
 
 def record(type_, call_id=None, agent_id=None, campaign_id=None, **data):
@@ -19,6 +24,8 @@ def record(type_, call_id=None, agent_id=None, campaign_id=None, **data):
     run(_insert, {
         "type": type_, "call_id": call_id, "agent_id": agent_id, "campaign_id": campaign_id,
         "data": data, "created_at": utcnow()})
+    for wake in written_wakers:
+        wake.set()
     outbox_notify.notify()   # STREAM_WAKEUP=notify only
 
 

@@ -23,9 +23,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, insert, select
 
-from ..database import commit_keeping_loaded
+from ..database import Prepared, commit_keeping_loaded, run
 from ..extensions import db
 from ..models import ThrottleEvent
 
@@ -62,20 +62,40 @@ def _recent(keys, window):
     return [found.get(key, (0, None)) for key in keys]
 
 
+# makeCall's count (one key per request) as prepared statements: built once, planned once
+# per PostgreSQL connection (they were built on every request, the insert flushed through the
+# ORM's unit of work).
+_events = ThrottleEvent.__table__
+_ONE_KEY_RECENT = Prepared(select(func.count(_events.c.id), func.min(_events.c.created_at))
+                           .where(_events.c.key == bindparam("b_key"),
+                                  _events.c.created_at > bindparam("since")))
+_ONE_KEY_FORGET = Prepared(delete(_events).where(_events.c.key == bindparam("b_key"),
+                                                 _events.c.created_at <= bindparam("before")))
+_ONE_KEY_COUNT = Prepared(insert(_events).values(key=bindparam("b_key"),
+                                                 created_at=bindparam("at")))
+
+
 def _retry_after(oldest, window):
     return (oldest + timedelta(seconds=window) - _now()).total_seconds()
 
 
 def _record(*keys, window, commit=True):
     now = _now()
-    db.session.execute(delete(ThrottleEvent).where(
-        ThrottleEvent.key.in_(keys), ThrottleEvent.created_at <= now - timedelta(seconds=window)))
+    if len(keys) == 1:  # makeCall's count
+        run(_ONE_KEY_FORGET, {"b_key": keys[0], "before": now - timedelta(seconds=window)})
+    else:
+        db.session.execute(delete(ThrottleEvent).where(
+            ThrottleEvent.key.in_(keys),
+            ThrottleEvent.created_at <= now - timedelta(seconds=window)))
     if random.random() < PRUNE_CHANCE:  # keys never seen again (old addresses) go too
         cfg = current_app.config
         longest = max(cfg["LOGIN_WINDOW_SECONDS"], cfg["MAKECALL_WINDOW_SECONDS"])
         db.session.execute(delete(ThrottleEvent).where(
             ThrottleEvent.created_at <= now - timedelta(seconds=longest)))
-    db.session.add_all(ThrottleEvent(key=key, created_at=now) for key in keys)
+    if len(keys) == 1:
+        run(_ONE_KEY_COUNT, {"b_key": keys[0], "at": now})
+    else:
+        db.session.add_all(ThrottleEvent(key=key, created_at=now) for key in keys)
     if commit:
         db.session.commit()
 
@@ -126,10 +146,11 @@ def count_call(agent_id, commit=True):
     cfg = current_app.config
     window = cfg["MAKECALL_WINDOW_SECONDS"]
     key = f"call:{agent_id}"
-    [(count, oldest)] = _recent((key,), window)
+    count, oldest = run(_ONE_KEY_RECENT, {"b_key": key,
+                                          "since": _now() - timedelta(seconds=window)}).one()
     if count >= cfg["MAKECALL_MAX_PER_WINDOW"]:
         db.session.rollback()
-        raise Refused(_retry_after(oldest, window))
+        raise Refused(_retry_after(_aware(oldest), window))
     _record(key, window=window, commit=commit)
 
 

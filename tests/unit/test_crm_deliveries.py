@@ -3,14 +3,17 @@ call, signatures, retries (5xx, refused connections) but not on 4xx, the token f
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from datetime import timedelta
 from urllib.parse import parse_qs
 
+import gevent
 import pytest
 
 from oml_server.extensions import db
-from oml_server.models import Delivery, ExternalSite, ExternalSiteAuthentication, Webhook, utcnow
+from oml_server.models import (Delivery, ExternalSite, ExternalSiteAuthentication, OutboxCursor,
+                               Webhook, utcnow)
 from oml_server.services import call_state, crm_sender, deliveries, dispositions
 from tests.stub_crm import StubCrm
 
@@ -425,3 +428,63 @@ def test_deleting_a_webhook_or_site_fails_what_it_had_not_delivered(app, make, c
         ("site", "a"): ("failed", "external site deleted"),
         ("site", "b"): ("failed", "external site deleted"), ("site", "c"): ("delivered", None)}
     assert deliveries.due_destinations() == []   # nothing of theirs is tried any more
+
+
+def test_calls_with_no_destination_do_not_write_the_cursor_every_poll(app, make):
+    """No webhook, no site (the usual server): each poll that finds a call's events adds no
+    delivery, and the persisted cursor moves at most every CURSOR_SAVE_SECONDS, not on every
+    poll; a restart then starts from it and adds nothing twice."""
+    from sqlalchemy import event as sa_event
+    fan_out = deliveries.FanOut()
+    a_call(make.agent())
+    fan_out.step()   # the first batch of a process always writes its cursor
+    writes = []
+
+    def statement(conn, cursor, sql, *args, **kwargs):
+        if sql.lstrip().upper().startswith(("UPDATE OUTBOX_CURSORS", "INSERT INTO OUTBOX_CURSORS")):
+            writes.append(sql)
+    sa_event.listen(db.engine, "before_cursor_execute", statement)
+    try:
+        for _ in range(3):
+            a_call(make.agent())
+            assert fan_out.step() == 0
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", statement)
+    assert writes == []
+    fan_out.saved_at -= deliveries.FanOut.CURSOR_SAVE_SECONDS   # time passes
+    fan_out.step()
+    db.session.expire_all()
+    # Where the reader got to (every event, unless ids below them are still holes: on a
+    # database whose sequence earlier tests moved on, the reader waits GAP_SECONDS for them).
+    assert db.session.get(OutboxCursor, deliveries.CURSOR).last_event_id == fan_out.reader.after
+    assert fan_out.saved == fan_out.reader.after
+
+
+def test_the_fan_out_reads_the_outbox_when_events_are_written_not_every_poll(app, make, crm,
+                                                                            monkeypatch):
+    """An idle server's fan-out looks at the outbox once a second, not every
+    DELIVERY_POLL_SECONDS; an event this process writes still reaches its webhook at once."""
+    from oml_server import delivery_worker
+    steps = []
+    step = deliveries.FanOut.step
+
+    def counted(self, *args, **kwargs):
+        steps.append(time.monotonic())
+        return step(self, *args, **kwargs)
+    monkeypatch.setattr(deliveries.FanOut, "step", counted)
+    app.config.update(DELIVERY_POLL_SECONDS=0.05)
+    webhook(crm.url + "/hook", ["call.requested"])
+    worker = delivery_worker.DeliveryWorker(app).start()
+    try:
+        gevent.sleep(1.2)
+        assert len(steps) <= 3, len(steps)   # the first look, then one a second (was 24)
+        written = time.monotonic()
+        a_call(make.agent(), end=False)
+        db.session.remove()
+        for _ in range(40):
+            if crm.requests_to("/hook"):
+                break
+            gevent.sleep(0.05)
+        assert crm.requests_to("/hook") and time.monotonic() - written < 0.8
+    finally:
+        worker.stop()

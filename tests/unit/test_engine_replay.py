@@ -338,6 +338,83 @@ def test_hangup_call_at_each_step(engine, make, step):
     assert live_legs(call_id) == []
 
 
+def _statements_on(table, run):
+    """The SQL statements that touch `table` while `run()` runs (and what it spawned)."""
+    from sqlalchemy import event
+    seen = []
+
+    def statement(conn, cursor, sql, *args, **kwargs):
+        if f" {table} " in f" {sql} ".replace("\n", " "):
+            seen.append(" ".join(sql.split()))
+    event.listen(db.engine, "before_cursor_execute", statement)
+    try:
+        run()
+        gevent.sleep(0.05)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", statement)
+    return seen
+
+
+def test_hangup_call_frees_the_agent_and_its_trailing_events_read_nothing(engine, make):
+    """hangupCall on a bridged call (what a CRM does): the agent's device state is NOT_INUSE
+    again, the call ended once, and the legs' trailing events (StasisEnd, ChannelDestroyed of
+    both legs) cost no read of the call row: the REST side ended and tore down the call."""
+    agent = online(make, "1001")
+    call_id = rest_click_to_call(engine, agent)
+    rest = engine.replay("click_to_call-hangup_requested", call_id,
+                         stop=lambda e: e["type"] == "ChannelHangupRequest")
+    assert fresh(call_id).state == "bridged"
+    engine.backend.hangup_call(fresh(call_id))
+    engine.ari.requests.clear()
+    reads = _statements_on("calls", lambda: engine.resume(rest))
+    assert [r for r in reads if r.startswith("SELECT")] == []
+    assert (fresh(call_id).state, fresh(call_id).reason) == ("ended", "hangup_requested")
+    assert [r for r in engine.ari.requests if r[0] == "device_state_put"] == [
+        ("device_state_put", ("Stasis:oml-agent-1001", "NOT_INUSE"), {})]
+    assert db.session.get(AgentSession, agent.id).mirrored_state == "NOT_INUSE"
+    assert event_types(call_id).count("call.ended") == 1
+
+
+def test_a_leg_that_comes_up_after_hangup_call_is_hung_up(engine, make):
+    """The contact answers after hangupCall tore the call down: its StasisStart still reaches
+    the flow (trailing events are dropped, not a leg that is up), which hangs it up."""
+    agent = online(make, "1001")
+    call_id = rest_click_to_call(engine, agent)
+    rest = engine.replay("click_to_call-contact_hangup", call_id,
+                         stop=lambda e: e["type"] == "StasisStart"
+                         and e["channel"]["id"].endswith("contact"))
+    engine.backend.hangup_call(fresh(call_id))
+    engine.ari.requests.clear()
+    engine.resume(rest)
+    assert ids.contact_channel(call_id) in engine.ari.hung_up()
+    assert "bridge_add_channel" not in engine.ari.names()
+
+
+def test_makecall_mirrors_inuse_without_reading_the_agent(engine, make, app):
+    """After makeCall the agent is on a call: INUSE goes to Asterisk and is stored without a
+    read of the agent's session; if the call ended before the mirror ran, the mirror writes
+    the state the agent is in by then."""
+    agent = online(make, "1001")
+    call = Call(id=uuid.uuid4().hex, kind="click_to_call", state="requested", agent_id=agent.id,
+                active_agent_id=agent.id, number="5555000")
+    db.session.add(call)
+    db.session.commit()
+    engine.backend.supervisor = SimpleNamespace(connected=True)  # the engine's process
+    reads = _statements_on("agent_sessions", lambda: engine.backend.place_click_to_call(call))
+    assert [r for r in reads if r.startswith("SELECT")] == []
+    assert ("device_state_put", ("Stasis:oml-agent-1001", "INUSE"), {}) in engine.ari.requests
+    assert db.session.get(AgentSession, agent.id).mirrored_state == "INUSE"
+
+    # The call ends between the INUSE request and its store: the agent ends NOT_INUSE.
+    call_store.finish(call.id, "ended", "hangup_requested")
+    engine.ari.requests.clear()
+    assert engine.backend.presence.mirror_on_call(agent.id, "1001")
+    assert [r[1][1] for r in engine.ari.requests if r[0] == "device_state_put"] == [
+        "INUSE", "NOT_INUSE"]
+    db.session.expire_all()
+    assert db.session.get(AgentSession, agent.id).mirrored_state == "NOT_INUSE"
+
+
 def test_no_contact_is_dialled_when_the_call_ended_during_the_agents_answer(engine, make):
     """hangupCall lands between the agent's answer and the contact's originate."""
     agent = online(make, "1001")
