@@ -83,7 +83,7 @@ restart-under-load: test-deps
 # engine's 10-minute worker idle limit), then ended from each side (about 23 minutes). The suite
 # does the same with a 3-second hold and a 2-second idle limit.
 long-calls: test-deps
-	OML_LONG_CALL_SECONDS=$(or $(SECONDS_HELD),660) OML_IT_IDLE_SECONDS=600 \
+	OML_LONG_CALL_SECONDS=$(or $(SECONDS_HELD),660) OML_IT_IDLE_SECONDS=600 PHONE_RTP_TIMEOUT=0 \
 		$(BIN)/python -m pytest -p no:cacheprovider -m integration -v tests/integration/test_long_calls.py
 
 translations:

@@ -60,6 +60,11 @@ class SipAccounts:
         self.ari = ari
         self.key = settings["SIP_SECRET_KEY"]
         self.context = settings.get("AGENT_CONTEXT", "agents")
+        # Always pushed, 0 included: an endpoint pushed again must lose an earlier value.
+        self.rtp_timeouts = {
+            field: str(max(0, int(settings.get(name, default))))
+            for field, name, default in (("rtp_timeout", "PHONE_RTP_TIMEOUT", 60),
+                                         ("rtp_timeout_hold", "PHONE_RTP_TIMEOUT_HOLD", 600))}
 
     def _auth(self, auth_id, username, password):
         self.ari.dynamic_config_put("auth", auth_id, {
@@ -89,7 +94,7 @@ class SipAccounts:
             "context": self.context, "disallow": "all", "allow": "ulaw,alaw",
             "auth": f"{ext},{ext}-prev", "aors": ext, "identify_by": "username",
             "direct_media": "no", "rtp_symmetric": "yes", "force_rport": "yes",
-            "rewrite_contact": "no", "callerid": f'"{name}" <{ext}>'}
+            "rewrite_contact": "no", "callerid": f'"{name}" <{ext}>', **self.rtp_timeouts}
         fields.update(WEBRTC_ENDPOINT if agent.sip_webrtc else PLAIN_ENDPOINT)
         self.ari.dynamic_config_put("endpoint", ext, fields)
 

@@ -79,6 +79,13 @@ def load(env=None, instance_path=None):
         "PRESENCE_HEARTBEAT_NEXT_SEC": _int(env, "PRESENCE_HEARTBEAT_NEXT_SEC", 15),
         # seconds a transfer's target rings before the caller goes back (issue 9)
         "TRANSFER_TIMEOUT": _int(env, "TRANSFER_TIMEOUT", 20),
+        # A phone that vanishes without a BYE (network lost, laptop closed) sends no more RTP:
+        # Asterisk hangs its channel up after this many silent seconds (pushed as the agents'
+        # and supervisors' endpoints' rtp_timeout; 0: never) and the call ends as a hang-up.
+        # Phones send RTP all the time, silence included; the HOLD figure applies while the
+        # phone itself holds the call (it may send nothing then).
+        "PHONE_RTP_TIMEOUT": _int(env, "PHONE_RTP_TIMEOUT", 60),
+        "PHONE_RTP_TIMEOUT_HOLD": _int(env, "PHONE_RTP_TIMEOUT_HOLD", 600),
         # The agent console's phone: SIP over WebSocket (default: ws:// next to ARI_URL; in
         # production a wss:// URL behind TLS), its SIP domain, and where JsSIP was bundled.
         "CONSOLE_SIP_WS_URL": env.get("CONSOLE_SIP_WS_URL", ""),

@@ -18,6 +18,9 @@ set +a
 export ARI_URL="${ARI_URL:-http://127.0.0.1:${ARI_PORT:-8088}/ari}"
 
 if command -v asterisk >/dev/null 2>&1; then
+    # The lab's phones (`lab.sh phone`, SIPp) send 8 s of audio after answering, then nothing:
+    # the production rtp_timeout would hang them up a minute later. Real phones never stop.
+    export PHONE_RTP_TIMEOUT="${PHONE_RTP_TIMEOUT:-0}"
     trap 'bash asterisk-config/lab.sh stop' EXIT
     bash asterisk-config/lab.sh start >/dev/null
 else

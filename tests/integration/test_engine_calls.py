@@ -233,6 +233,33 @@ def test_contact_hangs_up(agents, world, lab, phones, trunk):
         trunk["peer"] = SippPeer("trunk_uas.xml", port=lab.trunk_port).start()
 
 
+def test_a_phone_gone_silent_is_hung_up_and_the_call_ends(agents, world, lab, phones):
+    """A phone that vanishes without a BYE (network lost) sends no more RTP: Asterisk hangs its
+    leg up after the endpoint's rtp_timeout (the engine pushes PHONE_RTP_TIMEOUT, 60 s by
+    default; here 2 s on ana's endpoint) and the call ends as the agent's hang-up, the contact
+    hung up, the agent free. The SIPp phone streams 8 s of audio from its answer, then nothing,
+    and never hangs up by itself."""
+    ana = agents["ana"]
+    ana.register(phones["answer"])
+    lab.ari.dynamic_config_put("endpoint", ana.ext, {"rtp_timeout": "2"})
+    try:
+        call, _ = bridged_call(ana, world, lab, "5555500")
+        bridged = time.monotonic()
+        ended = ana.wait_call(call["id"], ("ended", "failed"), 20)
+        silent_after = time.monotonic() - bridged
+        assert (ended["state"], ended["reason"]) == ("ended", "agent_hangup"), ended
+        # Not before the phone's audio ended (8 s after its answer), soon after the timeout.
+        assert 6 < silent_after < 16, silent_after
+        assert_nothing_left(lab)
+        again, _ = bridged_call(ana, world, lab, "5555501")   # not held busy by the dead call
+        assert ana.hangup() == {"status": "OK"}
+        ana.wait_call(again["id"], ("ended",), 5)
+    finally:
+        lab.ari.dynamic_config_put("endpoint", ana.ext, {
+            "rtp_timeout": os.environ.get("PHONE_RTP_TIMEOUT", "60")})
+    assert_nothing_left(lab)
+
+
 def test_hangup_call_endpoint_and_second_call(agents, world, lab, phones):
     ana = agents["ana"]
     ana.register(phones["answer"])

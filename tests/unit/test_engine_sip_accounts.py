@@ -75,6 +75,26 @@ def test_push_creates_auth_then_aor_then_endpoint(make, ari, accounts):
     assert endpoint["allow"] and endpoint["disallow"] == "all"
 
 
+def test_phones_are_hung_up_after_silent_seconds_by_default_and_as_configured(make, ari):
+    from oml_server.services import users
+    """A phone gone without a BYE must not keep its call up forever: every pushed endpoint
+    carries rtp_timeout (and a longer one while the phone holds); 0 is pushed too, so an
+    endpoint configured earlier loses the old value."""
+    agent = make.agent(sip_extension=1009).agent
+    supervisor = users.ensure_supervisor_phone(make.user("Supervisor"), "1109")
+    db.session.commit()
+    SipAccounts(ari, {"SIP_SECRET_KEY": KEY}).push(agent)
+    endpoint = ari.objects[("endpoint", "1009")]
+    assert (endpoint["rtp_timeout"], endpoint["rtp_timeout_hold"]) == ("60", "600")
+    configured = SipAccounts(ari, {"SIP_SECRET_KEY": KEY, "PHONE_RTP_TIMEOUT": 0,
+                                   "PHONE_RTP_TIMEOUT_HOLD": 30})
+    configured.push(agent)
+    configured.push(supervisor)
+    for ext in ("1009", "1109"):
+        endpoint = ari.objects[("endpoint", ext)]
+        assert (endpoint["rtp_timeout"], endpoint["rtp_timeout_hold"]) == ("0", "30")
+
+
 def test_agent_without_credentials_cannot_register(make, ari, accounts):
     agent = make.agent(sip_extension=1002).agent
     accounts.push(agent)
