@@ -155,7 +155,8 @@ def provision(database_url, agents):
         from werkzeug.security import generate_password_hash
         users.create_user("bench-admin", PASSWORD, "Administrador")  # --dead-crm's webhook
         login_user = users.create_user("bench-login", PASSWORD, "Supervisor")
-        login_user.password_hash = generate_password_hash(PASSWORD, method="scrypt")
+        login_user.password_hash = generate_password_hash(
+            PASSWORD, method=os.environ.get("OML_BENCH_LOGIN_HASH", "scrypt"))
         db.session.flush()
         database = ContactDatabase(name="bench", columns=["TELEFONO"], main_phone="TELEFONO",
                                    other_phones=[], external_id_column=None)
