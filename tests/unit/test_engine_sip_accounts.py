@@ -18,6 +18,7 @@ class ConfigAri:
 
     def __init__(self):
         self.objects, self.order, self.states = {}, [], {}
+        self.registrations = {}   # extension -> "online" / "offline" (GET /endpoints)
         self.down = False
 
     def _check(self):
@@ -43,6 +44,12 @@ class ConfigAri:
     def device_state_put(self, name, state):
         self._check()
         self.states[name] = state
+        self.order.append(("device_state", name))
+
+    def endpoints(self, technology):
+        self._check()
+        return [{"technology": technology, "resource": ext, "state": state}
+                for ext, state in self.registrations.items()]
 
 
 @pytest.fixture
@@ -176,6 +183,40 @@ def test_mirror_written_later_when_asterisk_was_away(make, ari):
     assert presence.mirror(agent.id) is True
     assert ari.states["Stasis:oml-agent-1007"] == "NOT_INUSE"
     assert db.session.get(AgentSession, agent.id).mirrored_state == "NOT_INUSE"
+
+
+def test_the_periodic_refresh_reads_all_agents_at_once_and_mirrors_only_what_changed(make, ari):
+    """refresh_all runs with every sweep (30 s): with nothing changed it must not read and
+    mirror agent by agent (it sent ~2 statements per agent); a registration lost since is
+    written, told (agent.status) and mirrored; an Asterisk restart (force) mirrors all."""
+    from oml_server.models import Event
+
+    from .statements_sent import statements_of
+    agents = [make.agent(sip_extension=1200 + i).agent for i in range(30)]
+    for agent in agents:
+        session = db.session.get(AgentSession, agent.id)
+        session.online, session.logged_in = True, True
+        ari.registrations[str(agent.sip_extension)] = "online"
+    db.session.commit()
+    presence = Presence(ari)
+    presence.refresh_all()
+    assert ari.states["Stasis:oml-agent-1200"] == "NOT_INUSE"
+    ari.order.clear()
+    _, sent = statements_of(presence.refresh_all)
+    assert [w for w, _ in sent if w not in ("BEGIN", "COMMIT", "ROLLBACK")] == ["SELECT", "SELECT"]
+    assert ari.order == []
+
+    ari.registrations["1207"] = "offline"
+    events = db.session.query(Event).filter_by(type="agent.status").count()
+    presence.refresh_all()
+    assert ari.order == [("device_state", "Stasis:oml-agent-1207")]
+    assert ari.states["Stasis:oml-agent-1207"] == "UNAVAILABLE"
+    assert db.session.get(AgentSession, agents[7].id).online is False
+    assert db.session.query(Event).filter_by(type="agent.status").count() == events + 1
+
+    ari.order.clear()
+    presence.refresh_all(force=True)
+    assert len(ari.order) == 30
 
 
 def test_endpoint_events_set_online(make, ari):
