@@ -143,13 +143,12 @@ class Presence:
             if session is None:
                 session = AgentSession(agent_id=agent.id)
                 db.session.add(session)
-            if session.online != online:
+            if session.online != online:   # (None: a session just created)
                 session.status_since = utcnow()
-            if bool(session.online) != online:
-                session.online = online
+            changed = bool(session.online) != online
+            session.online, session.mirrored_state = online, None
+            if changed:
                 outbox.agent_status(session, "online" if online else "offline")
-            session.online = online
-            session.mirrored_state = None
         db.session.commit()
         # The database was just rewritten from ARI, maybe over an event handled meanwhile:
         # forget what events said, so the next one is applied even if it repeats.
