@@ -280,6 +280,7 @@ def _create_checked(agent, data):
                       {**params, "keep": None, "exclude": None, "now": utcnow()}).first()
         if row is None:
             return None
+        outbox.written()
         return _answer(row.id, fields), (row.acw_seconds if fields["callid"] else 0)
     statements_in_transaction(db.session)   # two writes: the row and its event
     new_id = _insert(_INSERT_CHECKED, params).scalar()
@@ -301,7 +302,10 @@ def _update_checked(agent, disposition, data):
     updated = _insert(disposition_writes.UPDATE,
                       {**fields, "aid": agent.id, "keep": disposition.option_id,
                        "exclude": disposition.id, "now": utcnow()}).scalar()
-    return None if updated is None else _answer(updated, fields)
+    if updated is None:
+        return None
+    outbox.written()
+    return _answer(updated, fields)
 
 
 def create(agent, data):
@@ -463,6 +467,7 @@ def _create_with_contact_at_once(database, values, forbid_duplicates, assigned, 
         raise
     if row is None:
         return None
+    outbox.written()
     return ({"id": row.id, "callid": fields["callid"], "idDispositionOption": fields["oid"],
              "comments": fields["comments"]}, row.acw_seconds if fields["callid"] else 0)
 

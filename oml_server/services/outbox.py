@@ -24,9 +24,15 @@ def record(type_, call_id=None, agent_id=None, campaign_id=None, **data):
     run(_insert, {
         "type": type_, "call_id": call_id, "agent_id": agent_id, "campaign_id": campaign_id,
         "data": data, "created_at": utcnow()})
+    written()
+    outbox_notify.notify()   # STREAM_WAKEUP=notify only
+
+
+def written():
+    """This process wrote an event: by `record`, or inside a statement of its own (the
+    one-statement disposition writes, services/disposition_writes.py)."""
     for wake in written_wakers:
         wake.set()
-    outbox_notify.notify()   # STREAM_WAKEUP=notify only
 
 
 # Activity events that change the agent's status (§4); ringing and the like are not status.

@@ -551,3 +551,34 @@ def test_put_with_an_external_system_reads_idcontact_as_the_external_id(client, 
                           headers=world.headers, json=body)
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["idContact"] == named
+
+
+def test_every_disposition_write_wakes_this_process_delivery_fan_out(client, world, make):
+    """The fan-out reads new events as soon as this process wrote one (outbox.written_wakers;
+    else its next look is up to a second later). The one-statement writes of PostgreSQL write
+    their event inside the statement, not through outbox.record: they must wake it too."""
+    from oml_server.services import outbox
+
+    class Waker:
+        woken = 0
+
+        def set(self):
+            self.woken += 1
+
+    waker = Waker()
+    outbox.written_wakers.add(waker)
+    try:
+        created = _create(client, world)
+        assert waker.woken >= 1
+        woken = waker.woken
+        body = {"idContact": world.contact.id, "idDispositionOption": world.other_option.id}
+        assert client.put(f"/api/v1/disposition/{created['id']}/", headers=world.headers,
+                          json=body).status_code == 200
+        assert waker.woken > woken
+        woken = waker.woken
+        assert client.post("/api/v1/new_contact/disposition/", headers=world.headers,
+                           json={"idDispositionOption": world.option.id,
+                                 "phone": "3519999999"}).status_code == 201
+        assert waker.woken > woken
+    finally:
+        outbox.written_wakers.discard(waker)
