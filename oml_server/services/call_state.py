@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import NamedTuple, Optional
 
 from flask import current_app
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from oml_server.database import run as _run
@@ -222,6 +222,55 @@ def _logged(call_id, state, **extra):
              extra={"call_id": call_id, "state": state, **extra})
 
 
+def _advance_at_once(call_id, state, fields, legs, agent_on_call=None):
+    """PostgreSQL: the conditional UPDATE, the legs, the agent put on the call (ring_agent)
+    and the event in one statement (data-modifying CTEs, as services/disposition_writes.py):
+    a transition was BEGIN, UPDATE, INSERT legs, INSERT event, COMMIT, one round trip each, on
+    every step of every call. The legs, the agent and the event are written FROM the moved
+    row, so a call that did not move writes nothing. True when it moved."""
+    names = tuple(sorted(fields))
+    legs = [(leg[0], leg[1], leg[2] if len(leg) > 2 else "channel") for leg in legs]
+
+    def build():
+        earlier = ", ".join(f"'{s}'" for s in ORDER[:ORDER.index(state)])
+        sets = "".join(f", {n} = :v_{n}" for n in names)
+        parts = [f"""moved AS (
+  UPDATE calls SET state = '{state}'{sets} WHERE id = :cid AND state IN ({earlier})
+  RETURNING agent_id, campaign_id, kind, number, contact_id)"""]
+        if legs:
+            rows = ", ".join(f"(:l{i}_id, :l{i}_role, :l{i}_resource)" for i in range(len(legs)))
+            parts.append(f"""added AS (
+  INSERT INTO call_legs (call_id, asterisk_id, role, resource, node, state, created_at)
+  SELECT :cid, l.asterisk_id, l.role, l.resource, :node, 'live', :now
+  FROM moved, (VALUES {rows}) AS l (asterisk_id, role, resource)
+  ON CONFLICT DO NOTHING)""")
+        if agent_on_call is not None:   # _set_on_call(agent, True)
+            parts.append("""on_call AS (
+  UPDATE agent_sessions SET on_call = true, ringing = false, mirrored_state = NULL,
+    status_since = :now
+  WHERE agent_id = :aid AND EXISTS (SELECT 1 FROM moved))""")
+        # The data's keys in _record's order (readers parse it; the values and order match).
+        parts.append(f"""event AS (
+  INSERT INTO events (type, call_id, agent_id, campaign_id, data, created_at)
+  SELECT '{EVENT_OF_STATE[state]}', :cid, agent_id, campaign_id,
+    json_build_object('state', '{state}', 'kind', kind, 'number', number,
+                      'contact_id', contact_id), :now
+  FROM moved)""")
+        return text("WITH " + ",\n".join(parts) + "\nSELECT 1 FROM moved")
+    params = {"cid": call_id, "now": now(), **{f"v_{n}": fields[n] for n in names}}
+    if legs:
+        params["node"] = node()
+        for i, (asterisk_id, role, resource) in enumerate(legs):
+            params.update({f"l{i}_id": asterisk_id, f"l{i}_role": role, f"l{i}_resource": resource})
+    if agent_on_call is not None:
+        params["aid"] = agent_on_call
+    moved = run(prepared(("advance-at-once", state, names, len(legs), agent_on_call is not None),
+                         build), params).first() is not None
+    if moved:
+        outbox.written()
+    return moved
+
+
 def _advance(call_id, state, fields, legs=()):
     names = tuple(sorted(fields))
 
@@ -243,7 +292,11 @@ def advance(call_id, state, legs=(), **fields):
     """Move a live call forward to `state`, recording `legs` with it; False when it is already
     there, past it, or final (nothing is written then)."""
     end_read()
-    moved = _advance(call_id, state, fields, legs)
+    if outbox.in_one_statement(db.session):
+        statements_commit_alone(db.session)   # one statement: no BEGIN/COMMIT when none is open
+        moved = _advance_at_once(call_id, state, fields, legs)
+    else:
+        moved = _advance(call_id, state, fields, legs)
     if moved:
         db.session.commit()
         _logged(call_id, state)
@@ -258,9 +311,14 @@ def ring_agent(call_id, agent_id, **fields):
     call is no longer live before that (ended meanwhile by hangupCall)."""
     end_read()
     legs = [(fields["agent_channel_id"], "agent")] if fields.get("agent_channel_id") else []
-    moved = _advance(call_id, "agent_ringing", fields, legs)
+    if outbox.in_one_statement(db.session):
+        statements_commit_alone(db.session)
+        moved = _advance_at_once(call_id, "agent_ringing", fields, legs, agent_on_call=agent_id)
+    else:
+        moved = _advance(call_id, "agent_ringing", fields, legs)
+        if moved:
+            _set_on_call(agent_id, True)
     if moved:
-        _set_on_call(agent_id, True)
         db.session.commit()
         _logged(call_id, "agent_ringing", agent=agent_id)
     else:

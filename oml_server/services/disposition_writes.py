@@ -19,7 +19,7 @@ import re
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, bindparam, text
 
 from ..database import Prepared
-from . import outbox_notify
+from . import outbox
 
 # The parameters' types (PREPARE declares them): ids are BIGINT, as in database.Prepared.
 _TYPES = {"oid": BigInteger, "cid": BigInteger, "aid": Integer, "callid": String(32),
@@ -114,6 +114,5 @@ CREATE_WITH_CONTACT = {(ext, phone): _create_with_contact(ext, phone)
 
 
 def available(session):
-    """Whether the one-statement writes apply: PostgreSQL, and no NOTIFY to send beside the
-    event (STREAM_WAKEUP=notify keeps the transaction that carries it)."""
-    return session.get_bind().dialect.name == "postgresql" and not outbox_notify.enabled()
+    """Whether the one-statement writes apply (outbox.in_one_statement)."""
+    return outbox.in_one_statement(session)

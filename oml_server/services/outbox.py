@@ -28,6 +28,13 @@ def record(type_, call_id=None, agent_id=None, campaign_id=None, **data):
     outbox_notify.notify()   # STREAM_WAKEUP=notify only
 
 
+def in_one_statement(session):
+    """Whether a change and its event may be written by one statement (data-modifying CTEs):
+    PostgreSQL, and no NOTIFY to send beside the event (STREAM_WAKEUP=notify keeps the
+    transaction that carries it). The writer then calls `written`."""
+    return session.get_bind().dialect.name == "postgresql" and not outbox_notify.enabled()
+
+
 def written():
     """This process wrote an event: by `record`, or inside a statement of its own (the
     one-statement disposition writes, services/disposition_writes.py)."""

@@ -1,0 +1,87 @@
+"""A call's state transitions (services/call_state.py): what they write, and on PostgreSQL in
+how many statements. The engine runs one on every step of every call; the rows, the legs, the
+agent's state and the event must be the same whichever path wrote them."""
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from oml_server.extensions import db
+from oml_server.models import AgentSession, Call, CallLeg, Event
+from oml_server.services import call_state
+
+from .statements_sent import is_postgresql, statements_of
+
+
+def _events(call_id):
+    db.session.expire_all()
+    return [(e.type, e.agent_id, e.campaign_id, e.data) for e in db.session.scalars(
+        select(Event).where(Event.call_id == call_id).order_by(Event.id))]
+
+
+def _legs(call_id):
+    return sorted((leg.asterisk_id, leg.role, leg.resource, leg.state, leg.node)
+                  for leg in db.session.scalars(select(CallLeg).where(CallLeg.call_id == call_id)))
+
+
+@pytest.fixture
+def call(make):
+    agent = make.agent()
+    campaign = make.campaign(agents=[agent])
+    call_id = uuid.uuid4().hex
+    call_state.create(call_id, "click_to_call", agent_id=agent.agent.id, campaign_id=campaign.id,
+                      number="3515550000", active_agent_id=agent.agent.id)
+    return call_id, agent.agent.id, campaign.id
+
+
+def test_each_step_writes_its_row_legs_agent_and_event(call):
+    call_id, agent_id, campaign_id = call
+    assert call_state.ring_agent(call_id, agent_id, agent_channel_id=f"{call_id}-agent")
+    assert db.session.get(AgentSession, agent_id).on_call is True
+    assert call_state.advance(call_id, "agent_answered", agent_answered_at=call_state.now(),
+                              bridge_id=f"{call_id}-b",
+                              legs=[(f"{call_id}-b", "main", "bridge"), (f"{call_id}-c", "contact")])
+    assert call_state.advance(call_id, "contact_ringing", contact_channel_id=f"{call_id}-c")
+    assert call_state.advance(call_id, "bridged", bridged_at=call_state.now())
+    # Late or repeated events never move a call backwards, and write nothing.
+    assert not call_state.advance(call_id, "contact_ringing")
+    assert not call_state.advance(call_id, "bridged", legs=[("late", "contact")])
+    row = db.session.get(Call, call_id)
+    assert (row.state, row.bridge_id, row.contact_channel_id) == (
+        "bridged", f"{call_id}-b", f"{call_id}-c")
+    assert row.agent_answered_at is not None and row.bridged_at is not None
+    assert _legs(call_id) == [(f"{call_id}-agent", "agent", "channel", "live", "local"),
+                              (f"{call_id}-b", "main", "bridge", "live", "local"),
+                              (f"{call_id}-c", "contact", "channel", "live", "local")]
+    common = {"kind": "click_to_call", "number": "3515550000", "contact_id": None}
+    assert _events(call_id) == [
+        ("call.requested", agent_id, campaign_id, {"state": "requested", **common, "reason": None})
+    ] + [(f"call.{name}", agent_id, campaign_id, {"state": state, **common})
+         for name, state in (("agent_ringing", "agent_ringing"), ("answered", "agent_answered"),
+                             ("contact_ringing", "contact_ringing"), ("bridged", "bridged"))]
+
+
+def test_a_step_of_an_ended_call_writes_nothing(call):
+    call_id, agent_id, _ = call
+    ended = call_state.finish(call_id, "ended", "hangup_requested")
+    assert ended
+    before = _events(call_id)
+    assert not call_state.ring_agent(call_id, agent_id, agent_channel_id=f"{call_id}-agent")
+    assert not call_state.advance(call_id, "agent_answered", legs=[(f"{call_id}-c", "contact")])
+    assert _events(call_id) == before and _legs(call_id) == []
+    assert db.session.get(AgentSession, agent_id).on_call is False
+
+
+def test_on_postgresql_a_step_is_one_statement_outside_a_transaction_block(app, call):
+    """BEGIN, UPDATE, INSERT legs, INSERT event, COMMIT were five round trips per step."""
+    if not is_postgresql(app):
+        pytest.skip("PostgreSQL only: SQLite has no data-modifying CTEs")
+    call_id, agent_id, _ = call
+    db.session.commit()
+    _, sent = statements_of(lambda: call_state.ring_agent(
+        call_id, agent_id, agent_channel_id=f"{call_id}-agent"))
+    assert sent == [("WITH", False)]
+    _, sent = statements_of(lambda: call_state.advance(
+        call_id, "agent_answered", agent_answered_at=call_state.now(),
+        legs=[(f"{call_id}-b", "main", "bridge"), (f"{call_id}-c", "contact")]))
+    assert sent == [("WITH", False)]
