@@ -347,6 +347,8 @@ def finish(call_id, state, reason, hangup_cause=None, gone=None):
     assert state in FINAL_CALL_STATES
     end_read()
     reason = reason[:255] if reason else None
+    if outbox.in_one_statement(db.session):
+        return _finish_at_once(call_id, state, reason, hangup_cause, gone)
     moment = now()
     ended = run(prepared("finish", lambda: update(_calls).where(
         _calls.c.id == bindparam("cid"), _calls.c.state.not_in(FINAL_CALL_STATES))
@@ -376,6 +378,57 @@ def finish(call_id, state, reason, hangup_cause=None, gone=None):
     db.session.commit()
     _logged(call_id, state, reason=reason, cause=hangup_cause)
     return Ended(ended.agent_id, legs)
+
+
+# finish() on PostgreSQL: every CTE sees the rows as they were before the statement, so the
+# agent is freed unless another call (not this one, whose active_agent_id is being cleared)
+# still has it, and the leg whose departure ended the call keeps its cause in the same UPDATE
+# that marks the others gone (one row cannot be updated twice in one statement).
+_FINISH_AT_ONCE = """WITH ended AS (
+  UPDATE calls SET state = :final, reason = :reason, hangup_cause = :cause, ended_at = :now,
+    active_agent_id = NULL
+  WHERE id = :cid AND state NOT IN ('ended', 'failed')
+  RETURNING agent_id, campaign_id, kind, number, contact_id),
+freed AS (
+  UPDATE agent_sessions SET on_call = false, ringing = false, mirrored_state = NULL,
+    status_since = :now, idle_since = :now
+  WHERE agent_id = (SELECT agent_id FROM ended)
+    AND NOT EXISTS (SELECT 1 FROM calls WHERE active_agent_id = agent_sessions.agent_id
+                    AND id <> :cid)),
+legs AS (
+  UPDATE call_legs SET state = 'gone', ended_at = :now,
+    hangup_cause = CASE WHEN asterisk_id = :gone AND resource = 'channel' AND node = :node
+                        THEN :cause ELSE hangup_cause END
+  WHERE call_id = :cid AND state = 'live' AND EXISTS (SELECT 1 FROM ended)
+  RETURNING asterisk_id, role, resource,
+    (asterisk_id = :gone AND resource = 'channel' AND node = :node) AS departed),
+event AS (
+  INSERT INTO events (type, call_id, agent_id, campaign_id, data, created_at)
+  SELECT :type, :cid, agent_id, campaign_id,
+    json_build_object('state', :final, 'kind', kind, 'number', number,
+                      'contact_id', contact_id, 'reason', :reason, 'hangup_cause', :cause), :now
+  FROM ended)
+SELECT ended.agent_id, legs.asterisk_id, legs.role, legs.resource
+FROM ended LEFT JOIN legs ON NOT legs.departed"""
+
+
+def _finish_at_once(call_id, state, reason, hangup_cause, gone):
+    """finish() in one statement (PostgreSQL): it was BEGIN, the call's UPDATE, the agent's,
+    the departed leg's, the other legs', the event's INSERT and COMMIT, at the end of every
+    call. The same rows and event; the same answer."""
+    statements_commit_alone(db.session)
+    rows = run(prepared("finish-at-once", lambda: text(_FINISH_AT_ONCE)), {
+        "cid": call_id, "final": state, "reason": reason, "cause": hangup_cause, "now": now(),
+        "gone": gone or "", "node": node(), "type": EVENT_OF_STATE[state]}).all()
+    db.session.commit()
+    if not rows:
+        if gone:
+            leg_gone(gone, hangup_cause)
+        return False
+    outbox.written()
+    _logged(call_id, state, reason=reason, cause=hangup_cause)
+    return Ended(rows[0].agent_id, [(r.asterisk_id, r.role, r.resource)
+                                    for r in rows if r.asterisk_id is not None])
 
 
 def claim_agent(call_id, candidates, channel_id):

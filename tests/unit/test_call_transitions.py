@@ -85,3 +85,59 @@ def test_on_postgresql_a_step_is_one_statement_outside_a_transaction_block(app, 
         call_id, "agent_answered", agent_answered_at=call_state.now(),
         legs=[(f"{call_id}-b", "main", "bridge"), (f"{call_id}-c", "contact")]))
     assert sent == [("WITH", False)]
+
+
+def test_the_end_frees_the_agent_marks_every_leg_and_tells_once(call):
+    call_id, agent_id, campaign_id = call
+    call_state.ring_agent(call_id, agent_id, agent_channel_id=f"{call_id}-agent")
+    call_state.advance(call_id, "agent_answered", bridge_id=f"{call_id}-b",
+                       legs=[(f"{call_id}-b", "main", "bridge"), (f"{call_id}-c", "contact")])
+    ended = call_state.finish(call_id, "ended", "contact_hangup", hangup_cause=16,
+                              gone=f"{call_id}-c")
+    # The departed leg is not returned (nothing to hang up); the others are, to be torn down.
+    assert ended.agent_id == agent_id
+    assert sorted(ended.legs) == [(f"{call_id}-agent", "agent", "channel"),
+                                  (f"{call_id}-b", "main", "bridge")]
+    db.session.expire_all()
+    causes = {leg.asterisk_id: (leg.state, leg.hangup_cause, leg.ended_at is not None)
+              for leg in db.session.scalars(select(CallLeg).where(CallLeg.call_id == call_id))}
+    assert causes == {f"{call_id}-agent": ("gone", None, True), f"{call_id}-b": ("gone", None, True),
+                      f"{call_id}-c": ("gone", 16, True)}
+    row = db.session.get(Call, call_id)
+    assert (row.state, row.reason, row.hangup_cause, row.active_agent_id) == (
+        "ended", "contact_hangup", 16, None)
+    session = db.session.get(AgentSession, agent_id)
+    assert (session.on_call, session.idle_since is not None) == (False, True)
+    assert _events(call_id)[-1] == ("call.ended", agent_id, campaign_id, {
+        "state": "ended", "kind": "click_to_call", "number": "3515550000", "contact_id": None,
+        "reason": "contact_hangup", "hangup_cause": 16})
+    # A second ender loses: nothing written, the departed channel's leg still marked.
+    events = len(_events(call_id))
+    assert call_state.finish(call_id, "failed", "asterisk_lost", gone=f"{call_id}-agent") is False
+    assert len(_events(call_id)) == events
+
+
+def test_the_end_leaves_an_agent_already_on_another_call_busy(make, call):
+    """A call taken over by a supervisor freed its agent early; if the agent is on a new call
+    by the time the old one ends, the old one's end must not mark the agent free."""
+    call_id, agent_id, campaign_id = call
+    call_state.ring_agent(call_id, agent_id, agent_channel_id=f"{call_id}-agent")
+    db.session.get(Call, call_id).active_agent_id = None   # freed early (take-call)
+    db.session.commit()
+    other = uuid.uuid4().hex
+    call_state.create(other, "click_to_call", agent_id=agent_id, campaign_id=campaign_id,
+                      number="3515550001", active_agent_id=agent_id)
+    call_state.ring_agent(other, agent_id, agent_channel_id=f"{other}-agent")
+    assert call_state.finish(call_id, "ended", "contact_hangup")
+    db.session.expire_all()
+    assert db.session.get(AgentSession, agent_id).on_call is True
+
+
+def test_on_postgresql_the_end_is_one_statement(app, call):
+    if not is_postgresql(app):
+        pytest.skip("PostgreSQL only: SQLite has no data-modifying CTEs")
+    call_id, agent_id, _ = call
+    call_state.ring_agent(call_id, agent_id, agent_channel_id=f"{call_id}-agent")
+    db.session.commit()
+    _, sent = statements_of(lambda: call_state.finish(call_id, "ended", "hangup_requested"))
+    assert sent == [("WITH", False)]
