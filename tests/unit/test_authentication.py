@@ -65,13 +65,15 @@ def test_forged_and_garbage_tokens(client, make, app):
 
 def test_token_expires_absolutely(client, make, app):
     agent = make.agent()
-    app.config["TOKEN_EXPIRED_AFTER_SECONDS"] = 1
+    # `exp` is whole seconds: a 1 s token made late in a second lived a few milliseconds
+    # (the first request failed now and then); a 2 s one lives more than 1 s, at most 2.
+    app.config["TOKEN_EXPIRED_AFTER_SECONDS"] = 2
     try:
         headers = make.headers(agent)
     finally:
         app.config["TOKEN_EXPIRED_AFTER_SECONDS"] = 32400
     assert client.get(PROTECTED, headers=headers).status_code == 200
-    time.sleep(1.2)
+    time.sleep(2.1)
     assert detail(client.get(PROTECTED, headers=headers)) == "The Token is expired"
 
 
