@@ -272,6 +272,9 @@ def _advance_at_once(call_id, state, fields, legs, agent_on_call=None):
 
 
 def _advance(call_id, state, fields, legs=()):
+    """The transition in the current transaction (one statement where it can be)."""
+    if outbox.in_one_statement(db.session):
+        return _advance_at_once(call_id, state, fields, legs)
     names = tuple(sorted(fields))
 
     def build():
@@ -294,9 +297,7 @@ def advance(call_id, state, legs=(), **fields):
     end_read()
     if outbox.in_one_statement(db.session):
         statements_commit_alone(db.session)   # one statement: no BEGIN/COMMIT when none is open
-        moved = _advance_at_once(call_id, state, fields, legs)
-    else:
-        moved = _advance(call_id, state, fields, legs)
+    moved = _advance(call_id, state, fields, legs)
     if moved:
         db.session.commit()
         _logged(call_id, state)
