@@ -1,6 +1,7 @@
 """What a request sends to the database, for tests that count round trips."""
 import threading
 
+from greenlet import getcurrent
 from sqlalchemy import event
 
 from oml_server.database import Prepared
@@ -11,19 +12,26 @@ def statements_of(request):
     """`request()`'s response and the statements it sent, prepared ones included, each as
     (first word, inside a transaction block?): PostgreSQL opens a block with BEGIN unless
     the connection is in autocommit. PREPAREs (once per connection) are left out."""
-    sent, here = [], threading.get_ident()   # not other tests' leftover threads
+    # Only this request's: not other tests' leftover threads, nor greenlets (the tests do not
+    # monkey-patch, so a greenlet that runs while the request waits, e.g. for the password
+    # helper, shares this thread).
+    sent, here = [], (threading.get_ident(), getcurrent())
+
+    def ours():
+        return (threading.get_ident(), getcurrent()) == here
 
     def in_block(dbapi):
         return not getattr(dbapi, "autocommit", False)
 
     def record(conn, _cursor, statement, _params, _context, _many):
-        if threading.get_ident() == here and not statement.startswith("PREPARE"):
+        if ours() and not statement.startswith("PREPARE"):
             sent.append((statement.split()[0], in_block(conn.connection.dbapi_connection)))
 
     original = Prepared._execute_raw
 
     def execute_raw(self, connection, sql, values):   # prepared: not seen by engine events
-        sent.append((sql.split()[0], in_block(connection.connection.dbapi_connection)))
+        if ours():
+            sent.append((sql.split()[0], in_block(connection.connection.dbapi_connection)))
         return original(self, connection, sql, values)
 
     event.listen(db.engine, "before_cursor_execute", record)
