@@ -518,6 +518,8 @@ def main():
                     help="engine calls before the final RSS reading (topped up at level 100)")
     ap.add_argument("--profile", default=None, metavar="FILE",
                     help="py-spy the server during the engine runs (collapsed stacks to FILE)")
+    ap.add_argument("--idle-profile", default=None, metavar="FILE",
+                    help="py-spy the idle server for 20 s after the warm-up (collapsed stacks)")
     ap.add_argument("--database", choices=("auto", "postgresql", "sqlite"), default="auto")
     ap.add_argument("--split", action="store_true",
                     help="split deployment: `oml-server engine` + one API worker (two "
@@ -602,6 +604,11 @@ def main():
         gevent.sleep(5)
         ctx["idle_cpu_per_s"] = (server_cpu(server) - idle0) / (time.monotonic() - t0)
         print(f"idle server: {ctx['idle_cpu_per_s'] * 1000:.1f} ms of CPU per second", flush=True)
+        if args.idle_profile:
+            subprocess.run([os.path.join(REPO, ".venv", "bin", "py-spy"), "record", "--pid",
+                            str(server_pids(server)[-1]), "--format", "raw", "--rate", "500",
+                            "--nonblocking", "--duration", "20", "-o", args.idle_profile],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         rss_start = server_rss(server)
         memory = [{"engine_calls": 0, "rss_mb": round(rss_start, 1)}]
 
@@ -609,7 +616,7 @@ def main():
         if args.profile:
             profiler = subprocess.Popen(
                 [os.path.join(REPO, ".venv", "bin", "py-spy"), "record", "--pid",
-                 str(server_pids(server)[-1]), "--format", "raw", "--rate", "200", "--nonblocking",
+                 str(server_pids(server)[-1]), "--format", "raw", "--rate", os.environ.get("OML_BENCH_PROFILE_RATE", "200"), "--nonblocking",
                  "-o", args.profile], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             gevent.sleep(1)
         runs = {}

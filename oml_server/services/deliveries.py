@@ -219,7 +219,7 @@ def _due(now):
 # untried are due at once) cost PostgreSQL 7 ms per poll at 10,000 rows and 85 ms at
 # 100,000, growing for as long as the CRM stays dead; this is 0.05 ms at both
 # (bench/due_destinations_bench.py).
-_DUE_DESTINATIONS = text("""
+_DUE_DESTINATIONS = Prepared(text("""
 WITH RECURSIVE open_destinations(destination) AS (
   SELECT * FROM (SELECT destination FROM deliveries WHERE state IN ('pending', 'sending')
                  ORDER BY destination LIMIT 1) AS first
@@ -232,12 +232,13 @@ SELECT destination FROM open_destinations o WHERE destination IS NOT NULL AND EX
   AND x.state IN ('pending', 'sending')
   AND ((x.state = 'pending' AND x.next_attempt_at <= :now)
        OR (x.state = 'sending' AND x.lease_until < :now)))
-""").bindparams(bindparam("now", type_=Delivery.__table__.c.next_attempt_at.type))
+""").bindparams(bindparam("now", type_=Delivery.__table__.c.next_attempt_at.type)))
 
 
 def due_destinations():
-    statements_commit_alone(db.session)   # polled as often as the outbox (see FanOut.step)
-    rows = db.session.execute(_DUE_DESTINATIONS, {"now": utcnow()}).all()
+    # Polled every second by each process: parsed and planned once per connection (Prepared).
+    statements_commit_alone(db.session)
+    rows = run(_DUE_DESTINATIONS, {"now": utcnow()}).all()
     db.session.commit()
     return [row.destination for row in rows]
 
