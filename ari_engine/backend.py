@@ -58,10 +58,10 @@ class AriBackend:
     def node(self):
         return self.settings.get("ASTERISK_NODE", "local")
 
-    def place_click_to_call(self, call):
+    def place_click_to_call(self, call, known):
         if not self.engine_ready():
             raise CallNotPlaced(M.TELEPHONY_UNAVAILABLE)
-        extension = run(_EXTENSION, {"aid": call.agent_id}).scalar()
+        extension = known.extension or run(_EXTENSION, {"aid": call.agent_id}).scalar()
         channel_id = ids.agent_channel(call.id)
         # Written before the originate (one transaction: the call rings, the agent is on it):
         # an auto-answering phone is in Stasis within ms.
@@ -73,7 +73,9 @@ class AriBackend:
             self.ari.originate(f"PJSIP/{extension}", appArgs=f"click_to_call,{call.id}",
                                channelId=channel_id, callerId=f'"{call.number}" <{call.number}>',
                                timeout=self.settings["AGENT_ANSWER_TIMEOUT"],
-                               variables=call_headers.agent_leg_variables(call, call.agent_id))
+                               variables=call_headers.agent_leg_variables(
+                                   call, call.agent_id, campaign_type=known.campaign_type,
+                                   recorded=known.recorded))
         except AriError as exc:
             log.warning("call %s: originate failed: %s", call.id, exc)
             raise CallNotPlaced(originate_error(exc))  # the caller ends the row with it

@@ -22,12 +22,13 @@ def call_type(kind, campaign_type=None):
     return _CALL_TYPES.get(kind, kind or "")
 
 
-def agent_leg_variables(call, agent_id, origin=None, wait_seconds=None, campaign_type=None):
+def agent_leg_variables(call, agent_id, origin=None, wait_seconds=None, campaign_type=None,
+                        recorded=None):
     """ARI originate variables putting the call's headers on an agent leg's INVITE. `call` is a
     call row or object (id, kind, campaign_id, contact_id, number); `origin` "transfer" on a
-    transferred leg (also its X-OML-CallType)."""
-    recorded = False
-    if call.campaign_id is not None:
+    transferred leg (also its X-OML-CallType). The campaign's type and recording flag are read
+    unless both are given."""
+    if call.campaign_id is not None and (campaign_type is None or recorded is None):
         found = db.session.execute(select(Campaign.type, Campaign.record)
                                    .where(Campaign.id == call.campaign_id)).first()
         if found is not None:

@@ -14,6 +14,7 @@ import logging
 
 from sqlalchemy import bindparam, select, update
 
+from oml_server.database import statements_commit_alone
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession, utcnow
 from oml_server.services import outbox
@@ -110,6 +111,7 @@ class Presence:
             log.info("device state of agent %s not mirrored yet: %s", agent_id, exc)
             return False
         sessions = AgentSession.__table__
+        statements_commit_alone(db.session)   # one UPDATE: no BEGIN/COMMIT round trips
         stored = run(prepared("presence-on-call", lambda: update(sessions).where(
             sessions.c.agent_id == bindparam("aid"), sessions.c.on_call.is_(True),
             sessions.c.mirrored_state.is_(None)).values(mirrored_state="INUSE")),
@@ -166,6 +168,7 @@ class Presence:
 def _store_mirrored(agent_id, state):
     # A Core UPDATE on the table: the ORM's bulk-update path cost more than the statement.
     sessions = AgentSession.__table__
+    statements_commit_alone(db.session)   # alone when no transaction is open: one round trip
     run(prepared("presence-store", lambda: update(sessions).where(
         sessions.c.agent_id == bindparam("aid")).values(mirrored_state=bindparam("mirrored"))),
         {"aid": agent_id, "mirrored": state})

@@ -22,8 +22,9 @@ class FakeTelephony:
         self.placed, self.hung_up, self.mirrored, self.credentials = [], [], [], []
         self._lock = threading.Lock()
 
-    def place_click_to_call(self, call):
+    def place_click_to_call(self, call, known):
         with self._lock:
+            self.known = known
             self.placed.append({"id": call.id, "state": call.state, "agent": call.agent_id,
                                 "campaign": call.campaign_id, "contact": call.contact_id,
                                 "number": call.number, "active_agent_id": call.active_agent_id})

@@ -31,7 +31,7 @@ def make_call():
 
 
 @blp.route("/hangupCall/", methods=["POST"])
-@login_required(*AGENT)
+@login_required(*AGENT, single_write=True)
 @blp.response(200, StatusSchema)
 def hangup_call():
     """Hang up the agent's current call (`{"status": "ERROR"}` when there is none)."""

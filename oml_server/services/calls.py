@@ -17,10 +17,10 @@ from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import messages as M
-from ..database import Prepared, is_unique_violation, run
+from ..database import Prepared, is_unique_violation, run, statements_in_transaction
 from ..errors import Detail, business_error, data_errors, not_found
 from ..extensions import db
-from ..models import Call, CallLeg, Campaign, Contact, Event, campaign_agents
+from ..models import AgentProfile, Call, CallLeg, Campaign, Contact, Event, campaign_agents
 from . import call_state, crm_request, lookup, outbox, telephony, throttle
 from .contacts import PHONE_RE
 
@@ -96,21 +96,31 @@ def check_make_call(caller, data):
 
 
 class _Row:
-    """A campaign or contact of the checks as the call needs it: its id and database."""
-    __slots__ = ("id", "database_id")
+    """A campaign, agent or contact of the checks as the call needs it: its id and database;
+    for the campaign its type and whether it records, for the agent its extension (the engine
+    puts them on the agent's leg, so they are read here rather than again there)."""
+    __slots__ = ("id", "database_id", "type", "record", "sip_extension")
 
-    def __init__(self, id, database_id):
+    def __init__(self, id, database_id, type=None, record=None, sip_extension=None):
         self.id, self.database_id = id, database_id
+        self.type, self.record, self.sip_extension = type, record, sip_extension
 
 
 # The internal-id checks' reads in one round trip: the active campaign's database, whether
-# the agent is one of its members, the contact's database (NULL: no such row).
+# the agent is one of its members, the contact's database (NULL: no such row); then what the
+# engine needs to ring the agent: the campaign's type and recording flag, the agent's extension.
+def _active_campaign(column):
+    return select(column).where(Campaign.id == bindparam("cid"),
+                                Campaign.state == "active").scalar_subquery()
+
+
 _INTERNAL_CHECKS = Prepared(select(
-    select(Campaign.database_id).where(Campaign.id == bindparam("cid"),
-                                       Campaign.state == "active").scalar_subquery(),
+    _active_campaign(Campaign.database_id),
     exists().where(campaign_agents.c.campaign_id == bindparam("cid"),
                    campaign_agents.c.agent_id == bindparam("aid")),
-    select(Contact.database_id).where(Contact.id == bindparam("contact")).scalar_subquery()))
+    select(Contact.database_id).where(Contact.id == bindparam("contact")).scalar_subquery(),
+    _active_campaign(Campaign.type), _active_campaign(Campaign.record),
+    select(AgentProfile.sip_extension).where(AgentProfile.id == bindparam("aid")).scalar_subquery()))
 
 
 def _check_internal(caller, data):
@@ -122,8 +132,8 @@ def _check_internal(caller, data):
     campaign_id = None if _empty(raw_campaign) else lookup.parse_id(raw_campaign)
     contact_id = lookup.parse_id(raw_contact) if key is not None else None
     own_agent_id = _own_agent_id(caller)
-    campaign_db, is_member, contact_db = run(_INTERNAL_CHECKS, {
-        "cid": campaign_id, "aid": own_agent_id, "contact": contact_id}).one()
+    campaign_db, is_member, contact_db, campaign_type, recorded, extension = run(
+        _INTERNAL_CHECKS, {"cid": campaign_id, "aid": own_agent_id, "contact": contact_id}).one()
 
     campaign = None
     if _empty(raw_campaign):
@@ -131,7 +141,7 @@ def _check_internal(caller, data):
     elif campaign_db is None:
         errors["idCampaign"] = [M.INVALID_CHOICE]
     else:
-        campaign = _Row(campaign_id, campaign_db)
+        campaign = _Row(campaign_id, campaign_db, campaign_type, recorded)
 
     agent = None
     if _empty(raw_agent):
@@ -140,7 +150,7 @@ def _check_internal(caller, data):
             or not caller.is_active:
         errors["idAgent"] = [M.INVALID_CHOICE]  # [better] an agent places calls only as itself
     else:
-        agent = _Row(own_agent_id, None)  # place() needs its id only: no profile load
+        agent = _Row(own_agent_id, None, sip_extension=extension)  # no profile load
         if campaign is not None and not is_member:
             errors["idAgent"] = [M.AGENT_NOT_IN_CAMPAIGN]
 
@@ -239,30 +249,39 @@ def place(request):
                 number=request.number, node=current_app.config.get("ASTERISK_NODE", "local"))
     db.session.add(call)
     session = db.session()
-    session.expire_on_commit = False  # the row goes to the engine as written: no reload
+    # The row goes to the engine as written, and stays loaded through the engine's own
+    # commits (ringing the agent): expired, each read of it would reload the whole row.
+    session.expire_on_commit = False
     try:
-        # The event flushes the row first: a unique violation surfaces here or at commit.
-        outbox.record("call.requested", call_id=call_id, agent_id=agent_id,
-                      campaign_id=campaign_id, state="requested", kind="click_to_call",
-                      number=request.number)
-        session.commit()
-    except IntegrityError as exc:
-        db.session.rollback()
-        if is_unique_violation(exc):  # the agent already has a live call
-            throttle.record_call(agent_id)  # the rollback took the count with it
-            raise call_failed(M.AGENT_BUSY)
-        raise
+        try:
+            # The row is flushed at the commit: a unique violation (a live call) surfaces there.
+            outbox.record("call.requested", call_id=call_id, agent_id=agent_id,
+                          campaign_id=campaign_id, state="requested", kind="click_to_call",
+                          number=request.number)
+            session.commit()
+        except IntegrityError as exc:
+            db.session.rollback()
+            if is_unique_violation(exc):  # the agent already has a live call
+                throttle.record_call(agent_id)  # the rollback took the count with it
+                raise call_failed(M.AGENT_BUSY)
+            raise
+        known = telephony.KnownFacts(
+            extension=getattr(request.agent, "sip_extension", None),
+            campaign_type=getattr(request.campaign, "type", None),
+            recorded=getattr(request.campaign, "record", None))
+        refused = None
+        try:
+            telephony.place_click_to_call(call, known)
+        except telephony.CallNotPlaced as exc:
+            refused = exc.reason
+        except Exception:
+            log.exception("the engine failed to place call %s", call_id)
+            refused = M.TELEPHONY_UNAVAILABLE
     finally:
         session.expire_on_commit = True
-    try:
-        telephony.place_click_to_call(call)
-    except telephony.CallNotPlaced as exc:
-        _fail(call_id, exc.reason)
-        raise call_failed(exc.reason)
-    except Exception:
-        log.exception("the engine failed to place call %s", call_id)
-        _fail(call_id, M.TELEPHONY_UNAVAILABLE)
-        raise call_failed(M.TELEPHONY_UNAVAILABLE)
+    if refused is not None:
+        _fail(call_id, refused)
+        raise call_failed(refused)
     db.session.commit()  # whatever the engine set on the row (channel ids…)
     return call_id
 
@@ -286,10 +305,16 @@ def finish(call, state, reason=None):
 # --- hangupCall ------------------------------------------------------------------------------
 
 def hangup(agent_id):
-    """Hang up the agent's live call: True, or False when there is none (or the engine fails)."""
+    """Hang up the agent's live call: True, or False when there is none (or the engine fails).
+
+    The view's statements run without a transaction block on PostgreSQL (single_write): the
+    reads, then the call's end, which is one statement there (call_state.finish); where it is
+    not (STREAM_WAKEUP=notify), its statements go in one block again."""
     call = db.session.scalar(select(Call).where(Call.active_agent_id == agent_id))
     if call is None:
         return False
+    if not outbox.in_one_statement(db.session):
+        statements_in_transaction(db.session)
     try:
         telephony.hangup_call(call)
     except Exception:

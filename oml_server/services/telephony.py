@@ -7,8 +7,10 @@ server without calls: click-to-call is refused with a clear reason, nothing is m
 
 The backend contract (duck-typed; every method may raise):
 
-* `place_click_to_call(call)` — start the committed `Call` row (state `requested`): ring the
-  agent, and so on (contract §3). Return when the call is under way. Raise `CallNotPlaced(reason)`
+* `place_click_to_call(call, known)` — start the committed `Call` row (state `requested`): ring
+  the agent, and so on (contract §3). `known` (KnownFacts) carries what the REST layer already
+  read (the agent's extension, the campaign's type and recording flag; None where it did not).
+  Return when the call is under way. Raise `CallNotPlaced(reason)`
   when it cannot be placed; the caller then marks the row failed. The backend may set
   attributes on `call` (channel ids…); the caller commits them after the hand-off returns.
 * `hangup_call(call)` — hang up the agent's live call. The backend finalises the row (directly
@@ -31,6 +33,7 @@ The backend contract (duck-typed; every method may raise):
   Raise `CallNotPlaced(reason)` when it cannot. A backend without it cannot listen in.
 """
 import logging
+from typing import NamedTuple, Optional
 
 from .. import messages as M
 
@@ -49,7 +52,7 @@ class CallNotPlaced(Exception):
 class NoEngine:
     """The backend of a server without telephony (ARI disabled, or the engine not started)."""
 
-    def place_click_to_call(self, call):
+    def place_click_to_call(self, call, known):
         raise CallNotPlaced(M.TELEPHONY_NOT_CONFIGURED)
 
     def hangup_call(self, call):
@@ -85,8 +88,17 @@ def get_backend():
     return _backend
 
 
-def place_click_to_call(call):
-    return _backend.place_click_to_call(call)
+class KnownFacts(NamedTuple):
+    """What makeCall's checks already read and the engine needs to ring the agent (None: not
+    known, the engine reads it): the agent's extension, the campaign's type and whether it
+    records."""
+    extension: Optional[str] = None
+    campaign_type: Optional[str] = None
+    recorded: Optional[bool] = None
+
+
+def place_click_to_call(call, known=None):
+    return _backend.place_click_to_call(call, known or KnownFacts())
 
 
 def hangup_call(call):

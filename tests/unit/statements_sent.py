@@ -8,10 +8,11 @@ from oml_server.database import Prepared
 from oml_server.extensions import db
 
 
-def statements_of(request):
+def statements_of(request, whole=False):
     """`request()`'s response and the statements it sent, prepared ones included, each as
     (first word, inside a transaction block?): PostgreSQL opens a block with BEGIN unless
-    the connection is in autocommit. PREPAREs (once per connection) are left out."""
+    the connection is in autocommit. PREPAREs (once per connection) are left out. `whole`:
+    the statement's whole text instead of its first word."""
     # Only this request's: not other tests' leftover threads, nor greenlets (the tests do not
     # monkey-patch, so a greenlet that runs while the request waits, e.g. for the password
     # helper, shares this thread).
@@ -20,18 +21,21 @@ def statements_of(request):
     def ours():
         return (threading.get_ident(), getcurrent()) == here
 
+    def said(statement):
+        return " ".join(statement.split()) if whole else statement.split()[0]
+
     def in_block(dbapi):
         return not getattr(dbapi, "autocommit", False)
 
     def record(conn, _cursor, statement, _params, _context, _many):
         if ours() and not statement.startswith("PREPARE"):
-            sent.append((statement.split()[0], in_block(conn.connection.dbapi_connection)))
+            sent.append((said(statement), in_block(conn.connection.dbapi_connection)))
 
     original = Prepared._execute_raw
 
     def execute_raw(self, connection, sql, values):   # prepared: not seen by engine events
         if ours():
-            sent.append((sql.split()[0], in_block(connection.connection.dbapi_connection)))
+            sent.append((said(sql), in_block(connection.connection.dbapi_connection)))
         return original(self, connection, sql, values)
 
     event.listen(db.engine, "before_cursor_execute", record)

@@ -24,6 +24,8 @@ from ari_engine.outbound import Outbound
 from ari_engine.presence import Presence
 from oml_server.extensions import db
 from oml_server.models import AgentSession, Call, CallLeg, Event
+from oml_server.services import telephony
+from .statements_sent import is_postgresql, statements_of
 
 RECORDINGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recordings")
 SETTINGS = {"DIAL_TEMPLATE": "PJSIP/{number}@trunk", "CONTACT_ANSWER_TIMEOUT": 30,
@@ -400,7 +402,8 @@ def test_makecall_mirrors_inuse_without_reading_the_agent(engine, make, app):
     db.session.add(call)
     db.session.commit()
     engine.backend.supervisor = SimpleNamespace(connected=True)  # the engine's process
-    reads = _statements_on("agent_sessions", lambda: engine.backend.place_click_to_call(call))
+    reads = _statements_on("agent_sessions", lambda: engine.backend.place_click_to_call(
+        call, telephony.KnownFacts()))
     assert [r for r in reads if r.startswith("SELECT")] == []
     assert ("device_state_put", ("Stasis:oml-agent-1001", "INUSE"), {}) in engine.ari.requests
     assert db.session.get(AgentSession, agent.id).mirrored_state == "INUSE"
@@ -413,6 +416,83 @@ def test_makecall_mirrors_inuse_without_reading_the_agent(engine, make, app):
         "INUSE", "NOT_INUSE"]
     db.session.expire_all()
     assert db.session.get(AgentSession, agent.id).mirrored_state == "NOT_INUSE"
+
+
+def test_makecall_hands_the_call_over_without_reading_again_what_its_checks_read(
+        engine, make, client, app):
+    """makeCall's checks read the agent's extension and the campaign's type and recording flag;
+    the engine rings the agent with them: after the call's row and its event, the request sends
+    one statement on PostgreSQL (the agent ringing, its leg and the agent put on the call) and
+    reads nothing again on either database (it was: the extension, the whole call row, expired
+    by the ring's commit, and the campaign)."""
+    agent = make.agent(sip_extension="1001")
+    campaign = make.campaign(agents=[agent])
+    campaign.record = True
+    headers = make.headers(agent)
+    db.session.commit()
+    engine.backend.supervisor = SimpleNamespace(connected=True)  # the engine's process
+    previous = telephony.set_backend(engine.backend)
+    try:
+        response, sent = statements_of(lambda: client.post("/api/v1/makeCall/", headers=headers, json={
+            "idCampaign": campaign.id, "idAgent": agent.agent.id, "phone": "3512222222"}),
+            whole=True)
+    finally:
+        telephony.set_backend(previous)
+    assert response.get_json()["status"] == "OK", response.get_json()
+    written = max(i for i, (sql, _) in enumerate(sent)
+                  if sql.startswith(("INSERT INTO calls", "INSERT INTO events")))
+    after = [sql for sql, _ in sent[written + 1:]]
+    assert not [sql for sql in after if sql.startswith("SELECT")], after
+    if is_postgresql(app):
+        assert len(after) == 1, after
+    [(_, (endpoint,), sent_with)] = [r for r in engine.ari.requests if r[0] == "originate"]
+    assert endpoint == "PJSIP/1001"
+    headers_sent = sent_with["variables"]
+    assert headers_sent["PJSIP_HEADER(add,X-OML-CampID)"] == str(campaign.id)
+    assert "PJSIP_HEADER(add,Omlrecfilename)" in headers_sent   # the campaign records
+    assert headers_sent["PJSIP_HEADER(add,Omlcamptype)"]
+
+
+def test_hangupcall_ends_the_call_in_three_statements_without_a_transaction_block(
+        engine, make, client, app):
+    """hangupCall on PostgreSQL: the token check, the agent's live call and its end (one
+    statement), each committing alone (it was BEGIN, the three, COMMIT); the call is ended
+    and the agent freed all the same."""
+    agent = online(make, "1001")
+    headers = make.headers(agent.user)
+    call_id = rest_click_to_call(engine, agent)
+    engine.replay("click_to_call-hangup_requested", call_id,
+                  stop=lambda e: e["type"] == "ChannelHangupRequest")
+    previous = telephony.set_backend(engine.backend)
+    try:
+        response, sent = statements_of(lambda: client.post("/api/v1/hangupCall/", headers=headers))
+    finally:
+        telephony.set_backend(previous)
+    assert response.get_json() == {"status": "OK"}
+    row = fresh(call_id)
+    assert (row.state, row.reason, row.active_agent_id) == ("ended", reasons.HANGUP_REQUESTED, None)
+    assert not db.session.get(AgentSession, agent.id).on_call
+    if is_postgresql(app):
+        assert len(sent) == 3 and not any(in_block for _, in_block in sent), sent
+
+
+def test_device_state_mirrors_write_without_a_transaction_block(engine, make, app):
+    """Both mirrors of a call (INUSE after makeCall, the agent's state after its end) store
+    what they wrote with one statement each, committing alone on PostgreSQL (each was BEGIN,
+    UPDATE, COMMIT)."""
+    agent = online(make, "1001")
+    agent_id, call_id = agent.id, rest_click_to_call(engine, agent)
+    db.session.commit()
+    _, on_call = statements_of(lambda: engine.backend.presence.mirror_on_call(agent_id, "1001"))
+    call_store.finish(call_id, "ended", reasons.HANGUP_REQUESTED)
+    _, freed = statements_of(lambda: engine.backend.presence.mirror(agent_id))
+    assert [r[1][1] for r in engine.ari.requests if r[0] == "device_state_put"] == [
+        "INUSE", "NOT_INUSE"]
+    db.session.expire_all()
+    assert db.session.get(AgentSession, agent_id).mirrored_state == "NOT_INUSE"
+    assert (len(on_call), len(freed)) == (1, 2), (on_call, freed)   # the UPDATE; read, UPDATE
+    if is_postgresql(app):
+        assert not any(in_block for _, in_block in on_call + freed), (on_call, freed)
 
 
 def test_no_contact_is_dialled_when_the_call_ended_during_the_agents_answer(engine, make):
