@@ -15,7 +15,7 @@ blp = Blueprint("calls", __name__, url_prefix="/api/v1", description="Calls")
 
 
 @blp.route("/makeCall/", methods=["POST"])
-@login_required(*AGENT)
+@login_required(*AGENT, single_write=True)   # its writes are one statement on PostgreSQL
 @blp.doc(**request_body(MakeCallRequestSchema))
 @blp.response(200, MakeCallResponseSchema)
 def make_call():

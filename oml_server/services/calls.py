@@ -20,8 +20,8 @@ from .. import messages as M
 from ..database import Prepared, is_unique_violation, run, statements_in_transaction
 from ..errors import Detail, business_error, data_errors, not_found
 from ..extensions import db
-from ..models import AgentProfile, Call, CallLeg, Campaign, Contact, Event, campaign_agents
-from . import call_state, crm_request, lookup, outbox, telephony, throttle
+from ..models import AgentProfile, Call, CallLeg, Campaign, Contact, Event, campaign_agents, utcnow
+from . import call_requests, call_state, crm_request, lookup, outbox, telephony, throttle
 from .contacts import PHONE_RE
 
 log = logging.getLogger(__name__)
@@ -238,27 +238,17 @@ def place(request):
     campaign_id = request.campaign.id if request.campaign is not None else None
     contact_id = request.contact.id if request.contact is not None else None
     call_id = uuid.uuid4().hex
-    try:  # a CRM stuck in a loop must not ring the agent's phone forever
-        # Counted in the call's own transaction (committed with its row below): one commit
-        # per makeCall instead of two.
-        throttle.count_call(agent_id, commit=False)
-    except throttle.Refused:
-        raise call_failed(M.TOO_MANY_CALLS)
     call = Call(id=call_id, kind="click_to_call", state="requested", campaign_id=campaign_id,
                 agent_id=agent_id, active_agent_id=agent_id, contact_id=contact_id,
-                number=request.number, node=current_app.config.get("ASTERISK_NODE", "local"))
-    db.session.add(call)
+                number=request.number, node=current_app.config.get("ASTERISK_NODE", "local"),
+                created_at=utcnow())
     session = db.session()
     # The row goes to the engine as written, and stays loaded through the engine's own
     # commits (ringing the agent): expired, each read of it would reload the whole row.
     session.expire_on_commit = False
     try:
         try:
-            # The row is flushed at the commit: a unique violation (a live call) surfaces there.
-            outbox.record("call.requested", call_id=call_id, agent_id=agent_id,
-                          campaign_id=campaign_id, state="requested", kind="click_to_call",
-                          number=request.number)
-            session.commit()
+            _write_call(call)
         except IntegrityError as exc:
             db.session.rollback()
             if is_unique_violation(exc):  # the agent already has a live call
@@ -284,6 +274,30 @@ def place(request):
         raise call_failed(refused)
     db.session.commit()  # whatever the engine set on the row (channel ids…)
     return call_id
+
+
+def _write_call(call):
+    """The call's row, its event and the agent's makeCall count, committed together; raises
+    call_failed(TOO_MANY_CALLS) past the limit (a CRM stuck in a loop must not ring the
+    agent's phone forever). On PostgreSQL one statement; `call` stays out of the session."""
+    if outbox.in_one_statement(db.session):
+        placed = call_requests.place(call.id, call.agent_id, call.campaign_id, call.contact_id,
+                                     call.number, call.node, call.created_at)
+        db.session.commit()
+        if not placed:
+            raise call_failed(M.TOO_MANY_CALLS)
+        return
+    statements_in_transaction(db.session)   # several statements: one transaction
+    try:
+        throttle.count_call(call.agent_id, commit=False)
+    except throttle.Refused:
+        raise call_failed(M.TOO_MANY_CALLS)
+    db.session.add(call)
+    # The row is flushed at the commit: a unique violation (a live call) surfaces there.
+    outbox.record("call.requested", call_id=call.id, agent_id=call.agent_id,
+                  campaign_id=call.campaign_id, state="requested", kind="click_to_call",
+                  number=call.number)
+    db.session.commit()
 
 
 def _fail(call_id, reason):

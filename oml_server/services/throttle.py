@@ -87,17 +87,27 @@ def _record(*keys, window, commit=True):
         db.session.execute(delete(ThrottleEvent).where(
             ThrottleEvent.key.in_(keys),
             ThrottleEvent.created_at <= now - timedelta(seconds=window)))
-    if random.random() < PRUNE_CHANCE:  # keys never seen again (old addresses) go too
-        cfg = current_app.config
-        longest = max(cfg["LOGIN_WINDOW_SECONDS"], cfg["MAKECALL_WINDOW_SECONDS"])
-        db.session.execute(delete(ThrottleEvent).where(
-            ThrottleEvent.created_at <= now - timedelta(seconds=longest)))
+    prune_sometimes(now)
     if len(keys) == 1:
         run(_ONE_KEY_COUNT, {"b_key": keys[0], "at": now})
     else:
         db.session.add_all(ThrottleEvent(key=key, created_at=now) for key in keys)
     if commit:
         db.session.commit()
+
+
+def prune_sometimes(now):
+    """Now and then (PRUNE_CHANCE) remove every count older than the longest window: keys never
+    seen again (old addresses) go too."""
+    if random.random() < PRUNE_CHANCE:
+        cfg = current_app.config
+        longest = max(cfg["LOGIN_WINDOW_SECONDS"], cfg["MAKECALL_WINDOW_SECONDS"])
+        db.session.execute(delete(ThrottleEvent).where(
+            ThrottleEvent.created_at <= now - timedelta(seconds=longest)))
+
+
+def call_key(agent_id):
+    return f"call:{agent_id}"
 
 
 def _login_keys(username, address):
@@ -145,7 +155,7 @@ def count_call(agent_id, commit=True):
     call's row (one transaction per call, not two), and calls `record_call` if that fails."""
     cfg = current_app.config
     window = cfg["MAKECALL_WINDOW_SECONDS"]
-    key = f"call:{agent_id}"
+    key = call_key(agent_id)
     count, oldest = run(_ONE_KEY_RECENT, {"b_key": key,
                                           "since": _now() - timedelta(seconds=window)}).one()
     if count >= cfg["MAKECALL_MAX_PER_WINDOW"]:
@@ -157,4 +167,4 @@ def count_call(agent_id, commit=True):
 def record_call(agent_id):
     """Count a click-to-call whose uncommitted count was rolled back (the agent was busy): a
     request refused that way still counts against the limit, in its own transaction."""
-    _record(f"call:{agent_id}", window=current_app.config["MAKECALL_WINDOW_SECONDS"])
+    _record(call_key(agent_id), window=current_app.config["MAKECALL_WINDOW_SECONDS"])

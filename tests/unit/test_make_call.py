@@ -11,10 +11,12 @@ from sqlalchemy import func, select
 
 from oml_server import messages as M
 from oml_server.extensions import db
-from oml_server.models import Call
+from oml_server.models import Call, Event, ThrottleEvent
 from oml_server.services import telephony
 from oml_server.services.telephony import CallNotPlaced
 from tests.fake_telephony import FakeTelephony, fake_telephony  # noqa: F401 (fixture)
+
+from .statements_sent import is_postgresql, statements_of
 
 DATA_ERRORS_ES = "Hubo errores en los datos recibidos"
 DATA_ERRORS_EN = "There were errors on received data"
@@ -71,6 +73,32 @@ def test_ok_writes_the_call_and_hands_it_to_the_engine(client, make, world, fake
     assert fake_telephony.placed == [{"id": row.id, "state": "requested", "agent": agent.agent.id,
                                       "campaign": campaign.id, "contact": contact.id,
                                       "number": "3512222222", "active_agent_id": agent.agent.id}]
+
+
+def test_the_call_its_event_and_its_count_are_written_together(app, client, make, world,
+                                                               fake_telephony):
+    """The row, its `call.requested` event and the agent's makeCall count, on both databases;
+    on PostgreSQL the request sends three statements, none in a transaction block: the token
+    check, the checks, and the call with its event and count (it was BEGIN, the two reads, the
+    count, the prune, the new count, the row, the event, COMMIT)."""
+    agent, campaign, contact = world
+    headers, body = make.headers(agent), {"idCampaign": campaign.id, "idAgent": agent.agent.id,
+                                          "phone": "3512222222", "idContact": contact.id}
+    agent_id, campaign_id = agent.agent.id, campaign.id
+    db.session.commit()
+    response, sent = statements_of(lambda: client.post("/api/v1/makeCall/", headers=headers,
+                                                       json=body))
+    call_id = response.get_json()["callId"]
+    [event] = db.session.scalars(select(Event).where(Event.call_id == call_id))
+    assert (event.type, event.agent_id, event.campaign_id, event.data) == (
+        "call.requested", agent_id, campaign_id,
+        {"state": "requested", "kind": "click_to_call", "number": "3512222222"})
+    [row] = calls()
+    assert row.created_at is not None and row.node == "local"
+    assert db.session.scalar(select(func.count(ThrottleEvent.id)).where(
+        ThrottleEvent.key == f"call:{agent_id}")) == 1
+    if is_postgresql(app):
+        assert len(sent) == 3 and not any(in_block for _, in_block in sent), sent
 
 
 def test_ok_with_form_body_and_string_ids(client, make, world, fake_telephony):
@@ -171,6 +199,9 @@ def test_a_second_live_call_for_the_agent_is_refused(client, make, world, fake_t
         "status": "ERROR", "message": "Error when executing the call", "errors": [BUSY_EN]}
     assert [row.id for row in calls()] == [first["callId"]]
     assert len(fake_telephony.placed) == 1
+    # A refused request still counts against the makeCall limit (a CRM looping on a busy agent).
+    assert db.session.scalar(select(func.count(ThrottleEvent.id)).where(
+        ThrottleEvent.key == f"call:{agent.agent.id}")) == 3
 
 
 THREADS = 50  # racing requests (the hardening issue asks for at least 50)
