@@ -41,6 +41,7 @@ class AriBackend:
         self.supervisor = supervisor  # set in the engine process; None in API-only workers
         # Engine process: told which call hangupCall tears down (Dispatcher.torn_down_elsewhere).
         self.on_teardown = None
+        self.on_placed = None   # the engine's process: Dispatcher.placed_here
         # Engine process: how a command reaches its call's worker (Dispatcher.enqueue).
         self.on_command = None
         self.presence = Presence(ari)
@@ -63,6 +64,8 @@ class AriBackend:
             raise CallNotPlaced(M.TELEPHONY_UNAVAILABLE)
         extension = known.extension or run(_EXTENSION, {"aid": call.agent_id}).scalar()
         channel_id = ids.agent_channel(call.id)
+        if self.on_placed is not None:
+            self.on_placed(call.id)
         # Written before the originate (one transaction: the call rings, the agent is on it):
         # an auto-answering phone is in Stasis within ms.
         call_store.ring_agent(call.id, call.agent_id, agent_channel_id=channel_id)

@@ -70,6 +70,7 @@ class Dispatcher:
         self.idle_seconds = idle_seconds
         self.workers = {}     # call id -> Queue
         self.contexts = {}    # call id -> CallContext
+        self.placed = {}      # call ids placed by this process (its node's): no node check
         self.known = {}       # Asterisk-named channel id -> call id
         self.unknown = {}     # channel ids the database knows no call of (bounded)
         self.resolving = {}   # channel id -> events held while its call is looked up
@@ -182,6 +183,14 @@ class Dispatcher:
         self.known[channel_id] = call_id
         self.unknown.pop(channel_id, None)
 
+    def placed_here(self, call_id):
+        """makeCall in this process placed `call_id` on this engine's node: its events need no
+        node check (one read fewer per call). Bounded: a call that never has an event (its
+        originate failed) is forgotten with the oldest."""
+        if len(self.placed) >= UNKNOWN_CACHE:
+            self.placed.pop(next(iter(self.placed)))
+        self.placed[call_id] = True
+
     def torn_down_elsewhere(self, call_id):
         """The REST side (hangupCall, same process) ended the call, is hanging up its legs and
         bridges and mirrors its agent's state: the legs' trailing events (StasisEnd,
@@ -205,6 +214,7 @@ class Dispatcher:
 
     def _work(self, call_id, queue):
         ctx = self.contexts[call_id] = CallContext(call_id)
+        ctx.node_checked = self.placed.pop(call_id, False)
         try:
             while True:
                 try:
@@ -229,11 +239,15 @@ class Dispatcher:
                 gevent.spawn(self._work, call_id, queue)
 
     def _handle(self, ctx, event):
+        if ctx.foreign:
+            return
         if ctx.final and ctx.torn_down and event.get("type") != "StasisStart":
             return  # a finished call's trailing events change nothing
         with self.app.app_context():
             try:
                 ctx.begin_event()
+                if not ctx.node_checked and not event.get("oml_start") and self._foreign(ctx):
+                    return
                 flow = self._flow(ctx, event)
                 if flow is None:
                     return
@@ -249,6 +263,20 @@ class Dispatcher:
                 log.exception("call %s: handler failed on %s", ctx.call_id, event.get("type"))
                 from oml_server.extensions import db
                 db.session.rollback()
+
+    def _foreign(self, ctx):
+        """Whether the call is another node's (once per context). Our channels are routed by
+        their names, and an engine may see another's channel events (two engines on one
+        Asterisk, as in a lab; an endpoint subscription): only the call's own node's engine
+        acts on them. The row is read once for this, by the event's flow as well (cached)."""
+        row = ctx.row
+        if row is not None and row.node != call_store.node():
+            log.info("call %s is node %s's: its events are left to that engine", ctx.call_id,
+                     row.node)
+            ctx.foreign = True
+            return True
+        ctx.node_checked = row is not None
+        return False
 
     def _flow(self, ctx, event):
         channel_id = (event.get("channel") or {}).get("id")

@@ -26,6 +26,8 @@ class CallContext:
         self.scratch = {}         # causes, dial status, ringback… (lost on restart: harmless)
         self.final = False        # the call ended (its agent was told to Asterisk)
         self.torn_down = False    # its legs and bridges were asked to go
+        self.node_checked = False  # the row was seen to be this engine's node's (or absent)
+        self.foreign = False      # another node's call: its events are not this engine's
         self._row = None
 
     def begin_event(self):

@@ -53,6 +53,7 @@ class Engine:
                                      idle_seconds=config.get("ENGINE_IDLE_SECONDS", 600),
                                      control=self.control)
         self.backend.on_teardown = self.dispatcher.torn_down_elsewhere
+        self.backend.on_placed = self.dispatcher.placed_here
         self.dispatcher.on_recording = recording.finished
         self.backend.on_command = self.dispatcher.enqueue  # commands taken in this process
         self.startup_time = None

@@ -90,6 +90,7 @@ class Harness:
                                      control=self.control)
         self.backend = AriBackend(self.ari, app.config)
         self.backend.on_teardown = self.dispatcher.torn_down_elsewhere
+        self.backend.on_placed = self.dispatcher.placed_here
         self.ids = {}  # placeholder / recorded id -> the id of this run
 
     def feed(self, event):
@@ -492,6 +493,22 @@ def test_device_state_mirrors_write_without_a_transaction_block(engine, make, ap
     assert (len(on_call), len(freed)) == (1, 2), (on_call, freed)   # the UPDATE; read, UPDATE
     if is_postgresql(app):
         assert not any(in_block for _, in_block in on_call + freed), (on_call, freed)
+
+
+def test_another_nodes_call_is_left_to_its_engine(engine, make):
+    """Two engines on one Asterisk (a lab's split deployment): this engine sees the channel
+    events of a call another node runs (routed here by the channel's name). It neither ends
+    the call nor touches Asterisk; the call's own engine does (a lab run had the wrong engine
+    end a split call as contact_hangup while its own engine was down)."""
+    agent = online(make, "1001")
+    call_id = rest_click_to_call(engine, agent)
+    db.session.execute(Call.__table__.update().where(Call.id == call_id).values(node="other"))
+    db.session.commit()
+    engine.ari.requests.clear()
+    engine.replay("click_to_call-contact_hangup", call_id)
+    row = fresh(call_id)
+    assert (row.state, row.reason) == ("agent_ringing", None)
+    assert engine.ari.requests == []
 
 
 def test_no_contact_is_dialled_when_the_call_ended_during_the_agents_answer(engine, make):
