@@ -283,6 +283,7 @@ def _write_call(call):
     if outbox.in_one_statement(db.session):
         placed = call_requests.place(call.id, call.agent_id, call.campaign_id, call.contact_id,
                                      call.number, call.node, call.created_at)
+        throttle.prune_sometimes(call.created_at)   # other keys' old counts, as _record does
         db.session.commit()
         if not placed:
             raise call_failed(M.TOO_MANY_CALLS)

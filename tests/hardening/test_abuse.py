@@ -141,6 +141,17 @@ def test_old_events_of_every_key_are_pruned(client, make, limits, monkeypatch):
 
 # --- click-to-call ---------------------------------------------------------------------------
 
+def test_a_make_call_prunes_old_events_of_every_key_too(client, make, world, fake_telephony,
+                                                        limits, monkeypatch):
+    for i in range(3):
+        _login(client, f"gone{i}", "wrong", address=f"10.7.0.{i}")
+    _age_events(901)
+    monkeypatch.setattr(throttle, "PRUNE_CHANCE", 1.0)
+    assert _make_call(client, make, world)["status"] == "OK"
+    keys = set(db.session.scalars(select(ThrottleEvent.key)))
+    assert keys == {f"call:{world.alice.agent.id}"}
+
+
 def _make_call(client, make, world):
     return client.post("/api/v1/makeCall/", json={
         "idCampaign": world.campaign_a.id, "idAgent": world.alice.agent.id,
