@@ -257,6 +257,13 @@ def server_cpu(server):
     return sum(cpu_seconds(pid) for pid in server_pids(server))
 
 
+def py_spy(server, out, rate, *more):
+    """py-spy's command line sampling the server (its last process) into `out`, raw stacks."""
+    return [os.path.join(REPO, ".venv", "bin", "py-spy"), "record", "--pid",
+            str(server_pids(server)[-1]), "--format", "raw", "--rate", rate, "--nonblocking",
+            *more, "-o", out]
+
+
 def server_rss(server):
     return sum(rss_mb(pid) for pid in server_pids(server))
 
@@ -605,9 +612,7 @@ def main():
         ctx["idle_cpu_per_s"] = (server_cpu(server) - idle0) / (time.monotonic() - t0)
         print(f"idle server: {ctx['idle_cpu_per_s'] * 1000:.1f} ms of CPU per second", flush=True)
         if args.idle_profile:
-            subprocess.run([os.path.join(REPO, ".venv", "bin", "py-spy"), "record", "--pid",
-                            str(server_pids(server)[-1]), "--format", "raw", "--rate", "500",
-                            "--nonblocking", "--duration", "20", "-o", args.idle_profile],
+            subprocess.run(py_spy(server, args.idle_profile, "500", "--duration", "20"),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         rss_start = server_rss(server)
         memory = [{"engine_calls": 0, "rss_mb": round(rss_start, 1)}]
@@ -615,9 +620,8 @@ def main():
         profiler = None
         if args.profile:
             profiler = subprocess.Popen(
-                [os.path.join(REPO, ".venv", "bin", "py-spy"), "record", "--pid",
-                 str(server_pids(server)[-1]), "--format", "raw", "--rate", os.environ.get("OML_BENCH_PROFILE_RATE", "200"), "--nonblocking",
-                 "-o", args.profile], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                py_spy(server, args.profile, os.environ.get("OML_BENCH_PROFILE_RATE", "200")),
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             gevent.sleep(1)
         runs = {}
         for level in levels:

@@ -271,10 +271,11 @@ def _advance_at_once(call_id, state, fields, legs, agent_on_call=None):
     return moved
 
 
-def _advance(call_id, state, fields, legs=()):
-    """The transition in the current transaction (one statement where it can be)."""
+def _advance(call_id, state, fields, legs=(), agent_on_call=None):
+    """The transition in the current transaction (one statement where it can be), putting
+    `agent_on_call` on the call with it."""
     if outbox.in_one_statement(db.session):
-        return _advance_at_once(call_id, state, fields, legs)
+        return _advance_at_once(call_id, state, fields, legs, agent_on_call)
     names = tuple(sorted(fields))
 
     def build():
@@ -287,44 +288,39 @@ def _advance(call_id, state, fields, legs=()):
     if returned is None:
         return False
     _add_legs(call_id, legs)
+    if agent_on_call is not None:
+        _set_on_call(agent_on_call, True)
     _record(call_id, state, returned)
     return True
+
+
+def _step(call_id, state, fields, legs, agent_on_call=None):
+    """A transition committed on its own; on PostgreSQL one statement, with no BEGIN/COMMIT
+    when no transaction is open."""
+    end_read()
+    if outbox.in_one_statement(db.session):
+        statements_commit_alone(db.session)
+    moved = _advance(call_id, state, fields, legs, agent_on_call)
+    if moved:
+        db.session.commit()
+        _logged(call_id, state, **({} if agent_on_call is None else {"agent": agent_on_call}))
+    else:
+        db.session.rollback()
+    return moved
 
 
 def advance(call_id, state, legs=(), **fields):
     """Move a live call forward to `state`, recording `legs` with it; False when it is already
     there, past it, or final (nothing is written then)."""
-    end_read()
-    if outbox.in_one_statement(db.session):
-        statements_commit_alone(db.session)   # one statement: no BEGIN/COMMIT when none is open
-    moved = _advance(call_id, state, fields, legs)
-    if moved:
-        db.session.commit()
-        _logged(call_id, state)
-    else:
-        db.session.rollback()
-    return moved
+    return _step(call_id, state, fields, legs)
 
 
 def ring_agent(call_id, agent_id, **fields):
     """The agent's leg is about to be originated: the call moves to `agent_ringing`, the leg is
     recorded and the agent is on a call, in one transaction. False (agent untouched) when the
     call is no longer live before that (ended meanwhile by hangupCall)."""
-    end_read()
     legs = [(fields["agent_channel_id"], "agent")] if fields.get("agent_channel_id") else []
-    if outbox.in_one_statement(db.session):
-        statements_commit_alone(db.session)
-        moved = _advance_at_once(call_id, "agent_ringing", fields, legs, agent_on_call=agent_id)
-    else:
-        moved = _advance(call_id, "agent_ringing", fields, legs)
-        if moved:
-            _set_on_call(agent_id, True)
-    if moved:
-        db.session.commit()
-        _logged(call_id, "agent_ringing", agent=agent_id)
-    else:
-        db.session.rollback()
-    return moved
+    return _step(call_id, "agent_ringing", fields, legs, agent_on_call=agent_id)
 
 
 def set_fields(call_id, **fields):

@@ -102,9 +102,12 @@ def page(campaign, start, length, search=""):
     every, pending = counts(campaign)
     where = and_(Contact.database_id == database.id, _not_dispositioned(campaign.id))
     columns = (Contact.id, Contact.main_phone, Contact.data)
+
+    def one_page(where):
+        return db.session.execute(select(*columns).where(where).order_by(Contact.id)
+                                  .offset(start).limit(length)).all()
     if not search:
-        filtered, rows = pending, db.session.execute(
-            select(*columns).where(where).order_by(Contact.id).offset(start).limit(length)).all()
+        filtered, rows = pending, one_page(where)
     elif start + length <= SEARCH_COUNT_LIMIT:
         filtered, rows = _first_matches(and_(where, _matching(search, database.id)), columns,
                                         start, length)
@@ -112,8 +115,7 @@ def page(campaign, start, length, search=""):
         where = and_(where, _matching(search, database.id))
         filtered = db.session.scalar(select(func.count()).select_from(
             select(Contact.id).where(where).limit(SEARCH_COUNT_LIMIT).subquery()))
-        rows = db.session.execute(
-            select(*columns).where(where).order_by(Contact.id).offset(start).limit(length)).all()
+        rows = one_page(where)
     others = [c for c in database.columns if c != database.main_phone]
     data = [[row.id, row.main_phone or EMPTY] +
             [_shown((row.data or {}).get(column)) for column in others] + [""] for row in rows]

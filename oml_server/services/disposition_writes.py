@@ -19,7 +19,6 @@ import re
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, bindparam, text
 
 from ..database import Prepared
-from . import outbox
 
 # The parameters' types (PREPARE declares them): ids are BIGINT, as in database.Prepared.
 _TYPES = {"oid": BigInteger, "cid": BigInteger, "aid": Integer, "callid": String(32),
@@ -111,8 +110,3 @@ SELECT written.contact_id, written.id, checked.acw_seconds FROM written, checked
 
 CREATE_WITH_CONTACT = {(ext, phone): _create_with_contact(ext, phone)
                        for ext in (False, True) for phone in (False, True)}
-
-
-def available(session):
-    """Whether the one-statement writes apply (outbox.in_one_statement)."""
-    return outbox.in_one_statement(session)

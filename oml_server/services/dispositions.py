@@ -275,7 +275,7 @@ def _create_checked(agent, data):
     if fields is None:
         return None
     params = {**fields, "aid": agent.id}
-    if disposition_writes.available(db.session):
+    if outbox.in_one_statement(db.session):
         row = _insert(disposition_writes.CREATE,
                       {**params, "keep": None, "exclude": None, "now": utcnow()}).first()
         if row is None:
@@ -297,7 +297,7 @@ def _update_checked(agent, disposition, data):
     answer, or None when that path does not apply or wrote nothing (the caller's checking
     path then finds why)."""
     fields = _checked_fields(data)
-    if fields is None or not disposition_writes.available(db.session):
+    if fields is None or not outbox.in_one_statement(db.session):
         return None
     updated = _insert(disposition_writes.UPDATE,
                       {**fields, "aid": agent.id, "keep": disposition.option_id,
@@ -452,7 +452,7 @@ def _create_with_contact_at_once(database, values, forbid_duplicates, assigned, 
     statement (disposition_writes.CREATE_WITH_CONTACT): (answer, after-call work seconds), or
     None when that does not apply or a duplicate check failed (nothing written: the checking
     path then says which, or makes the contact without the phone's slot)."""
-    if not disposition_writes.available(db.session):
+    if not outbox.in_one_statement(db.session):
         return None
     params = {**contacts.row_params(database, values, forbid_duplicates, assigned), **fields,
               "now": utcnow()}

@@ -236,7 +236,7 @@ def test_all_or_nothing_when_the_disposition_insert_fails(client, world, monkeyp
     """OMniLeads leaves the contact behind when the disposition fails; here nothing stays.
     (The path that checks in Python and writes three times in one transaction; PostgreSQL's
     one-statement path is the next test's.)"""
-    monkeypatch.setattr(dispositions_service.disposition_writes, "available", lambda _s: False)
+    monkeypatch.setattr(dispositions_service.outbox, "in_one_statement", lambda _s: False)
     real = dispositions_service._insert
 
     def broken(statement, params):   # the disposition's insert, after the contact's
