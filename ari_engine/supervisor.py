@@ -56,11 +56,14 @@ class Supervisor:
             try:
                 stream.connect()
                 self._stream = stream
-                self.connected = True
                 self.connections += 1
                 log.info("connected to ARI (connection %d)", self.connections)
                 backoff = BACKOFF_START
                 self._run_hook(self.on_connected)
+                # Connected (health "ok", makeCall taken) once the connect-time work is done:
+                # before it, a restarted Asterisk does not know the agents' SIP accounts yet
+                # and a phone registering then is refused (401).
+                self.connected = True
                 record = self._recorder()
                 for event in stream:
                     if record is not None:
