@@ -249,6 +249,19 @@ class SplitServer(Server):
             self._engine_log.close()
 
 
+def production_settings(env, agents):
+    """The server as deployed, not as the integration suite runs it: that suite's sweep, worker
+    idle limit and CRM retry base are aggressive on purpose (a CRM retry base of 0.3 s made the
+    delivery sender poll five times a second, where production's 2 s base polls once: about
+    4 ms of an idle server's CPU a second, charged to every call). The per-agent makeCall limit
+    (10 a minute) guards against a runaway CRM; the benches place more than that on purpose."""
+    for name in ("CRM_RETRY_BASE_SECONDS", "CRM_RETRY_MAX_SECONDS"):
+        env.pop(name, None)
+    env.update(ENGINE_SWEEP_SECONDS="30", ENGINE_IDLE_SECONDS="600",
+               AGENT_ANSWER_TIMEOUT="15", CONTACT_ANSWER_TIMEOUT="15", TRANSFER_TIMEOUT="15",
+               ARI_POOL_SIZE=str(agents + 20), MAKECALL_MAX_PER_WINDOW="1000000")
+
+
 def server_pids(server):
     return getattr(server, "pids", None) or [server.proc.pid]
 
@@ -576,12 +589,7 @@ def main():
         t = time.monotonic()
         campaign_id, agents = provision(database_url, n_agents)
         server = (SplitServer if args.split else Server)(lab, database_url, workdir)
-        # The per-agent makeCall limit (10 a minute) guards against a runaway CRM; the bench
-        # places more than that per agent on purpose.
-        # Production sweep and idle settings (the integration suite's are aggressive on purpose).
-        server.env.update(ENGINE_SWEEP_SECONDS="30", ENGINE_IDLE_SECONDS="600")
-        server.env.update(AGENT_ANSWER_TIMEOUT="15", CONTACT_ANSWER_TIMEOUT="15",
-                          ARI_POOL_SIZE=str(n_agents + 20), MAKECALL_MAX_PER_WINDOW="1000000")
+        production_settings(server.env, agents=n_agents)
         server.start()
         engine_agents = [EngineAgent(server, u, aid, ext, campaign_id) for u, aid, ext in agents]
         creds = [a.credentials() for a in engine_agents]  # the API pushes them to Asterisk

@@ -304,9 +304,7 @@ def main():
         phone = labmod.SippPeer("agent_answer.xml").start()
         campaign_id, agents = cb.provision(database_url, 2 * n)
         server = Server(lab, database_url, workdir)
-        server.env.update(AGENT_ANSWER_TIMEOUT="15", CONTACT_ANSWER_TIMEOUT="15",
-                          TRANSFER_TIMEOUT="15", ARI_POOL_SIZE=str(2 * n + 20),
-                          MAKECALL_MAX_PER_WINDOW="1000000")
+        cb.production_settings(server.env, agents=2 * n)
         server.start()
         people = [cb.EngineAgent(server, u, aid, ext, campaign_id) for u, aid, ext in agents]
         lab.register([a.credentials() for a in people], phone.port, parallel=20)
