@@ -14,7 +14,7 @@ import logging
 
 from sqlalchemy import bindparam, select, update
 
-from oml_server.database import statements_commit_alone
+from oml_server.database import Prepared, statements_commit_alone
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession, utcnow
 from oml_server.services import outbox
@@ -79,12 +79,12 @@ class Presence:
         # One query for the extension and the session's flags (device_state_for reads them off
         # the row by name); the write after the ARI request is one UPDATE, no reload.
         alone = read_alone()
-        row = run(prepared("presence-mirror", lambda: select(
+        row = run(prepared("presence-mirror", lambda: Prepared(select(
             AgentProfile.sip_extension, AgentSession.agent_id.label("session_id"),
             AgentSession.on_call, AgentSession.online, AgentSession.logged_in,
             AgentSession.ringing, AgentSession.paused, AgentSession.mirrored_state)
             .outerjoin(AgentSession, AgentSession.agent_id == AgentProfile.id)
-            .where(AgentProfile.id == bindparam("aid"))), {"aid": agent_id}).first()
+            .where(AgentProfile.id == bindparam("aid")))), {"aid": agent_id}).first()
         session = row if row is not None and row.session_id is not None else None
         state = device_state_for(session)
         done = row is None or (session is not None and session.mirrored_state == state)
@@ -112,9 +112,9 @@ class Presence:
             return False
         sessions = AgentSession.__table__
         statements_commit_alone(db.session)   # one UPDATE: no BEGIN/COMMIT round trips
-        stored = run(prepared("presence-on-call", lambda: update(sessions).where(
+        stored = run(prepared("presence-on-call", lambda: Prepared(update(sessions).where(
             sessions.c.agent_id == bindparam("aid"), sessions.c.on_call.is_(True),
-            sessions.c.mirrored_state.is_(None)).values(mirrored_state="INUSE")),
+            sessions.c.mirrored_state.is_(None)).values(mirrored_state="INUSE"))),
             {"aid": agent_id}).rowcount == 1
         db.session.commit()
         return stored or self.mirror(agent_id)
@@ -129,10 +129,11 @@ class Presence:
         ENGINE_SWEEP_SECONDS, and reading each agent's session and mirror one by one was ~2
         statements per agent (2,000 every 30 s with 1,000 agents) for nothing to change."""
         try:
-            endpoints = {e["resource"]: e.get("state") == "online" for e in self.ari.endpoints("PJSIP")}
+            listed = {e["resource"]: e.get("state") for e in self.ari.endpoints("PJSIP")}
         except AriError as exc:
             log.warning("cannot list endpoints: %s", exc)
             return
+        endpoints = {resource: state == "online" for resource, state in listed.items()}
         agents = db.session.execute(select(
             AgentProfile.id, AgentProfile.sip_extension,
             AgentSession.agent_id.label("session_id"), AgentSession.online)
@@ -152,9 +153,11 @@ class Presence:
             if changed:
                 outbox.agent_status(session, "online" if online else "offline")
         db.session.commit()
-        # The database was just rewritten from ARI, maybe over an event handled meanwhile:
-        # forget what events said, so the next one is applied even if it repeats.
-        self._seen.clear()
+        # The database was just rewritten from ARI's list, maybe over an event handled
+        # meanwhile: from now on an event is applied when it differs from that list (an event
+        # repeating it changes nothing). Forgetting every state instead made the first event
+        # of each endpoint after every sweep cost three statements for nothing.
+        self._seen = listed
         stale = [row.agent_id for row in db.session.execute(select(
             AgentSession.agent_id, AgentSession.on_call, AgentSession.online,
             AgentSession.logged_in, AgentSession.ringing, AgentSession.paused,
@@ -169,7 +172,7 @@ def _store_mirrored(agent_id, state):
     # A Core UPDATE on the table: the ORM's bulk-update path cost more than the statement.
     sessions = AgentSession.__table__
     statements_commit_alone(db.session)   # alone when no transaction is open: one round trip
-    run(prepared("presence-store", lambda: update(sessions).where(
-        sessions.c.agent_id == bindparam("aid")).values(mirrored_state=bindparam("mirrored"))),
+    run(prepared("presence-store", lambda: Prepared(update(sessions).where(
+        sessions.c.agent_id == bindparam("aid")).values(mirrored_state=bindparam("mirrored")))),
         {"aid": agent_id, "mirrored": state})
     db.session.commit()

@@ -6,7 +6,7 @@ import threading
 import time
 
 from flask import current_app
-from sqlalchemy import Integer, event, text
+from sqlalchemy import Integer, bindparam, event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, MultipleResultsFound, NoResultFound
 from sqlalchemy.orm import scoped_session
 from sqlalchemy.pool import QueuePool
@@ -254,10 +254,9 @@ class Prepared:
             connection.exec_driver_sql(prepare)
             prepared.add(self.name)
         values = compiled.construct_params(params)
-        for column in prefetch:   # Python-side defaults, as an INSERT through Core gets them
+        for column, default in prefetch:   # Python-side defaults (INSERT) and onupdate (UPDATE)
             if values.get(column.key) is None:
-                values[column.key] = column.default.arg(None) if column.default.is_callable \
-                    else column.default.arg
+                values[column.key] = default.arg(None) if default.is_callable else default.arg
         for name, process in processors.items():
             values[name] = process(values[name])
         return self._execute_raw(connection, execute, values)
@@ -298,11 +297,27 @@ class Prepared:
             process = type_.bind_processor(dialect)
             if process is not None:
                 processors[name] = process
-        prefetch = list(getattr(compiled, "insert_prefetch", ()) or ())
+        prefetch = [(column, column.default) for column in
+                    getattr(compiled, "insert_prefetch", ()) or ()] + \
+                   [(column, column.onupdate) for column in
+                    getattr(compiled, "update_prefetch", ()) or ()]
         converters = [column[3].dialect_impl(dialect).result_processor(dialect, None)
                       for column in compiled._result_columns]
         self.row_processors = converters if any(converters) else None
         return prepare, execute, compiled, processors, prefetch
+
+
+_NAMED_PARAMETER = re.compile(r"(?<!:):(\w+)")
+
+
+def prepared_text(sql, types):
+    """A Prepared statement from SQL text with `:name` parameters, each typed by `types`
+    (name -> SQLAlchemy type; PREPARE declares them: an untyped parameter is left to
+    PostgreSQL's inference, which fails where a value only passes through, as a SELECT list
+    feeding an INSERT). For the hot paths written as one data-modifying CTE: planned once per
+    connection instead of parsed and planned at every call."""
+    names = dict.fromkeys(_NAMED_PARAMETER.findall(sql))
+    return Prepared(text(sql).bindparams(*(bindparam(n, type_=types[n]) for n in names)))
 
 
 class PreparedResult:

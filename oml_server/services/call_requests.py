@@ -12,14 +12,15 @@ and the caller counts it again on its own, as before).
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, text
+from sqlalchemy import Integer
 
-from oml_server.database import run
+from oml_server.database import prepared_text, run
 from oml_server.models import Call, ThrottleEvent
 
 from . import outbox, throttle
 
-_STATEMENT = text("""
+_calls, _counts = Call.__table__.c, ThrottleEvent.__table__.c
+_STATEMENT = prepared_text("""
 WITH recent AS (
   SELECT count(id) AS n FROM throttle_events
   WHERE key = :key AND created_at > :since),
@@ -40,9 +41,10 @@ event AS (
                       'number', CAST(:number AS text)), :now
   FROM placed)
 SELECT EXISTS (SELECT 1 FROM placed) AS placed
-""").bindparams(
-    bindparam("since", type_=ThrottleEvent.__table__.c.created_at.type),
-    bindparam("now", type_=Call.__table__.c.created_at.type))
+""", {"key": _counts.key.type, "since": _counts.created_at.type, "now": _calls.created_at.type,
+      "max": Integer(), "cid": _calls.id.type, "campaign": _calls.campaign_id.type,
+      "aid": _calls.agent_id.type, "contact": _calls.contact_id.type,
+      "number": _calls.number.type, "node": _calls.node.type})
 
 
 def place(call_id, agent_id, campaign_id, contact_id, number, node, now):

@@ -16,13 +16,13 @@ from datetime import datetime, timezone
 from typing import NamedTuple, Optional
 
 from flask import current_app
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from oml_server.database import run as _run
-from oml_server.database import statements_commit_alone
+from oml_server.database import Prepared, prepared_text, statements_commit_alone
 from oml_server.extensions import db
-from oml_server.models import FINAL_CALL_STATES, AgentSession, Call, CallLeg
+from oml_server.models import FINAL_CALL_STATES, AgentSession, Call, CallLeg, Event
 
 from . import outbox
 
@@ -49,7 +49,9 @@ _prepared = {}
 
 
 def prepared(key, build):
-    """The statement `build()` makes, built once per process under `key`."""
+    """The statement `build()` makes, built once per process under `key`. A build that
+    returns a database.Prepared is also planned once per connection on PostgreSQL (for the
+    per-call statements; not for IN lists, which Prepared cannot expand, nor executemany)."""
     statement = _prepared.get(key)
     if statement is None:
         statement = _prepared[key] = build()
@@ -76,14 +78,14 @@ def get(call_id):
 
 def fate(call_id):
     """(state, agent_id) of a call, or None: one Core SELECT, no ORM object."""
-    return run(prepared("fate", lambda: select(_calls.c.state, _calls.c.agent_id).where(
-        _calls.c.id == bindparam("cid"))), {"cid": call_id}).first()
+    return run(prepared("fate", lambda: Prepared(select(_calls.c.state, _calls.c.agent_id).where(
+        _calls.c.id == bindparam("cid")))), {"cid": call_id}).first()
 
 
 def row(call_id):
     """The call's columns as a Core row (lighter than an ORM object), or None."""
-    return run(prepared("row", lambda: select(_calls).where(_calls.c.id == bindparam("cid"))),
-               {"cid": call_id}).first()
+    return run(prepared("row", lambda: Prepared(select(_calls).where(
+        _calls.c.id == bindparam("cid")))), {"cid": call_id}).first()
 
 
 def release():
@@ -148,11 +150,11 @@ def add_legs(call_id, *legs):
 
 
 def _mark_leg(asterisk_id, state, cause=None, resource="channel"):
-    run(prepared("mark-leg", lambda: update(_legs).where(
+    run(prepared("mark-leg", lambda: Prepared(update(_legs).where(
         _legs.c.node == bindparam("b_node"), _legs.c.resource == bindparam("b_resource"),
         _legs.c.asterisk_id == bindparam("aid"), _legs.c.state == "live")
         .values(state=bindparam("new_state"), hangup_cause=bindparam("cause"),
-                ended_at=bindparam("ended"))),
+                ended_at=bindparam("ended")))),
         {"b_node": node(), "b_resource": resource, "aid": asterisk_id, "new_state": state,
          "cause": cause, "ended": now()})
 
@@ -256,7 +258,13 @@ def _advance_at_once(call_id, state, fields, legs, agent_on_call=None):
     json_build_object('state', '{state}', 'kind', kind, 'number', number,
                       'contact_id', contact_id), :now
   FROM moved)""")
-        return text("WITH " + ",\n".join(parts) + "\nSELECT 1 FROM moved")
+        types = {"cid": _calls.c.id.type, "now": _legs.c.created_at.type, "node": _legs.c.node.type,
+                 "aid": _sessions.c.agent_id.type,
+                 **{f"v_{n}": _calls.c[n].type for n in names},
+                 **{f"l{i}_{part}": _legs.c[column].type for i in range(len(legs))
+                    for part, column in (("id", "asterisk_id"), ("role", "role"),
+                                         ("resource", "resource"))}}
+        return prepared_text("WITH " + ",\n".join(parts) + "\nSELECT 1 FROM moved", types)
     params = {"cid": call_id, "now": now(), **{f"v_{n}": fields[n] for n in names}}
     if legs:
         params["node"] = node()
@@ -414,7 +422,11 @@ def _finish_at_once(call_id, state, reason, hangup_cause, gone):
     the departed leg's, the other legs', the event's INSERT and COMMIT, at the end of every
     call. The same rows and event; the same answer."""
     statements_commit_alone(db.session)
-    rows = run(prepared("finish-at-once", lambda: text(_FINISH_AT_ONCE)), {
+    rows = run(prepared("finish-at-once", lambda: prepared_text(_FINISH_AT_ONCE, {
+        "cid": _calls.c.id.type, "final": _calls.c.state.type, "reason": _calls.c.reason.type,
+        "cause": _calls.c.hangup_cause.type, "now": _calls.c.ended_at.type,
+        "gone": _legs.c.asterisk_id.type, "node": _legs.c.node.type,
+        "type": Event.__table__.c.type.type})), {
         "cid": call_id, "final": state, "reason": reason, "cause": hangup_cause, "now": now(),
         "gone": gone or "", "node": node(), "type": EVENT_OF_STATE[state]}).all()
     db.session.commit()

@@ -319,13 +319,19 @@ def finish(call, state, reason=None):
 
 # --- hangupCall ------------------------------------------------------------------------------
 
+# The backends read the call's id and state only: a Core row, not an ORM object (loading
+# one was most of the request's database CPU).
+_LIVE_CALL_OF_AGENT = Prepared(select(Call.__table__.c.id, Call.__table__.c.state).where(
+    Call.__table__.c.active_agent_id == bindparam("aid")))
+
+
 def hangup(agent_id):
     """Hang up the agent's live call: True, or False when there is none (or the engine fails).
 
     The view's statements run without a transaction block on PostgreSQL (single_write): the
     reads, then the call's end, which is one statement there (call_state.finish); where it is
     not (STREAM_WAKEUP=notify), its statements go in one block again."""
-    call = db.session.scalar(select(Call).where(Call.active_agent_id == agent_id))
+    call = run(_LIVE_CALL_OF_AGENT, {"aid": agent_id}).first()
     if call is None:
         return False
     if not outbox.in_one_statement(db.session):

@@ -14,11 +14,9 @@ The event's `data` is built by `json_build_object` with the keys in the order
 `dispositions._record` gives them (readers parse the JSON: the spacing differs, the values
 and order do not). SQLite has no DML inside a CTE: it keeps the two-statement path.
 """
-import re
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, bindparam, text
-
-from ..database import Prepared
+from ..database import prepared_text
 
 # The parameters' types (PREPARE declares them): ids are BIGINT, as in database.Prepared.
 _TYPES = {"oid": BigInteger, "cid": BigInteger, "aid": Integer, "callid": String(32),
@@ -29,8 +27,7 @@ _TYPES = {"oid": BigInteger, "cid": BigInteger, "aid": Integer, "callid": String
 
 
 def _prepared(sql):
-    names = dict.fromkeys(re.findall(r"(?<!:):(\w+)", sql))
-    return Prepared(text(sql).bindparams(*(bindparam(n, type_=_TYPES[n]) for n in names)))
+    return prepared_text(sql, _TYPES)
 
 
 # The option, visible (or the one kept by a PUT), in the campaign whose database holds the

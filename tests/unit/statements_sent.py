@@ -34,8 +34,9 @@ def statements_of(request, whole=False):
     original = Prepared._execute_raw
 
     def execute_raw(self, connection, sql, values):   # prepared: not seen by engine events
-        if ours():
-            sent.append((said(sql), in_block(connection.connection.dbapi_connection)))
+        if ours():   # whole: the EXECUTE and the text it runs
+            sent.append((said(f"{sql} -- {self.statement}" if whole else sql),
+                         in_block(connection.connection.dbapi_connection)))
         return original(self, connection, sql, values)
 
     event.listen(db.engine, "before_cursor_execute", record)

@@ -24,6 +24,15 @@ def _legs(call_id):
                   for leg in db.session.scalars(select(CallLeg).where(CallLeg.call_id == call_id)))
 
 
+@pytest.fixture(params=[True, False], ids=["prepared", "planned"])
+def prepared_or_not(request, app):
+    """PostgreSQL runs the steps as prepared statements, or planned each time behind a pooler
+    that cannot keep them (DB_PREPARED_STATEMENTS=0): the same rows either way."""
+    app.config["DB_PREPARED_STATEMENTS"] = request.param
+    yield request.param
+    app.config["DB_PREPARED_STATEMENTS"] = True
+
+
 @pytest.fixture
 def call(make):
     agent = make.agent()
@@ -34,7 +43,7 @@ def call(make):
     return call_id, agent.agent.id, campaign.id
 
 
-def test_each_step_writes_its_row_legs_agent_and_event(call):
+def test_each_step_writes_its_row_legs_agent_and_event(call, prepared_or_not):
     call_id, agent_id, campaign_id = call
     assert call_state.ring_agent(call_id, agent_id, agent_channel_id=f"{call_id}-agent")
     assert db.session.get(AgentSession, agent_id).on_call is True
@@ -73,21 +82,22 @@ def test_a_step_of_an_ended_call_writes_nothing(call):
 
 
 def test_on_postgresql_a_step_is_one_statement_outside_a_transaction_block(app, call):
-    """BEGIN, UPDATE, INSERT legs, INSERT event, COMMIT were five round trips per step."""
+    """BEGIN, UPDATE, INSERT legs, INSERT event, COMMIT were five round trips per step; now one
+    prepared statement (planned once per connection)."""
     if not is_postgresql(app):
         pytest.skip("PostgreSQL only: SQLite has no data-modifying CTEs")
     call_id, agent_id, _ = call
     db.session.commit()
     _, sent = statements_of(lambda: call_state.ring_agent(
         call_id, agent_id, agent_channel_id=f"{call_id}-agent"))
-    assert sent == [("WITH", False)]
+    assert sent == [("EXECUTE", False)]
     _, sent = statements_of(lambda: call_state.advance(
         call_id, "agent_answered", agent_answered_at=call_state.now(),
         legs=[(f"{call_id}-b", "main", "bridge"), (f"{call_id}-c", "contact")]))
-    assert sent == [("WITH", False)]
+    assert sent == [("EXECUTE", False)]
 
 
-def test_the_end_frees_the_agent_marks_every_leg_and_tells_once(call):
+def test_the_end_frees_the_agent_marks_every_leg_and_tells_once(call, prepared_or_not):
     call_id, agent_id, campaign_id = call
     call_state.ring_agent(call_id, agent_id, agent_channel_id=f"{call_id}-agent")
     call_state.advance(call_id, "agent_answered", bridge_id=f"{call_id}-b",
@@ -140,4 +150,4 @@ def test_on_postgresql_the_end_is_one_statement(app, call):
     call_state.ring_agent(call_id, agent_id, agent_channel_id=f"{call_id}-agent")
     db.session.commit()
     _, sent = statements_of(lambda: call_state.finish(call_id, "ended", "hangup_requested"))
-    assert sent == [("WITH", False)]
+    assert sent == [("EXECUTE", False)]

@@ -298,3 +298,28 @@ def test_credentials_asterisk_refuses_are_an_error_and_the_previous_ones_stay(
     db.session.expire_all()
     profile = db.session.get(type(agent.agent), agent.agent.id)
     assert profile.sip_username == first["sip_user"]
+
+
+def test_after_a_refresh_an_event_repeating_the_listed_state_costs_nothing(make, ari):
+    """The periodic refresh rewrites registrations from ARI's list; Asterisk then keeps sending
+    EndpointStateChange with that same state (twice per call): those need no statement. One
+    that differs from the list is applied."""
+    from .statements_sent import statements_of
+    agent = make.agent(sip_extension=1300).agent
+    session = db.session.get(AgentSession, agent.id)
+    session.logged_in = True
+    ari.registrations["1300"] = "online"
+    db.session.commit()
+    presence = Presence(ari)
+    presence.refresh_all()
+    assert db.session.get(AgentSession, agent.id).online is True
+    repeat = {"type": "EndpointStateChange", "endpoint": {
+        "technology": "PJSIP", "resource": "1300", "state": "online"}}
+    _, sent = statements_of(lambda: presence.endpoint_changed(repeat))
+    assert sent == []
+    gone = {"type": "EndpointStateChange", "endpoint": {
+        "technology": "PJSIP", "resource": "1300", "state": "offline"}}
+    presence.endpoint_changed(gone)
+    db.session.expire_all()
+    assert db.session.get(AgentSession, agent.id).online is False
+    assert ari.states["Stasis:oml-agent-1300"] == "UNAVAILABLE"
