@@ -160,3 +160,17 @@ def test_ids_beyond_32_bits_are_not_found_not_errors(client, make, prepared_stat
     assert response.status_code == 404
     assert client.get(f"/api/v1/campaign/{campaign.id}/dispositionOptions/",
                       headers=headers).status_code == 200
+
+
+def test_the_connection_given_back_last_is_the_next_one_taken(app):
+    """PostgreSQL: a server doing a few statements a second (its polls, one call at a time)
+    keeps using one warm connection. Taken first-in-first-out, each check-out got the
+    connection idle longest, past PING_AFTER_IDLE_SECONDS, and paid a `SELECT 1` first."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        pytest.skip("PostgreSQL's pool (SQLite's connections are not pooled the same way)")
+    first, second = db.engine.connect(), db.engine.connect()
+    given_back_last = second.connection.dbapi_connection
+    first.close()
+    second.close()
+    with db.engine.connect() as again:
+        assert again.connection.dbapi_connection is given_back_last
