@@ -35,7 +35,8 @@ trap stop_pg EXIT
 
 status=0
 echo "== test suite on SQLite =="
-env -u DATABASE_URL $PY -m pytest -q -p no:cacheprovider "$@" || status=$?
+# The integration tests run their servers on SQLite, and one on PostgreSQL when it answers.
+env -u DATABASE_URL OML_IT_PG_URL="$pg_url" $PY -m pytest -q -p no:cacheprovider "$@" || status=$?
 if [ -n "$pg_url" ]; then
   echo "== test suite on PostgreSQL =="
   DATABASE_URL="$pg_url" $PY -m pytest -q -p no:cacheprovider -m "not integration" "$@" || status=$?
