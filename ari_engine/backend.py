@@ -104,7 +104,7 @@ class AriBackend:
         if ended.agent_id is not None:
             # The agent is free: mirrored from here, after hangupCall answers (the engine's
             # worker drops the legs' trailing events, see Dispatcher.torn_down_elsewhere).
-            self._mirror_soon(ended.agent_id)
+            self._mirror_soon(ended.agent_id, freed=ended.freed)
 
     def call_command(self, call, command, args):
         """Hand a command (hold, transfer…) to the engine that runs `call`: 1 when it took it,
@@ -134,10 +134,11 @@ class AriBackend:
     def presence_changed(self, agent_id):
         return self._mirror(agent_id)
 
-    def _mirror_soon(self, agent_id, on_call_extension=None):
+    def _mirror_soon(self, agent_id, on_call_extension=None, freed=None):
         """Mirror the agent's device state in a greenlet of its own (the request answers
         first). `on_call_extension`: makeCall just put the agent on a call at that extension,
-        so the state is INUSE without reading it (Presence.mirror_on_call)."""
+        so the state is INUSE without reading it (Presence.mirror_on_call); `freed`: the end
+        of its call returned the freed session (Presence.mirror_freed)."""
         app = current_app._get_current_object()
 
         def mirror():
@@ -145,6 +146,8 @@ class AriBackend:
                 try:
                     if on_call_extension is not None:
                         self.presence.mirror_on_call(agent_id, on_call_extension)
+                    elif freed is not None:
+                        self.presence.mirror_freed(agent_id, freed)
                     else:
                         self.presence.mirror(agent_id)
                 except Exception:  # the row keeps mirrored_state NULL: the sweep writes it

@@ -82,6 +82,11 @@ class CallControl(Flow):
 
     def side_event(self, ctx, kind, channel_id, side):
         """An agent or caller leg of a bridged call: True when this module takes it."""
+        if kind == "StasisStart" and channel_id in (ids.agent_channel(ctx.call_id),
+                                                    ids.contact_channel(ctx.call_id)):
+            # A click-to-call's own legs (ids made once per call) enter the app when answered,
+            # before the call can be bridged: the flow's, with no read of the row here.
+            return False
         row = ctx.row
         if row is None or row.state != "bridged":
             return False

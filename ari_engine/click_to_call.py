@@ -48,11 +48,9 @@ class ClickToCall(Flow):
         if role not in ("agent", "contact"):
             return
         if kind == "StasisStart":
-            if self.is_over(ctx):
-                return  # hung up meanwhile: nothing is dialled or bridged afterwards
             if role == "agent":
-                self.agent_answered(ctx, channel_id)
-            else:
+                self.agent_answered(ctx, channel_id)   # checks the call is live as it moves it
+            elif not self.is_over(ctx):   # hung up meanwhile: nothing is bridged afterwards
                 self.contact_answered(ctx, channel_id)
         elif kind == "ChannelEnteredBridge" and role == "contact":
             self.contact_bridged(ctx)
@@ -74,15 +72,18 @@ class ClickToCall(Flow):
         called in (outbound) answers it here."""
 
     def agent_answered(self, ctx, agent_leg):
-        call = ctx.row
         bridge_id, contact_leg = ids.bridge(ctx.call_id), ids.contact_channel(ctx.call_id)
         # Bridge and contact leg recorded with the answer, before they exist: a hang-up or the
-        # sweep meanwhile sees them as the call's and tears them down with it.
-        if not call_store.advance(ctx.call_id, "agent_answered", agent_answered_at=call_store.now(),
-                                  bridge_id=bridge_id,
-                                  legs=[(bridge_id, "main", "bridge"), (contact_leg, "contact")]):
-            self.teardown(ctx)
-            self.call_over(ctx)
+        # sweep meanwhile sees them as the call's and tears them down with it. The conditional
+        # step is the check that the call is still live (hung up meanwhile: nothing is dialled
+        # afterwards), and it returns the number to dial: no read of the row first.
+        call = call_store.advance(ctx.call_id, "agent_answered",
+                                  agent_answered_at=call_store.now(), bridge_id=bridge_id,
+                                  legs=[(bridge_id, "main", "bridge"), (contact_leg, "contact")])
+        if not call:
+            if not self.is_over(ctx):   # ended: is_over tore down what was left, again
+                self.teardown(ctx)
+                self.call_over(ctx)
             return
         self.answer_agent(ctx, agent_leg)
         try:
@@ -127,8 +128,9 @@ class ClickToCall(Flow):
     def contact_bridged(self, ctx):
         """Both legs are in the bridge: the call is set up."""
         self.stop_ringback(ctx)
-        if call_store.advance(ctx.call_id, "bridged", bridged_at=call_store.now()):
-            recording.start(self.ari, self.settings, ctx.call_id)  # campaigns with `record`
+        bridged = call_store.advance(ctx.call_id, "bridged", bridged_at=call_store.now())
+        if bridged:
+            recording.start(self.ari, self.settings, ctx.call_id, bridged)  # `record` campaigns
 
     def leg_gone(self, ctx, channel_id, role, destroyed=False):
         """Either leg left: end the call with its reason and hang up whatever remains (not the

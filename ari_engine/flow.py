@@ -38,8 +38,7 @@ class CallContext:
         """The call's row as of this event (one SELECT, at most once per event); None when
         the call does not exist."""
         if self._row is None:
-            call_store.read_alone()
-            self._row = call_store.row(self.call_id)
+            self._row = call_store.row(self.call_id)   # committed alone
             call_store.release()  # flows call ARI next: no connection held meanwhile
         return self._row
 
@@ -93,7 +92,8 @@ class Flow:
         destroy its bridges. False when someone else ended it first (it is torn down anyway)."""
         ended = call_store.finish(ctx.call_id, final, reason, hangup_cause=cause, gone=gone)
         self.teardown(ctx, skip=gone, legs=ended.legs if ended else [])
-        self.call_over(ctx, agent_id=ended.agent_id if ended else None)
+        self.call_over(ctx, agent_id=ended.agent_id if ended else None,
+                       freed=ended.freed if ended else None)
         return ended
 
     def teardown(self, ctx, skip=None, legs=None, again=False):
@@ -106,18 +106,18 @@ class Flow:
         teardown_legs(self.ari, legs if legs is not None else call_store.legs_of(ctx.call_id),
                       skip=skip)
 
-    def call_over(self, ctx, agent_id=None):
-        """Once per call: tell Asterisk its agent is free again."""
+    def call_over(self, ctx, agent_id=None, freed=None):
+        """Once per call: tell Asterisk its agent is free again (`freed`: the agent's session
+        as the call's end left it, when that statement returned it)."""
         if ctx.final:
             return
         ctx.final = True
         if agent_id is None:
-            alone = call_store.read_alone()
-            fate = call_store.fate(ctx.call_id)
-            if alone:
-                call_store.release()
+            fate = call_store.fate(ctx.call_id)   # committed alone
             agent_id = fate.agent_id if fate is not None else None
-        if agent_id is not None:
+        if freed is not None:
+            self.engine.presence.mirror_freed(agent_id, freed)
+        elif agent_id is not None:
             self.engine.presence.mirror(agent_id)
 
     def stop_ringback(self, ctx):

@@ -192,9 +192,10 @@ class Inbound(Flow):
             self.end(ctx, "failed", reasons.CALLER_HANGUP)
             return
         now = call_store.now()
-        if call_store.advance(ctx.call_id, "bridged", bridge_id=bridge_id, agent_answered_at=now,
-                              bridged_at=now):
-            recording.start(self.ari, self.settings, ctx.call_id)  # campaigns with `record`
+        bridged = call_store.advance(ctx.call_id, "bridged", bridge_id=bridge_id,
+                                     agent_answered_at=now, bridged_at=now)
+        if bridged:
+            recording.start(self.ari, self.settings, ctx.call_id, bridged)  # `record` campaigns
 
     def leg_gone(self, ctx, channel_id, destroyed):
         if ctx.torn_down:

@@ -14,11 +14,11 @@ import logging
 
 from sqlalchemy import bindparam, select, update
 
-from oml_server.database import Prepared, statements_commit_alone
+from oml_server.database import Prepared, run_alone
 from oml_server.extensions import db
 from oml_server.models import AgentProfile, AgentSession, utcnow
 from oml_server.services import outbox
-from oml_server.services.call_state import prepared, read_alone, release, run
+from oml_server.services.call_state import prepared, release
 
 from . import ids
 from .ari_client import AriError
@@ -78,8 +78,7 @@ class Presence:
         """Write the agent's availability into Asterisk; True when it is there now."""
         # One query for the extension and the session's flags (device_state_for reads them off
         # the row by name); the write after the ARI request is one UPDATE, no reload.
-        alone = read_alone()
-        row = run(prepared("presence-mirror", lambda: Prepared(select(
+        row = run_alone(prepared("presence-mirror", lambda: Prepared(select(
             AgentProfile.sip_extension, AgentSession.agent_id.label("session_id"),
             AgentSession.on_call, AgentSession.online, AgentSession.logged_in,
             AgentSession.ringing, AgentSession.paused, AgentSession.mirrored_state)
@@ -88,7 +87,7 @@ class Presence:
         session = row if row is not None and row.session_id is not None else None
         state = device_state_for(session)
         done = row is None or (session is not None and session.mirrored_state == state)
-        if alone or not done:
+        if not done:
             release()  # no connection held across the ARI request (see call_state.release)
         if done:
             return row is not None
@@ -97,6 +96,20 @@ class Presence:
         except AriError as exc:
             log.info("device state of agent %s not mirrored yet: %s", agent_id, exc)
             _store_mirrored(agent_id, None)
+            return False
+        _store_mirrored(agent_id, state)
+        return True
+
+    def mirror_freed(self, agent_id, freed):
+        """A call's end just freed the agent (call_state.Freed: the session as that statement
+        left it, mirrored_state NULL): its device state is known without reading the session."""
+        if freed is None or freed.extension is None:
+            return self.mirror(agent_id)
+        state = device_state_for(freed)
+        try:
+            self.ari.device_state_put(ids.device_state_name(freed.extension), state)
+        except AriError as exc:
+            log.info("device state of agent %s not mirrored yet: %s", agent_id, exc)
             return False
         _store_mirrored(agent_id, state)
         return True
@@ -111,12 +124,11 @@ class Presence:
             log.info("device state of agent %s not mirrored yet: %s", agent_id, exc)
             return False
         sessions = AgentSession.__table__
-        statements_commit_alone(db.session)   # one UPDATE: no BEGIN/COMMIT round trips
-        stored = run(prepared("presence-on-call", lambda: Prepared(update(sessions).where(
+        stored = run_alone(prepared("presence-on-call", lambda: Prepared(update(sessions).where(
             sessions.c.agent_id == bindparam("aid"), sessions.c.on_call.is_(True),
             sessions.c.mirrored_state.is_(None)).values(mirrored_state="INUSE"))),
             {"aid": agent_id}).rowcount == 1
-        db.session.commit()
+        release()
         return stored or self.mirror(agent_id)
 
     def refresh_all(self, force=False):
@@ -171,8 +183,7 @@ class Presence:
 def _store_mirrored(agent_id, state):
     # A Core UPDATE on the table: the ORM's bulk-update path cost more than the statement.
     sessions = AgentSession.__table__
-    statements_commit_alone(db.session)   # alone when no transaction is open: one round trip
-    run(prepared("presence-store", lambda: Prepared(update(sessions).where(
+    run_alone(prepared("presence-store", lambda: Prepared(update(sessions).where(
         sessions.c.agent_id == bindparam("aid")).values(mirrored_state=bindparam("mirrored")))),
-        {"aid": agent_id, "mirrored": state})
-    db.session.commit()
+        {"aid": agent_id, "mirrored": state})   # one round trip, committed alone
+    release()

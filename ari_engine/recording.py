@@ -29,12 +29,17 @@ _CALL_AND_CAMPAIGN = Prepared(
     .join(Campaign, Campaign.id == _calls.c.campaign_id).where(_calls.c.id == bindparam("cid")))
 
 
-def start(ari, settings, call_id):
-    """Start recording the bridged call when its campaign records; never fails the call."""
-    alone = call_store.read_alone()
-    row = run(_CALL_AND_CAMPAIGN, {"cid": call_id}).first()  # on every bridged call: one read
-    if alone:
-        call_store.release()
+def start(ari, settings, call_id, bridged=None):
+    """Start recording the bridged call when its campaign records; never fails the call.
+    `bridged`: what the bridged step returned; when it carries the campaign's `record` flag
+    (PostgreSQL's one-statement step does) there is nothing to read first."""
+    if bridged is not None and "record" in bridged._fields:
+        row = bridged
+    else:
+        alone = call_store.read_alone()
+        row = run(_CALL_AND_CAMPAIGN, {"cid": call_id}).first()  # one read per bridged call
+        if alone:
+            call_store.release()
     if row is None or not row.record or not row.bridge_id:
         return None
     fmt = settings.get("RECORDING_FORMAT", "wav")

@@ -164,9 +164,9 @@ def _count(db, engine, one_call, show=False):
     from oml_server.database import Prepared
     original = Prepared._execute_raw
 
-    def prepared(self, connection, sql, values):   # prepared statements: no engine event
+    def prepared(self, connection, sql, values, *more):   # prepared: no engine event
         statement(connection, None, sql)
-        return original(self, connection, sql, values)
+        return original(self, connection, sql, values, *more)
     gevent.sleep(0.05)  # what earlier calls spawned runs before the count starts
     event.listen(db.engine, "before_cursor_execute", statement)
     event.listen(db.engine, "commit", commit)

@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from oml_server.database import run as _run
-from oml_server.database import Prepared, prepared_text, statements_commit_alone
+from oml_server.database import Prepared, prepared_text, run_alone, statements_commit_alone
 from oml_server.extensions import db
 from oml_server.models import FINAL_CALL_STATES, AgentSession, Call, CallLeg, Event
 
@@ -77,14 +77,17 @@ def get(call_id):
 
 
 def fate(call_id):
-    """(state, agent_id) of a call, or None: one Core SELECT, no ORM object."""
-    return run(prepared("fate", lambda: Prepared(select(_calls.c.state, _calls.c.agent_id).where(
-        _calls.c.id == bindparam("cid")))), {"cid": call_id}).first()
+    """(state, agent_id) of a call, or None: one Core SELECT, no ORM object, committed alone
+    (database.run_alone)."""
+    return run_alone(prepared("fate", lambda: Prepared(select(
+        _calls.c.state, _calls.c.agent_id).where(_calls.c.id == bindparam("cid")))),
+        {"cid": call_id}).first()
 
 
 def row(call_id):
-    """The call's columns as a Core row (lighter than an ORM object), or None."""
-    return run(prepared("row", lambda: Prepared(select(_calls).where(
+    """The call's columns as a Core row (lighter than an ORM object), or None; committed
+    alone (database.run_alone): no connection is held after it."""
+    return run_alone(prepared("row", lambda: Prepared(select(_calls).where(
         _calls.c.id == bindparam("cid")))), {"cid": call_id}).first()
 
 
@@ -93,8 +96,10 @@ def release():
     database: before waiting on ARI. A connection held across an ARI request is one the other
     calls cannot use; under load those requests take long enough to drain the pool (seen at
     100 concurrent calls: makeCall answered 503 while workers held connections, idle in
-    transaction, across bridge requests)."""
-    db.session.commit()
+    transaction, across bridge requests). Nothing to do when none is open (run_alone)."""
+    session = db.session()
+    if session.in_transaction():
+        session.commit()
 
 
 def read_alone():
@@ -149,8 +154,8 @@ def add_legs(call_id, *legs):
     db.session.commit()
 
 
-def _mark_leg(asterisk_id, state, cause=None, resource="channel"):
-    run(prepared("mark-leg", lambda: Prepared(update(_legs).where(
+def _mark_leg(asterisk_id, state, cause=None, resource="channel", alone=False):
+    (run_alone if alone else run)(prepared("mark-leg", lambda: Prepared(update(_legs).where(
         _legs.c.node == bindparam("b_node"), _legs.c.resource == bindparam("b_resource"),
         _legs.c.asterisk_id == bindparam("aid"), _legs.c.state == "live")
         .values(state=bindparam("new_state"), hangup_cause=bindparam("cause"),
@@ -162,7 +167,7 @@ def _mark_leg(asterisk_id, state, cause=None, resource="channel"):
 def leg_gone(asterisk_id, cause=None, state="gone", resource="channel"):
     """The channel (or bridge) left Asterisk, or was handed back to the dialplan (`released`)."""
     end_read()
-    _mark_leg(asterisk_id, state, cause, resource)
+    _mark_leg(asterisk_id, state, cause, resource, alone=True)
     db.session.commit()
 
 
@@ -224,12 +229,15 @@ def _logged(call_id, state, **extra):
              extra={"call_id": call_id, "state": state, **extra})
 
 
-def _advance_at_once(call_id, state, fields, legs, agent_on_call=None):
+def _advance_at_once(call_id, state, fields, legs, agent_on_call=None, runner=run):
     """PostgreSQL: the conditional UPDATE, the legs, the agent put on the call (ring_agent)
     and the event in one statement (data-modifying CTEs, as services/disposition_writes.py):
     a transition was BEGIN, UPDATE, INSERT legs, INSERT event, COMMIT, one round trip each, on
     every step of every call. The legs, the agent and the event are written FROM the moved
-    row, so a call that did not move writes nothing. True when it moved."""
+    row, so a call that did not move writes nothing. The moved call's columns (agent_id,
+    campaign_id, kind, number, contact_id, bridge_id, created_at; on `bridged` also its
+    campaign's `record`) when it moved, else None: what the flow's next step needs, without a
+    read of its own (the agent's answer dials `number`; the bridged step starts a recording)."""
     names = tuple(sorted(fields))
     legs = [(leg[0], leg[1], leg[2] if len(leg) > 2 else "channel") for leg in legs]
 
@@ -238,7 +246,7 @@ def _advance_at_once(call_id, state, fields, legs, agent_on_call=None):
         sets = "".join(f", {n} = :v_{n}" for n in names)
         parts = [f"""moved AS (
   UPDATE calls SET state = '{state}'{sets} WHERE id = :cid AND state IN ({earlier})
-  RETURNING agent_id, campaign_id, kind, number, contact_id)"""]
+  RETURNING agent_id, campaign_id, kind, number, contact_id, bridge_id, created_at)"""]
         if legs:
             rows = ", ".join(f"(:l{i}_id, :l{i}_role, :l{i}_resource)" for i in range(len(legs)))
             parts.append(f"""added AS (
@@ -264,7 +272,10 @@ def _advance_at_once(call_id, state, fields, legs, agent_on_call=None):
                  **{f"l{i}_{part}": _legs.c[column].type for i in range(len(legs))
                     for part, column in (("id", "asterisk_id"), ("role", "role"),
                                          ("resource", "resource"))}}
-        return prepared_text("WITH " + ",\n".join(parts) + "\nSELECT 1 FROM moved", types)
+        record = (", (SELECT record FROM campaigns WHERE id = moved.campaign_id) AS record"
+                  if state == "bridged" else "")
+        return prepared_text("WITH " + ",\n".join(parts) + "\nSELECT agent_id, campaign_id, kind, "
+                             f"number, contact_id, bridge_id, created_at{record} FROM moved", types)
     params = {"cid": call_id, "now": now(), **{f"v_{n}": fields[n] for n in names}}
     if legs:
         params["node"] = node()
@@ -272,16 +283,16 @@ def _advance_at_once(call_id, state, fields, legs, agent_on_call=None):
             params.update({f"l{i}_id": asterisk_id, f"l{i}_role": role, f"l{i}_resource": resource})
     if agent_on_call is not None:
         params["aid"] = agent_on_call
-    moved = run(prepared(("advance-at-once", state, names, len(legs), agent_on_call is not None),
-                         build), params).first() is not None
-    if moved:
+    moved = runner(prepared(("advance-at-once", state, names, len(legs),
+                             agent_on_call is not None), build), params).first()
+    if moved is not None:
         outbox.written()
     return moved
 
 
 def _advance(call_id, state, fields, legs=(), agent_on_call=None):
     """The transition in the current transaction (one statement where it can be), putting
-    `agent_on_call` on the call with it."""
+    `agent_on_call` on the call with it: the moved call's columns (truthy), or None/False."""
     if outbox.in_one_statement(db.session):
         return _advance_at_once(call_id, state, fields, legs, agent_on_call)
     names = tuple(sorted(fields))
@@ -299,15 +310,20 @@ def _advance(call_id, state, fields, legs=(), agent_on_call=None):
     if agent_on_call is not None:
         _set_on_call(agent_on_call, True)
     _record(call_id, state, returned)
-    return True
+    return returned
 
 
 def _step(call_id, state, fields, legs, agent_on_call=None):
     """A transition committed on its own; on PostgreSQL one statement, with no BEGIN/COMMIT
     when no transaction is open."""
     end_read()
-    if outbox.in_one_statement(db.session):
-        statements_commit_alone(db.session)
+    if outbox.in_one_statement(db.session):   # one statement, committed alone (run_alone)
+        moved = _advance_at_once(call_id, state, fields, legs, agent_on_call, runner=run_alone)
+        if db.session().in_transaction():   # one was open: run_alone ran the step in it
+            db.session.commit() if moved else db.session.rollback()
+        if moved:
+            _logged(call_id, state, **({} if agent_on_call is None else {"agent": agent_on_call}))
+        return moved
     moved = _advance(call_id, state, fields, legs, agent_on_call)
     if moved:
         db.session.commit()
@@ -318,8 +334,9 @@ def _step(call_id, state, fields, legs, agent_on_call=None):
 
 
 def advance(call_id, state, legs=(), **fields):
-    """Move a live call forward to `state`, recording `legs` with it; False when it is already
-    there, past it, or final (nothing is written then)."""
+    """Move a live call forward to `state`, recording `legs` with it: the moved call's columns
+    (a truthy row, see _advance_at_once), or a false value when it is already there, past it,
+    or final (nothing is written then)."""
     return _step(call_id, state, fields, legs)
 
 
@@ -337,10 +354,23 @@ def set_fields(call_id, **fields):
     db.session.commit()
 
 
+class Freed(NamedTuple):
+    """The agent a call's end freed, as its device state needs it (presence.mirror_freed)."""
+    extension: Optional[str]
+    online: Optional[bool]
+    logged_in: Optional[bool]
+    paused: Optional[bool]
+    on_call: bool = False
+    ringing: bool = False
+
+
 class Ended(NamedTuple):
     """What `finish` returns when it ended the call (always truthy)."""
     agent_id: Optional[int]
     legs: list  # (asterisk id, role, resource) of the legs that were still live: to hang up
+    # The agent's session as the end left it (PostgreSQL's one statement returns it), or None
+    # (not freed: on another call; or not known): the device state to mirror without a read.
+    freed: Optional[Freed] = None
 
 
 def finish(call_id, state, reason, hangup_cause=None, gone=None):
@@ -399,7 +429,9 @@ freed AS (
     status_since = :now, idle_since = :now
   WHERE agent_id = (SELECT agent_id FROM ended)
     AND NOT EXISTS (SELECT 1 FROM calls WHERE active_agent_id = agent_sessions.agent_id
-                    AND id <> :cid)),
+                    AND id <> :cid)
+  RETURNING online, logged_in, paused, true AS was_freed,
+    (SELECT sip_extension FROM agents WHERE id = agent_sessions.agent_id) AS extension),
 legs AS (
   UPDATE call_legs SET state = 'gone', ended_at = :now,
     hangup_cause = CASE WHEN asterisk_id = :gone AND resource = 'channel' AND node = :node
@@ -413,31 +445,36 @@ event AS (
     json_build_object('state', :final, 'kind', kind, 'number', number,
                       'contact_id', contact_id, 'reason', :reason, 'hangup_cause', :cause), :now
   FROM ended)
-SELECT ended.agent_id, legs.asterisk_id, legs.role, legs.resource
-FROM ended LEFT JOIN legs ON NOT legs.departed"""
+SELECT ended.agent_id, legs.asterisk_id, legs.role, legs.resource,
+  freed.extension, freed.online, freed.logged_in, freed.paused,
+  COALESCE(freed.was_freed, false) AS freed
+FROM ended LEFT JOIN legs ON NOT legs.departed LEFT JOIN freed ON true"""
 
 
 def _finish_at_once(call_id, state, reason, hangup_cause, gone):
     """finish() in one statement (PostgreSQL): it was BEGIN, the call's UPDATE, the agent's,
     the departed leg's, the other legs', the event's INSERT and COMMIT, at the end of every
     call. The same rows and event; the same answer."""
-    statements_commit_alone(db.session)
-    rows = run(prepared("finish-at-once", lambda: prepared_text(_FINISH_AT_ONCE, {
+    rows = run_alone(prepared("finish-at-once", lambda: prepared_text(_FINISH_AT_ONCE, {
         "cid": _calls.c.id.type, "final": _calls.c.state.type, "reason": _calls.c.reason.type,
         "cause": _calls.c.hangup_cause.type, "now": _calls.c.ended_at.type,
         "gone": _legs.c.asterisk_id.type, "node": _legs.c.node.type,
         "type": Event.__table__.c.type.type})), {
         "cid": call_id, "final": state, "reason": reason, "cause": hangup_cause, "now": now(),
         "gone": gone or "", "node": node(), "type": EVENT_OF_STATE[state]}).all()
-    db.session.commit()
+    if db.session().in_transaction():   # one was open: run_alone ran the statement in it
+        db.session.commit()
     if not rows:
         if gone:
             leg_gone(gone, hangup_cause)
         return False
     outbox.written()
     _logged(call_id, state, reason=reason, cause=hangup_cause)
-    return Ended(rows[0].agent_id, [(r.asterisk_id, r.role, r.resource)
-                                    for r in rows if r.asterisk_id is not None])
+    first = rows[0]
+    freed = Freed(first.extension, first.online, first.logged_in, first.paused) \
+        if first.freed else None
+    return Ended(first.agent_id, [(r.asterisk_id, r.role, r.resource)
+                                  for r in rows if r.asterisk_id is not None], freed)
 
 
 def claim_agent(call_id, candidates, channel_id):

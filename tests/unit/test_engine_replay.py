@@ -174,6 +174,18 @@ def rest_click_to_call(engine, agent, number="5555000"):
     return call_id
 
 
+def campaign_click_to_call(make, agent, record=False):
+    """rest_click_to_call for a call of a campaign (`record`: one that records its calls)."""
+    campaign = make.campaign()
+    campaign.record = record
+    db.session.commit()
+    call_id = uuid.uuid4().hex
+    call_store.create(call_id, "click_to_call", agent_id=agent.id, active_agent_id=agent.id,
+                      number="5555000", campaign_id=campaign.id)
+    assert call_store.ring_agent(call_id, agent.id, agent_channel_id=ids.agent_channel(call_id))
+    return call_id
+
+
 def fresh(call_id):
     db.session.expire_all()
     return db.session.get(Call, call_id)
@@ -382,7 +394,9 @@ def test_a_leg_that_comes_up_after_hangup_call_is_hung_up(engine, make):
     """The contact answers after hangupCall tore the call down: its StasisStart still reaches
     the flow (trailing events are dropped, not a leg that is up), which hangs it up."""
     agent = online(make, "1001")
-    call_id = rest_click_to_call(engine, agent)
+    # makeCall in the engine's process: a campaign's call, placed here (no node check).
+    call_id = campaign_click_to_call(make, agent)
+    engine.dispatcher.placed_here(call_id)
     rest = engine.replay("click_to_call-contact_hangup", call_id,
                          stop=lambda e: e["type"] == "StasisStart"
                          and e["channel"]["id"].endswith("contact"))
@@ -493,6 +507,68 @@ def test_device_state_mirrors_write_without_a_transaction_block(engine, make, ap
     assert (len(on_call), len(freed)) == (1, 2), (on_call, freed)   # the UPDATE; read, UPDATE
     if is_postgresql(app):
         assert not any(in_block for _, in_block in on_call + freed), (on_call, freed)
+
+
+def test_on_postgresql_a_call_reads_nothing_its_own_steps_returned(engine, make, app):
+    """The agent's answer dials the number its conditional step returned, the bridged step
+    returns its campaign's recording flag, and the call's end returns the freed agent's
+    session: on PostgreSQL none of them reads first (each was a SELECT on every call)."""
+    if not is_postgresql(app):
+        pytest.skip("PostgreSQL only: SQLite's steps are several statements")
+    agent = online(make, "1001")
+    # makeCall in the engine's process: a campaign's call, placed here (no node check).
+    call_id = campaign_click_to_call(make, agent)
+    engine.dispatcher.placed_here(call_id)
+    rest = engine.replay("click_to_call-contact_hangup", call_id,
+                         stop=lambda e: e["type"] == "StasisStart"
+                         and e["channel"]["id"] == ids.agent_channel(call_id))
+
+    def reads_of(lines):
+        _, sent = statements_of(lambda: engine.resume(lines), whole=True, every_greenlet=True)
+        return [text.split(" -- ")[-1] for text, _ in sent
+                if text.split(" -- ")[-1].startswith("SELECT")]
+    answered = reads_of(rest[:1])   # the agent's StasisStart: the contact is dialled
+    assert "originate" in engine.ari.names()
+    assert answered == [], answered
+    after = reads_of(rest[1:])      # the contact answers, is bridged, hangs up
+    assert not [r for r in after if "agent_sessions" in r or "campaigns" in r], after
+    assert (fresh(call_id).state, fresh(call_id).reason) == ("ended", "contact_hangup")
+    assert [r[1] for r in engine.ari.requests if r[0] == "device_state_put"][-1] == (
+        "Stasis:oml-agent-1001", "NOT_INUSE")
+    assert db.session.get(AgentSession, agent.id).mirrored_state == "NOT_INUSE"
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_the_end_mirrors_the_state_the_agent_is_left_in(engine, make, paused):
+    """The device state written at a call's end is the freed agent's: NOT_INUSE, or ONHOLD
+    for an agent who paused during the call."""
+    agent = online(make, "1001")
+    call_id = rest_click_to_call(engine, agent)
+    if paused:
+        db.session.get(AgentSession, agent.id).paused = True
+        db.session.commit()
+    engine.replay("click_to_call-contact_hangup", call_id)
+    state = "ONHOLD" if paused else "NOT_INUSE"
+    assert [r[1] for r in engine.ari.requests if r[0] == "device_state_put"][-1] == (
+        "Stasis:oml-agent-1001", state)
+    db.session.expire_all()
+    assert db.session.get(AgentSession, agent.id).mirrored_state == state
+
+
+def test_a_recording_campaigns_call_is_recorded_once_bridged(engine, make):
+    """The bridged step starts the recording of a campaign with `record` (on PostgreSQL from
+    what the step returned, elsewhere from a read): the bridge is recorded under the call's
+    day and id, and the row names the file."""
+    agent = online(make, "1001")
+    call_id = campaign_click_to_call(make, agent, record=True)
+    engine.replay("click_to_call-contact_hangup", call_id)
+    row = fresh(call_id)
+    name = f"{row.created_at:%Y-%m-%d}/{call_id}"
+    assert [r for r in engine.ari.requests if r[0] == "request" and r[1][1].endswith("/record")
+            ] == [("request", ("POST", f"/bridges/{ids.bridge(call_id)}/record",
+                               {"name": name, "format": "wav", "ifExists": "overwrite",
+                                "beep": "false", "terminateOn": "none"}), {})]
+    assert row.recording_file == name + ".wav"
 
 
 def test_another_nodes_call_is_left_to_its_engine(engine, make):
