@@ -320,7 +320,10 @@ def _step(call_id, state, fields, legs, agent_on_call=None):
     if outbox.in_one_statement(db.session):   # one statement, committed alone (run_alone)
         moved = _advance_at_once(call_id, state, fields, legs, agent_on_call, runner=run_alone)
         if db.session().in_transaction():   # one was open: run_alone ran the step in it
-            db.session.commit() if moved else db.session.rollback()
+            if moved:
+                db.session.commit()
+            else:
+                db.session.rollback()
         if moved:
             _logged(call_id, state, **({} if agent_on_call is None else {"agent": agent_on_call}))
         return moved
