@@ -138,7 +138,7 @@ class AriBackend:
         """Mirror the agent's device state in a greenlet of its own (the request answers
         first). `on_call_extension`: makeCall just put the agent on a call at that extension,
         so the state is INUSE without reading it (Presence.mirror_on_call); `freed`: the end
-        of its call returned the freed session (Presence.mirror_freed)."""
+        of its call returned the freed session (Presence.mirror)."""
         app = current_app._get_current_object()
 
         def mirror():
@@ -146,10 +146,8 @@ class AriBackend:
                 try:
                     if on_call_extension is not None:
                         self.presence.mirror_on_call(agent_id, on_call_extension)
-                    elif freed is not None:
-                        self.presence.mirror_freed(agent_id, freed)
                     else:
-                        self.presence.mirror(agent_id)
+                        self.presence.mirror(agent_id, freed)
                 except Exception:  # the row keeps mirrored_state NULL: the sweep writes it
                     log.warning("device state of agent %s not mirrored", agent_id, exc_info=True)
         gevent.spawn(mirror)

@@ -115,10 +115,8 @@ class Flow:
         if agent_id is None:
             fate = call_store.fate(ctx.call_id)   # committed alone
             agent_id = fate.agent_id if fate is not None else None
-        if freed is not None:
-            self.engine.presence.mirror_freed(agent_id, freed)
-        elif agent_id is not None:
-            self.engine.presence.mirror(agent_id)
+        if agent_id is not None:
+            self.engine.presence.mirror(agent_id, freed)
 
     def stop_ringback(self, ctx):
         playback_id = ctx.scratch.pop("ringback", None)

@@ -74,8 +74,12 @@ class Presence:
         db.session.commit()
         self.mirror(agent.id)
 
-    def mirror(self, agent_id):
-        """Write the agent's availability into Asterisk; True when it is there now."""
+    def mirror(self, agent_id, freed=None):
+        """Write the agent's availability into Asterisk; True when it is there now. `freed`:
+        the session as a call's end just left it (call_state.Freed, mirrored_state NULL), so
+        its device state is known without reading the session."""
+        if freed is not None and freed.extension is not None:
+            return self._write(agent_id, freed.extension, device_state_for(freed))
         # One query for the extension and the session's flags (device_state_for reads them off
         # the row by name); the write after the ARI request is one UPDATE, no reload.
         row = run_alone(prepared("presence-mirror", lambda: Prepared(select(
@@ -91,25 +95,14 @@ class Presence:
             release()  # no connection held across the ARI request (see call_state.release)
         if done:
             return row is not None
+        return self._write(agent_id, row.sip_extension, state)
+
+    def _write(self, agent_id, extension, state):
         try:
-            self.ari.device_state_put(ids.device_state_name(row.sip_extension), state)
+            self.ari.device_state_put(ids.device_state_name(extension), state)
         except AriError as exc:
             log.info("device state of agent %s not mirrored yet: %s", agent_id, exc)
             _store_mirrored(agent_id, None)
-            return False
-        _store_mirrored(agent_id, state)
-        return True
-
-    def mirror_freed(self, agent_id, freed):
-        """A call's end just freed the agent (call_state.Freed: the session as that statement
-        left it, mirrored_state NULL): its device state is known without reading the session."""
-        if freed is None or freed.extension is None:
-            return self.mirror(agent_id)
-        state = device_state_for(freed)
-        try:
-            self.ari.device_state_put(ids.device_state_name(freed.extension), state)
-        except AriError as exc:
-            log.info("device state of agent %s not mirrored yet: %s", agent_id, exc)
             return False
         _store_mirrored(agent_id, state)
         return True

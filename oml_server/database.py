@@ -298,10 +298,7 @@ class Prepared:
         prepare, execute, compiled, processors, prefetch = self._postgresql
         prepared = connection.info.setdefault("oml_prepared", set())   # emptied on reconnect
         if self.name not in prepared:
-            if hasattr(connection, "exec_driver_sql"):
-                connection.exec_driver_sql(prepare)
-            else:
-                _cursor_execute(connection, dialect, prepare, None).close()
+            _cursor_execute(connection, dialect, prepare, None).close()
             prepared.add(self.name)
         values = compiled.construct_params(params)
         for column, default in prefetch:   # Python-side defaults (INSERT) and onupdate (UPDATE)

@@ -168,7 +168,7 @@ def leg_gone(asterisk_id, cause=None, state="gone", resource="channel"):
     """The channel (or bridge) left Asterisk, or was handed back to the dialplan (`released`)."""
     end_read()
     _mark_leg(asterisk_id, state, cause, resource, alone=True)
-    db.session.commit()
+    release()
 
 
 def legs_to_clear(call_id):
@@ -358,7 +358,7 @@ def set_fields(call_id, **fields):
 
 
 class Freed(NamedTuple):
-    """The agent a call's end freed, as its device state needs it (presence.mirror_freed)."""
+    """The agent a call's end freed, as its device state needs it (presence.mirror)."""
     extension: Optional[str]
     online: Optional[bool]
     logged_in: Optional[bool]

@@ -165,25 +165,21 @@ def online(make, ext, campaign=None, idle=0):
     return user.agent
 
 
-def rest_click_to_call(engine, agent, number="5555000"):
+def rest_click_to_call(engine, agent, number="5555000", campaign_id=None):
     """What makeCall does: the row, then the agent's leg recorded and originated."""
     call_id = uuid.uuid4().hex
     call_store.create(call_id, "click_to_call", agent_id=agent.id, active_agent_id=agent.id,
-                      number=number)
+                      number=number, campaign_id=campaign_id)
     assert call_store.ring_agent(call_id, agent.id, agent_channel_id=ids.agent_channel(call_id))
     return call_id
 
 
-def campaign_click_to_call(make, agent, record=False):
+def campaign_click_to_call(make, engine, agent, record=False):
     """rest_click_to_call for a call of a campaign (`record`: one that records its calls)."""
     campaign = make.campaign()
     campaign.record = record
     db.session.commit()
-    call_id = uuid.uuid4().hex
-    call_store.create(call_id, "click_to_call", agent_id=agent.id, active_agent_id=agent.id,
-                      number="5555000", campaign_id=campaign.id)
-    assert call_store.ring_agent(call_id, agent.id, agent_channel_id=ids.agent_channel(call_id))
-    return call_id
+    return rest_click_to_call(engine, agent, campaign_id=campaign.id)
 
 
 def fresh(call_id):
@@ -394,9 +390,7 @@ def test_a_leg_that_comes_up_after_hangup_call_is_hung_up(engine, make):
     """The contact answers after hangupCall tore the call down: its StasisStart still reaches
     the flow (trailing events are dropped, not a leg that is up), which hangs it up."""
     agent = online(make, "1001")
-    # makeCall in the engine's process: a campaign's call, placed here (no node check).
-    call_id = campaign_click_to_call(make, agent)
-    engine.dispatcher.placed_here(call_id)
+    call_id = rest_click_to_call(engine, agent)
     rest = engine.replay("click_to_call-contact_hangup", call_id,
                          stop=lambda e: e["type"] == "StasisStart"
                          and e["channel"]["id"].endswith("contact"))
@@ -517,7 +511,7 @@ def test_on_postgresql_a_call_reads_nothing_its_own_steps_returned(engine, make,
         pytest.skip("PostgreSQL only: SQLite's steps are several statements")
     agent = online(make, "1001")
     # makeCall in the engine's process: a campaign's call, placed here (no node check).
-    call_id = campaign_click_to_call(make, agent)
+    call_id = campaign_click_to_call(make, engine, agent)
     engine.dispatcher.placed_here(call_id)
     rest = engine.replay("click_to_call-contact_hangup", call_id,
                          stop=lambda e: e["type"] == "StasisStart"
@@ -525,8 +519,8 @@ def test_on_postgresql_a_call_reads_nothing_its_own_steps_returned(engine, make,
 
     def reads_of(lines):
         _, sent = statements_of(lambda: engine.resume(lines), whole=True, every_greenlet=True)
-        return [text.split(" -- ")[-1] for text, _ in sent
-                if text.split(" -- ")[-1].startswith("SELECT")]
+        run_texts = [text.split(" -- ")[-1] for text, _ in sent]   # a prepared one's own text
+        return [text for text in run_texts if text.startswith("SELECT")]
     answered = reads_of(rest[:1])   # the agent's StasisStart: the contact is dialled
     assert "originate" in engine.ari.names()
     assert answered == [], answered
@@ -560,7 +554,7 @@ def test_a_recording_campaigns_call_is_recorded_once_bridged(engine, make):
     what the step returned, elsewhere from a read): the bridge is recorded under the call's
     day and id, and the row names the file."""
     agent = online(make, "1001")
-    call_id = campaign_click_to_call(make, agent, record=True)
+    call_id = campaign_click_to_call(make, engine, agent, record=True)
     engine.replay("click_to_call-contact_hangup", call_id)
     row = fresh(call_id)
     name = f"{row.created_at:%Y-%m-%d}/{call_id}"
