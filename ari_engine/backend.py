@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 # The agent's extension: one column, not the ORM profile (makeCall's caller is a TokenUser).
 _EXTENSION = Prepared(select(AgentProfile.sip_extension).where(AgentProfile.id == bindparam("aid")))
 
+# The longest a device-state mirror waits for the process to be idle (a hint or queue reading
+# it lags the database by at most this much more under load; the sweep writes any it missed).
+MIRROR_IDLE_WAIT_SECONDS = 1.0
+
 # Statuses of a failed originate that mean "Asterisk is not answering properly", not "this
 # endpoint cannot be called".
 _TELEPHONY_STATUSES = (401, 403, 502, 503, 504)
@@ -142,6 +146,11 @@ class AriBackend:
         app = current_app._get_current_object()
 
         def mirror():
+            # Not before this process has nothing more urgent to run (at most
+            # MIRROR_IDLE_WAIT_SECONDS): in a burst of makeCalls the mirrors would otherwise
+            # take their turn between the steps of the calls being set up.
+            with gevent.Timeout(MIRROR_IDLE_WAIT_SECONDS, False):
+                gevent.idle()
             with app.app_context():
                 try:
                     if on_call_extension is not None:

@@ -124,10 +124,14 @@ class ClickToCall(Flow):
         except AriError as exc:
             log.warning("call %s: cannot bridge the contact: %s", ctx.call_id, exc)
             self.end(ctx, "failed", reasons.CONTACT_UNREACHABLE)
+            return
+        # The tone stops as the contact is added, not once it has entered: the bridged step
+        # then waits for no ARI request (the agent hears at most a few ms of silence).
+        self.stop_ringback(ctx)
 
     def contact_bridged(self, ctx):
         """Both legs are in the bridge: the call is set up."""
-        self.stop_ringback(ctx)
+        self.stop_ringback(ctx)   # still playing only if the contact joined some other way
         bridged = call_store.advance(ctx.call_id, "bridged", bridged_at=call_store.now())
         if bridged:
             recording.start(self.ari, self.settings, ctx.call_id, bridged)  # `record` campaigns

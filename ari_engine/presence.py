@@ -74,10 +74,11 @@ class Presence:
         db.session.commit()
         self.mirror(agent.id)
 
-    def mirror(self, agent_id, freed=None):
+    def mirror(self, agent_id, freed=None, again=False):
         """Write the agent's availability into Asterisk; True when it is there now. `freed`:
         the session as a call's end just left it (call_state.Freed, mirrored_state NULL), so
-        its device state is known without reading the session."""
+        its device state is known without reading the session. `again`: write it even when
+        the row says Asterisk has it (it may have been overwritten since)."""
         if freed is not None and freed.extension is not None:
             return self._write(agent_id, freed.extension, device_state_for(freed))
         # One query for the extension and the session's flags (device_state_for reads them off
@@ -90,7 +91,8 @@ class Presence:
             .where(AgentProfile.id == bindparam("aid")))), {"aid": agent_id}).first()
         session = row if row is not None and row.session_id is not None else None
         state = device_state_for(session)
-        done = row is None or (session is not None and session.mirrored_state == state)
+        done = row is None or (not again and session is not None
+                               and session.mirrored_state == state)
         if not done:
             release()  # no connection held across the ARI request (see call_state.release)
         if done:
@@ -110,7 +112,8 @@ class Presence:
     def mirror_on_call(self, agent_id, extension):
         """makeCall just put the agent on a call (on_call, mirrored_state NULL): INUSE is known
         without reading the session. Stored only while that is still so; if the agent's state
-        moved meanwhile (the call already ended), the full mirror writes whatever it is now."""
+        moved meanwhile (the call already ended), the full mirror writes whatever it is now,
+        even when the end's own mirror stored it first: this INUSE has just overwritten it."""
         try:
             self.ari.device_state_put(ids.device_state_name(extension), "INUSE")
         except AriError as exc:
@@ -122,7 +125,7 @@ class Presence:
             sessions.c.mirrored_state.is_(None)).values(mirrored_state="INUSE"))),
             {"aid": agent_id}).rowcount == 1
         release()
-        return stored or self.mirror(agent_id)
+        return stored or self.mirror(agent_id, again=True)
 
     def refresh_all(self, force=False):
         """After a (re)connect and with every periodic sweep: registration state of every

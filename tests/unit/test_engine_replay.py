@@ -427,6 +427,41 @@ def test_makecall_mirrors_inuse_without_reading_the_agent(engine, make, app):
     assert db.session.get(AgentSession, agent.id).mirrored_state == "NOT_INUSE"
 
 
+def test_an_inuse_mirror_that_runs_after_the_calls_end_leaves_the_agent_free(engine, make):
+    """Both mirrors of a short call wait for the process to be idle, so the end's may run
+    first: the INUSE written after it is overwritten with the agent's state at once."""
+    agent = online(make, "1001")
+    call_id = rest_click_to_call(engine, agent)
+    ended = call_store.finish(call_id, "failed", "agent_hangup")
+    engine.ari.requests.clear()
+    assert engine.backend.presence.mirror(agent.id, ended.freed)   # the end's mirror first
+    engine.backend.presence.mirror_on_call(agent.id, "1001")       # then makeCall's
+    assert [r[1][1] for r in engine.ari.requests if r[0] == "device_state_put"] == [
+        "NOT_INUSE", "INUSE", "NOT_INUSE"]
+    db.session.expire_all()
+    assert db.session.get(AgentSession, agent.id).mirrored_state == "NOT_INUSE"
+
+
+def test_the_ring_tone_stops_as_the_contact_is_added_and_the_bridged_step_asks_nothing(
+        engine, make):
+    """The tone the agent hears stops with the contact's addition to the bridge, so the step
+    to `bridged` (what setup latency is measured to) waits for no ARI request."""
+    agent = online(make, "1001")
+    call_id = rest_click_to_call(engine, agent)
+    contact = ids.contact_channel(call_id)
+    rest = engine.replay("click_to_call-contact_hangup", call_id,
+                         stop=lambda e: e["type"] == "ChannelEnteredBridge"
+                         and e["channel"]["id"] == contact)
+    added = engine.ari.requests.index(
+        next(r for r in engine.ari.requests if r[0] == "bridge_add_channel" and contact in r[1]))
+    assert [r[1] for r in engine.ari.requests[added + 1:]] == [
+        ("DELETE", f"/playbacks/{ids.bridge(call_id)}-ringback")]
+    engine.ari.requests.clear()
+    engine.resume(rest[:1])
+    assert fresh(call_id).state == "bridged"
+    assert engine.ari.requests == []
+
+
 def test_makecall_hands_the_call_over_without_reading_again_what_its_checks_read(
         engine, make, client, app):
     """makeCall's checks read the agent's extension and the campaign's type and recording flag;
