@@ -167,17 +167,19 @@ def load(env=None, instance_path=None):
 def engine_options(env, url):
     """SQLAlchemy engine options. PostgreSQL: connections are checked before use only when
     they sat idle (database.configure_engine) instead of a `SELECT 1` round trip on every
-    check-out. The pool is small on purpose: a process keeps 8 connections and opens at most
-    2 more, and requests beyond that wait their turn in arrival order (FairQueuePool). With
-    30 (the former 10 + 20 overflow) PostgreSQL ran up to 30 backends on the cores the server
-    needs, and throughput fell by a third from 10 to 200 clients (bench/README.md, "the
-    collapse"); 8 held it. The sum over all processes must stay under PostgreSQL's
-    max_connections (100 by default)."""
+    check-out. The pool is small on purpose: a process opens at most 10 connections, and
+    requests beyond that wait their turn in arrival order (FairQueuePool). With 30 (the former
+    10 + 20 overflow) PostgreSQL ran up to 30 backends on the cores the server needs, and
+    throughput fell by a third from 10 to 200 clients (bench/README.md, "the collapse").
+    All 10 are kept once opened (no overflow): an overflow connection is closed as soon as it
+    is handed back, so each burst that needed it paid a new backend and the preparing of every
+    statement again (bench/README.md, "Eighth pass"). The sum over all processes must stay
+    under PostgreSQL's max_connections (100 by default)."""
     if url.startswith("postgresql"):
         from .database import FairQueuePool   # waiters served in arrival order
         return {"poolclass": FairQueuePool,
-                "pool_size": _int(env, "DB_POOL_SIZE", 8),
-                "max_overflow": _int(env, "DB_MAX_OVERFLOW", 2),
+                "pool_size": _int(env, "DB_POOL_SIZE", 10),
+                "max_overflow": _int(env, "DB_MAX_OVERFLOW", 0),
                 "pool_timeout": _int(env, "DB_POOL_TIMEOUT", 30),
                 # The connection used last is taken first: at a few statements a second
                 # (an idle server's polls, one call at a time) the same warm connection serves

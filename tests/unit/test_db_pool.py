@@ -5,7 +5,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.util import queue as sqla_queue
 
 from oml_server.database import FairQueue
@@ -174,3 +174,31 @@ def test_the_connection_given_back_last_is_the_next_one_taken(app):
     second.close()
     with db.engine.connect() as again:
         assert again.connection.dbapi_connection is given_back_last
+
+
+def test_a_burst_as_wide_as_the_pool_opens_no_connection_once_warm(app):
+    """Every connection the pool lends is kept once opened: a second burst as wide as the
+    pool opens none (an overflow connection was closed as soon as it came back, so each burst
+    that needed one paid a new PostgreSQL backend and prepared its statements again)."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's pool (SQLite opens its file per connection)")
+    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    width = options["pool_size"] + options["max_overflow"]   # the most it lends at once
+    opened = []
+
+    def burst():
+        lent = [db.engine.pool.connect() for _ in range(width)]
+        for connection in lent:
+            connection.close()
+
+    def count(*args):
+        opened.append(1)
+
+    event.listen(db.engine.pool, "connect", count)
+    try:
+        burst()
+        warm = len(opened)
+        burst()
+    finally:
+        event.remove(db.engine.pool, "connect", count)
+    assert len(opened) == warm
