@@ -12,6 +12,7 @@ reconnect.
 """
 import logging
 
+import gevent.lock
 from sqlalchemy import bindparam, select, update
 
 from oml_server.database import Prepared, run_alone
@@ -47,16 +48,20 @@ class Presence:
         # an endpoint's channels change (twice per call), with the state unchanged; those
         # need no database work (they were ~12% of the engine's CPU under load).
         self._seen = {}
+        # An event is not applied between the refresh's listing of the endpoints and its write
+        # of that list: the list, older than the event, would undo it until the next sweep.
+        self._registrations = gevent.lock.RLock()
 
     def endpoint_changed(self, event):
         endpoint = event.get("endpoint") or {}
         if endpoint.get("technology") != "PJSIP":
             return
         resource, state = endpoint.get("resource"), endpoint.get("state")
-        if self._seen.get(resource) == state:
-            return
-        self._seen[resource] = state
-        self.set_online(endpoint.get("resource"), endpoint.get("state") == "online")
+        with self._registrations:
+            if self._seen.get(resource) == state:
+                return
+            self._seen[resource] = state
+            self.set_online(resource, state == "online")
 
     def set_online(self, extension, online):
         agent = db.session.scalar(select(AgentProfile).where(AgentProfile.sip_extension == str(extension)))
@@ -136,11 +141,26 @@ class Presence:
         changed and a mirror per agent whose device state is stale: this runs every
         ENGINE_SWEEP_SECONDS, and reading each agent's session and mirror one by one was ~2
         statements per agent (2,000 every 30 s with 1,000 agents) for nothing to change."""
+        with self._registrations:
+            if not self._write_registrations(force):
+                return
+        stale = [row.agent_id for row in db.session.execute(select(
+            AgentSession.agent_id, AgentSession.on_call, AgentSession.online,
+            AgentSession.logged_in, AgentSession.ringing, AgentSession.paused,
+            AgentSession.mirrored_state)).all()
+            if device_state_for(row) != row.mirrored_state]
+        release()
+        for agent_id in stale:
+            self.mirror(agent_id)
+
+    def _write_registrations(self, force):
+        """Each agent's registration as ARI lists it now, into the sessions; False when
+        Asterisk could not be asked."""
         try:
             listed = {e["resource"]: e.get("state") for e in self.ari.endpoints("PJSIP")}
         except AriError as exc:
             log.warning("cannot list endpoints: %s", exc)
-            return
+            return False
         endpoints = {resource: state == "online" for resource, state in listed.items()}
         agents = db.session.execute(select(
             AgentProfile.id, AgentProfile.sip_extension,
@@ -161,19 +181,12 @@ class Presence:
             if changed:
                 outbox.agent_status(session, "online" if online else "offline")
         db.session.commit()
-        # The database was just rewritten from ARI's list, maybe over an event handled
-        # meanwhile: from now on an event is applied when it differs from that list (an event
+        # The database was just rewritten from ARI's list (no event applied meanwhile: the
+        # lock): from now on an event is applied when it differs from that list (an event
         # repeating it changes nothing). Forgetting every state instead made the first event
         # of each endpoint after every sweep cost three statements for nothing.
         self._seen = listed
-        stale = [row.agent_id for row in db.session.execute(select(
-            AgentSession.agent_id, AgentSession.on_call, AgentSession.online,
-            AgentSession.logged_in, AgentSession.ringing, AgentSession.paused,
-            AgentSession.mirrored_state)).all()
-            if device_state_for(row) != row.mirrored_state]
-        release()
-        for agent_id in stale:
-            self.mirror(agent_id)
+        return True
 
 
 def _store_mirrored(agent_id, state):

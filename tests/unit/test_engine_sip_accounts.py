@@ -323,3 +323,39 @@ def test_after_a_refresh_an_event_repeating_the_listed_state_costs_nothing(make,
     db.session.expire_all()
     assert db.session.get(AgentSession, agent.id).online is False
     assert ari.states["Stasis:oml-agent-1300"] == "UNAVAILABLE"
+
+
+def test_a_registration_applied_while_the_refresh_lists_endpoints_is_not_undone(app, make, ari):
+    """The periodic refresh lists the endpoints, then writes that list into the sessions. A
+    phone that registers just after the list was taken has its event handled while the refresh
+    waits: the older list must not set the agent offline again (it stayed so until the next
+    sweep, and the agent was never offered a call meanwhile)."""
+    import gevent
+
+    agent = make.agent(sip_extension=1009).agent
+    db.session.merge(AgentSession(agent_id=agent.id, logged_in=True, online=False))
+    db.session.commit()
+    presence = Presence(ari)
+    ari.registrations["1009"] = "offline"
+    list_endpoints = ari.endpoints
+
+    def endpoint_event():
+        with app.app_context():
+            presence.endpoint_changed({"type": "EndpointStateChange", "endpoint": {
+                "technology": "PJSIP", "resource": "1009", "state": "online"}})
+            db.session.remove()
+
+    def listed_then_the_phone_registers(technology):
+        listed = list_endpoints(technology)
+        ari.registrations["1009"] = "online"
+        handled.append(gevent.spawn(endpoint_event))
+        gevent.sleep(0.05)   # the event's turn comes while the refresh waits for ARI
+        return listed
+
+    handled = []
+    ari.endpoints = listed_then_the_phone_registers
+    presence.refresh_all()
+    gevent.joinall(handled, timeout=5, raise_error=True)
+    db.session.expire_all()
+    assert db.session.get(AgentSession, agent.id).online is True
+    assert ari.states["Stasis:oml-agent-1009"] == "NOT_INUSE"
