@@ -131,7 +131,7 @@ class ClickToCall(Flow):
 
     def contact_bridged(self, ctx):
         """Both legs are in the bridge: the call is set up."""
-        self.stop_ringback(ctx)   # still playing only if the contact joined some other way
+        self.stop_ringback(ctx)   # nothing to stop once contact_answered did (a dict lookup)
         bridged = call_store.advance(ctx.call_id, "bridged", bridged_at=call_store.now())
         if bridged:
             recording.start(self.ari, self.settings, ctx.call_id, bridged)  # `record` campaigns

@@ -165,6 +165,27 @@ def test_click_to_call_bridges_both_legs(agents, world, lab, phones):
           ", ".join(f"{x * 1000:.0f}" for x in LATENCIES))
 
 
+def test_a_click_to_call_stops_its_ring_tone_and_its_agent_device_state_follows(
+        agents, world, lab, phones):
+    """The tone the agent hears while the contact rings is stopped as the contact joins (not
+    left playing over the conversation), and the agent's device state, written once the
+    engine is idle, is INUSE on the call and NOT_INUSE after it; nothing is left in Asterisk."""
+    gus = agents["gus"]
+    gus.register(phones["answer"])
+    assert gus.session("login") == {"status": "OK"}
+    wait_until(lambda: device_state(lab, gus.ext) == "NOT_INUSE", 3, "NOT_INUSE after login")
+    call, _ = bridged_call(gus, world, lab, "5552100")
+    with pytest.raises(AriNotFound):
+        lab.ari.request("GET", f"/playbacks/{call['bridge_id']}-ringback")
+    wait_until(lambda: device_state(lab, gus.ext) == "INUSE", 3, "INUSE on the call")
+    assert gus.hangup() == {"status": "OK"}
+    ended = gus.wait_call(call["id"], ("ended", "failed"), 5)
+    assert (ended["state"], ended["reason"]) == ("ended", "hangup_requested"), ended
+    wait_until(lambda: device_state(lab, gus.ext) == "NOT_INUSE", 3, "NOT_INUSE after the call")
+    assert_nothing_left(lab)
+    assert gus.session("logout") == {"status": "OK"}
+
+
 def test_agent_offline_is_refused_at_once(agents, world, lab):
     bob = agents["bob"]
     t0 = time.monotonic()
