@@ -7,6 +7,7 @@ import json
 import logging
 
 import gevent
+import gevent.pool
 from flask import current_app
 from sqlalchemy import bindparam, select
 
@@ -50,6 +51,7 @@ class AriBackend:
         self.on_command = None
         self.presence = Presence(ari)
         self.sip = SipAccounts(ari, settings)
+        self._mirrors = gevent.pool.Group()  # device-state mirrors not yet written
 
     def engine_ready(self):
         """In the engine's process: its websocket is up. In an API-only worker: the engine's
@@ -159,7 +161,11 @@ class AriBackend:
                         self.presence.mirror(agent_id, freed)
                 except Exception:  # the row keeps mirrored_state NULL: the sweep writes it
                     log.warning("device state of agent %s not mirrored", agent_id, exc_info=True)
-        gevent.spawn(mirror)
+        self._mirrors.spawn(mirror)
+
+    def settle(self, timeout=None):
+        """Wait until the device-state mirrors already asked for are written (a test's end)."""
+        self._mirrors.join(timeout=timeout)
 
     def _mirror(self, agent_id):
         from oml_server.models import AgentSession

@@ -81,6 +81,8 @@ def app(_migrated_app):
     with app.app_context():
         _empty_all_tables()
         yield app
+        for harness in app.extensions.pop("engine_harnesses", []):
+            harness.close()
         db.session.remove()
 
 

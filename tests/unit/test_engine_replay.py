@@ -92,6 +92,14 @@ class Harness:
         self.backend.on_teardown = self.dispatcher.torn_down_elsewhere
         self.backend.on_placed = self.dispatcher.placed_here
         self.ids = {}  # placeholder / recorded id -> the id of this run
+        # Closed by the app fixture at the test's end (tests/conftest.py), whoever made it.
+        app.extensions.setdefault("engine_harnesses", []).append(self)
+
+    def close(self):
+        """Nothing of this test runs on into the next one: its device-state mirrors (which
+        wait for an idle moment) are written, its workers stopped."""
+        self.backend.settle(timeout=5)
+        self.dispatcher.stop()
 
     def feed(self, event):
         self.dispatcher.dispatch(event)
@@ -151,9 +159,7 @@ class Harness:
 
 @pytest.fixture
 def engine(app):
-    harness = Harness(app)
-    yield harness
-    harness.dispatcher.stop()  # nothing of this test runs on into the next one
+    return Harness(app)
 
 
 def online(make, ext, campaign=None, idle=0):
