@@ -2,9 +2,11 @@
 
 scrypt costs ~100 ms of CPU by design. Run on the hub, it would freeze every greenlet of the
 process (requests and the ARI engine's event handling) for that long on each login. It runs in
-PASSWORD_HASH_THREADS helpers (1 by default), each at the lowest CPU priority (nice 19), so a
-burst of logins queues behind them instead of taking every core from the calls (and from
-Asterisk, on a shared machine); one helper hashes ~10 passwords a second.
+PASSWORD_HASH_THREADS helpers (1 by default), each at the lowest CPU priority, so a burst of
+logins queues behind them instead of taking every core from the calls (and from Asterisk, on a
+shared machine); one helper hashes ~10 passwords a second. A helper process is SCHED_IDLE on
+Linux (it runs only when no other task wants its core; like nice 19, a sliver of CPU if the
+machine is saturated), nice 19 elsewhere.
 
 PASSWORD_HASHER chooses what a helper is:
 - `process` (default): a child process (oml_server/password_helper.py) answering over a pipe.
