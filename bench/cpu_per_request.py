@@ -24,6 +24,8 @@ agent, the campaign with 5 options and duplicate phones forbidden), then per pat
 - new_contact_disposition  POST /api/v1/new_contact/disposition/ (a new contact each)
 - database_metadata    POST /api/v1/campaign/database_metadata/
 - makeCall_checks      POST /api/v1/makeCall/ with a refused phone (every check, no call placed)
+- login                POST /api/v1/login/ (the server's CPU: the password hash runs in the
+                       helper process, whose CPU is not counted; ~0.1 s of wall time each)
 - not_found            GET /api/v1/no-such-path/ (404; no database: gevent's WSGI server and Flask alone)
 
 Every answer is checked (status code), so a benchmark of error answers cannot pass unnoticed.
@@ -128,6 +130,10 @@ def run_backend(backend, opts, tmpdir):
                 client.send("POST", "/api/v1/campaign/database_metadata/",
                             {"idCampaign": ab.CAMPAIGN_ID})
 
+            def login():   # the server's part: the hash is the helper process's CPU
+                client.send("POST", "/api/v1/login/", {"username": ab.AGENT[0],
+                                                       "password": ab.AGENT[1]})
+
             def not_found():   # the floor: gevent's WSGI server, Flask, no database
                 client.send("GET", "/api/v1/no-such-path/", expect=404)
 
@@ -142,7 +148,8 @@ def run_backend(backend, opts, tmpdir):
                      ("dispositionOptions", options), ("disposition_update", disposition_update),
                      ("new_contact_disposition", new_contact_disposition),
                      ("database_metadata", database_metadata),
-                     ("makeCall_checks", make_call_checks), ("not_found", not_found)]
+                     ("makeCall_checks", make_call_checks), ("login", login),
+                     ("not_found", not_found)]
             chosen = opts.paths.split(",") if opts.paths else [name for name, _ in paths]
             for _ in range(min(400, opts.n) if {"disposition_update", "makeCall_checks"} & set(chosen) else 0):
                 new_contact()        # the dispositions PUT replaces, in turn
@@ -168,7 +175,7 @@ def run_backend(backend, opts, tmpdir):
                 print(f"  {backend:10} {name:24} {results[name]:,} {unit} "
                       f"(runs: {', '.join(f'{s:,.3f}' for s in samples)})", flush=True)
             if opts.profile:
-                profile(proc.pid, opts, paths, backend)
+                profile(proc.pid, opts, [(n, fn) for n, fn in paths if n in chosen], backend)
     return results
 
 

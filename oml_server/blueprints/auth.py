@@ -51,31 +51,31 @@ def login():
         raise Detail(404, M.INVALID_CREDENTIALS)
     token, ttl = issue_token(user)
     body = {"first_name": user.first_name, "last_name": user.last_name, "email": user.email}
-    if user.agent is not None:
-        body["agent_id"] = user.agent.id
+    if user.agent_id is not None:
+        body["agent_id"] = user.agent_id
     return {"user": body, "expires_in": f"{ttl - 0.01:.2f}", "token": token}
 
 
 def _check_credentials(username, password):
     """The user, or None; throttled per username and client address (services/throttle.py).
 
-    Every statement of a login is atomic by itself (two reads, then one delete or the
-    failure's writes), so on PostgreSQL none runs in a transaction block: a login that
+    Its two reads (the counts, the user) run alone, prepared, holding no connection while the
+    password is checked; the writes that may follow (a failure counted, earlier failures
+    cleared) are each atomic, so on PostgreSQL none runs in a transaction block. A login that
     succeeds without earlier failures costs two round trips (bench/README.md)."""
     address = request.remote_addr
-    statements_commit_alone(db.session)
     try:
         failures = throttle.before_login(username, address)
     except throttle.Refused as exc:
         error = Detail(429, M.TOO_MANY_LOGINS % {"seconds": exc.retry_after})
         error.headers = {"Retry-After": str(exc.retry_after)}
         raise error
-    statements_commit_alone(db.session)   # a slowed-down login gave its connection back
     user = users.check_credentials(username, password)
-    statements_commit_alone(db.session)   # the password check gave its connection back
     if user is None:
+        statements_commit_alone(db.session)
         throttle.login_failed(username, address)
     elif failures:
+        statements_commit_alone(db.session)
         throttle.login_succeeded(username, address)
     return user
 

@@ -1,9 +1,8 @@
 """Users, agents and their credentials."""
 from flask import current_app
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import bindparam, select
 
-from ..database import commit_keeping_loaded
+from ..database import Prepared, run_alone
 from ..extensions import db
 from ..models import ROLES, AgentProfile, AgentSession, SupervisorProfile, User
 from ..passwords import check_password
@@ -36,26 +35,28 @@ def set_password(user, password):
     user.token_version = (user.token_version or 0) + 1
 
 
+# A login's one read, prepared and run on its own: the columns its answer and its token need
+# (the ORM load of the user and its joined agent was a quarter of a login's CPU,
+# bench/cpu_per_request.py). No connection is held while the password is checked.
+_users, _agents = User.__table__, AgentProfile.__table__
+_CREDENTIALS = Prepared(
+    select(_users.c.id, _users.c.password_hash, _users.c.is_active, _users.c.token_version,
+           _users.c.first_name, _users.c.last_name, _users.c.email,
+           _agents.c.id.label("agent_id"))
+    .select_from(_users.outerjoin(_agents, _agents.c.user_id == _users.c.id))
+    .where(_users.c.username == bindparam("username")))
+
+
 def check_credentials(username, password):
-    """The active user with these credentials, or None."""
-    # With its agent: the login's answer names the agent id (no second query for it).
-    user = db.session.scalar(select(User).options(joinedload(User.agent))
-                             .where(User.username == username))
-    _release_connection()  # the hash may wait for the hashing thread: hold no connection
+    """The active user with these credentials, or None: a row with the user's id,
+    token_version, first_name, last_name, email and agent_id (None when not an agent)."""
+    user = run_alone(_CREDENTIALS, {"username": username}).first()
     if user is None:
         check_password(_dummy_hash(), password)
         return None
     if not check_password(user.password_hash, password) or not user.is_active:
         return None
     return user
-
-
-def _release_connection():
-    """End the read transaction, keeping the loaded objects usable (not expired). A login
-    waiting for the password thread must not hold a pooled connection: under a burst of
-    logins those waits drained the pool and calls queued behind them (bench/calls_bench.py,
-    20 logins/s beside 20 calls)."""
-    commit_keeping_loaded(db.session)
 
 
 def create_user(username, password, role, first_name="", last_name="", email="",
