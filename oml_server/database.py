@@ -283,7 +283,13 @@ class Prepared:
 
     def execute_alone(self, engine, params):
         """PostgreSQL: run on a pool connection of its own, in autocommit (database.run_alone)."""
-        connection = engine.pool.connect()
+        try:
+            connection = engine.pool.connect()
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool raises the driver's error; callers (and the API's 503 for a database
+            # that is down) expect SQLAlchemy's, as a session's connect raises it.
+            raise DBAPIError.instance(None, None, exc, engine.dialect.loaded_dbapi.Error,
+                                      dialect=engine.dialect) from exc
         try:
             connection.dbapi_connection.autocommit = True   # cleared at check-in
             execute, values = self._ready(connection, engine.dialect, params)
