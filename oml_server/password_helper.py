@@ -13,17 +13,19 @@ import signal
 import sys
 
 
-def _lowest_priority():
-    """SCHED_IDLE where Linux has it, nice 19 otherwise. nice 19 alone was not enough beside
-    calls: a process woken for a call (the server, Asterisk, PostgreSQL, SIPp) that lands on
-    the core the hash is using waits there for the scheduler instead of taking it at once,
-    and the hash's core is not offered to it as an idle one. A SCHED_IDLE task is preempted
-    by any other the moment it wakes, and its core counts as idle when the kernel places a
-    woken task (bench/README.md, "Logins beside calls")."""
+def _lowest_priority(idle=True):
+    """SCHED_IDLE where Linux has it (unless `idle` is False), nice 19 otherwise. nice 19
+    alone was not enough beside calls: a process woken for a call (the server, Asterisk,
+    PostgreSQL, SIPp) that lands on the core the hash is using waits there for the scheduler
+    instead of taking it at once, and the hash's core is not offered to it as an idle one. A
+    SCHED_IDLE task is preempted by any other the moment it wakes, and its core counts as idle
+    when the kernel places a woken task (bench/README.md, "Logins beside calls")."""
     try:
         os.nice(19)
     except OSError:
         pass  # not allowed: still a process of its own, never holding the server's GIL
+    if not idle:   # the server saw a hash starve at SCHED_IDLE (oml_server/passwords.py)
+        return
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
@@ -34,7 +36,7 @@ def main():
     # Ctrl-C reaches the whole process group: the server stops, closing the pipe, and this
     # process then ends quietly (no KeyboardInterrupt traceback on the server's terminal).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _lowest_priority()
+    _lowest_priority(idle="--nice" not in sys.argv[1:])
     from werkzeug.security import check_password_hash, generate_password_hash
     operations = {"hash": generate_password_hash, "check": check_password_hash}
     for line in sys.stdin:

@@ -17,15 +17,18 @@ PASSWORD_HASHER chooses what a helper is:
   inversion), so every login may stall the calls for a scheduler slice.
 """
 import json
+import logging
 import os
 import sys
 import threading
+import time
 
 import gevent.queue
 from gevent import subprocess
 from gevent.threadpool import ThreadPool
 from werkzeug.security import check_password_hash, generate_password_hash
 
+log = logging.getLogger(__name__)
 HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "password_helper.py")
 _pool = None
 _helpers = None
@@ -39,25 +42,51 @@ def _setting(name, default):
         return os.environ.get(name) or default
 
 
+# A hash is ~0.1 s of CPU. One that has waited STARVED_AFTER_SECONDS at SCHED_IDLE got no
+# core: every core is busy with tasks of the server's own scheduling group (gunicorn workers
+# at full load, or everything in one container). At SCHED_IDLE it would then wait ~5 times as
+# long as at nice 19 (one scrypt beside two busy loops of its group on 2 cores: 42 s against
+# 8-9 s), so the helper is restarted at nice 19, where it was before SCHED_IDLE, and stays so
+# NICE_FOR_SECONDS before it goes back to SCHED_IDLE.
+STARVED_AFTER_SECONDS = 1.0
+NICE_FOR_SECONDS = 60.0
+_STARVED = object()
+
+
 class _Helper:
-    """One child process; started on first use and again if it died."""
+    """One child process; started on first use and again if it died or starved."""
 
     def __init__(self):
         self.proc = None
+        self.nice = False        # the running process is at nice 19, not SCHED_IDLE
+        self.nice_until = 0.0    # monotonic time until which a new process starts at nice 19
 
     def ask(self, request):
         line = (json.dumps(request) + "\n").encode()
-        for attempt in (1, 2):   # a helper that died (killed, OOM) is replaced once
+        # A helper that died (killed, OOM) is replaced once; one that starved, once more.
+        for attempt in (1, 2, 3):
+            nice = time.monotonic() < self.nice_until
+            if self.proc is not None and self.nice and not nice:
+                self._stop()   # the load that starved it has had time to pass
             if self.proc is None or self.proc.poll() is not None:
-                self.proc = subprocess.Popen([sys.executable, HELPER], stdin=subprocess.PIPE,
+                command = [sys.executable, HELPER, *(["--nice"] if nice else [])]
+                self.proc = subprocess.Popen(command, stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, close_fds=True)
+                self.nice = nice
+            answer = _STARVED
             try:
                 self.proc.stdin.write(line)
                 self.proc.stdin.flush()
-                answer = self.proc.stdout.readline()
+                with gevent.Timeout(None if self.nice else STARVED_AFTER_SECONDS, False):
+                    answer = self.proc.stdout.readline()
             except OSError:
                 answer = b""
-            if answer:
+            if answer is _STARVED:
+                log.warning("password hash waited %.1f s for a CPU at the lowest priority: "
+                            "hashing at nice 19 for the next %.0f s", STARVED_AFTER_SECONDS,
+                            NICE_FOR_SECONDS)
+                self.nice_until = time.monotonic() + NICE_FOR_SECONDS
+            elif answer:
                 ok, value = json.loads(answer)
                 if not ok:
                     raise ValueError(value)

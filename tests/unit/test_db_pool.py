@@ -207,7 +207,8 @@ def test_a_burst_as_wide_as_the_pool_opens_no_connection_once_warm(app):
 def test_a_statement_run_alone_while_postgresql_is_down_raises_sqlalchemys_error():
     """A lone prepared statement takes its connection from the pool itself: when PostgreSQL
     cannot be reached that is SQLAlchemy's OperationalError, as through a session, so a login
-    then answers 503 "Service temporarily unavailable", not 500 (tests/integration/test_faults.py)."""
+    then answers 503 "Service temporarily unavailable", not 500
+    (tests/integration/test_faults.py)."""
     from sqlalchemy import create_engine, literal
     from sqlalchemy.exc import OperationalError
 

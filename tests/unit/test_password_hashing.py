@@ -74,6 +74,30 @@ def test_the_helper_process_runs_only_when_no_other_task_wants_its_core(app):
         assert os.getpriority(os.PRIO_PROCESS, helper.proc.pid) == 19
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policy")
+def test_a_hash_that_gets_no_cpu_at_the_lowest_priority_is_done_at_nice_19_for_a_while(
+        app, monkeypatch, caplog):
+    """When every core is busy with the server's own group, a SCHED_IDLE hash waits ~5 times
+    as long as at nice 19 (42 s beside two busy loops, measured): after STARVED_AFTER_SECONDS
+    the helper is restarted at nice 19 and the login answered; once NICE_FOR_SECONDS have
+    passed, the next request goes back to SCHED_IDLE."""
+    with app.app_context():
+        stored = passwords.hash_password("pw", "scrypt")   # ~0.1 s: longer than the limit below
+        helper = passwords._helpers.peek()
+        monkeypatch.setattr(passwords, "STARVED_AFTER_SECONDS", 0.001)
+        assert passwords.check_password(stored, "pw")
+        assert "hashing at nice 19" in caplog.text
+        assert os.sched_getscheduler(helper.proc.pid) == os.SCHED_OTHER
+        assert os.getpriority(os.PRIO_PROCESS, helper.proc.pid) == 19
+        assert not passwords.check_password(stored, "x")   # still at nice 19: no time limit
+        assert os.sched_getscheduler(helper.proc.pid) == os.SCHED_OTHER
+
+        helper.nice_until = 0.0   # NICE_FOR_SECONDS have passed
+        monkeypatch.setattr(passwords, "STARVED_AFTER_SECONDS", 30.0)
+        assert passwords.check_password(stored, "pw")
+        assert os.sched_getscheduler(helper.proc.pid) == os.SCHED_IDLE
+
+
 def test_a_helper_that_died_is_replaced(app):
     with app.app_context():
         stored = passwords.hash_password("pw", "pbkdf2:sha256:1")
