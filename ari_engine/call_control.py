@@ -22,6 +22,7 @@ from oml_server.services import call_control_state as control_state
 
 from . import call_headers, call_store, ids
 from .ari_client import AriError
+from .call_bridges import create_once
 from .cleanup import hang_up
 from .flow import Flow, channel_of
 
@@ -138,14 +139,16 @@ class CallControl(Flow):
     # -- hold -------------------------------------------------------------------------------
 
     def park(self, ctx, caller):
-        """Move the caller into the call's holding bridge, with music (created on first use and
-        recorded as a leg before it exists, so every teardown destroys it)."""
+        """Move the caller into the call's holding bridge, with music. The bridge is created on
+        first use (an earlier worker of the call may have: call_bridges) and recorded as a leg
+        before it exists, so every teardown destroys it. The music is started on every hold:
+        Asterisk stops it when the caller leaves (a second hold was silent)."""
         bridge_id = hold_bridge(ctx.call_id)
         if not ctx.scratch.get("hold_bridge"):
             call_store.add_legs(ctx.call_id, (bridge_id, "hold", "bridge"))
-            self.ari.bridge_create(bridge_id, type="holding")
-            self.ari.bridge_start_moh(bridge_id)
+            create_once(self.ari, bridge_id, "holding")
             ctx.scratch["hold_bridge"] = True
+        self.ari.bridge_start_moh(bridge_id)
         self.ari.bridge_add_channel(bridge_id, caller)
 
     def unpark(self, ctx, caller):

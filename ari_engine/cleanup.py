@@ -19,11 +19,14 @@ def hang_up(ari, channel_id):
 
 
 def destroy_bridge(ari, bridge_id):
+    """None when the bridge is gone; ARI's error (logged) when Asterisk refused."""
     if not bridge_id:
-        return
+        return None
     try:
         ari.bridge_destroy(bridge_id)
     except AriNotFound:
         pass
     except AriError as exc:
         log.warning("destroy bridge %s: %s", bridge_id, exc)
+        return exc
+    return None

@@ -6,7 +6,7 @@
     target answers ─→ it joins the agent in the consult bridge: they talk, the caller does
     not hear them
     complete (target answered) ─→ target joins the caller in the call's bridge, the music
-    stops, the first agent's leg is hung up (the agent is free), the consult bridge goes
+    stops, the first agent's leg is hung up (the agent is free)
     cancel ─→ target hung up, agent back with the caller, music stops
     target does not answer (TRANSFER_TIMEOUT), rejects, or hangs up ─→ as cancel, with the reason
     agent hangs up during the consultation ─→ the target takes the call: at once when it had
@@ -15,7 +15,9 @@
     hold / unhold during the consultation ─→ noted only: the caller already waits with music
 
 Whether a consultation is under way, and in which step, is read from the call's consult events
-(`call_control_state.consult_state`), so a worker that idled out loses nothing.
+(`call_control_state.consult_state`), so a worker that idled out loses nothing. The consult
+bridge, like the holding one, is created on the first consultation and kept (empty between
+consultations) until the call ends (call_bridges says why).
 """
 import logging
 import uuid
@@ -24,7 +26,8 @@ from oml_server.services import call_control_state as control_state
 
 from . import call_store, ids, reasons
 from .ari_client import AriError
-from .cleanup import destroy_bridge, hang_up
+from .call_bridges import create_once
+from .cleanup import hang_up
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ class Consults:
         bridge_id = consult_bridge(ctx.call_id)
         call_store.add_legs(ctx.call_id, (bridge_id, "consult", "bridge"))
         try:
-            self.ari.bridge_create(bridge_id, type="mixing")
+            create_once(self.ari, bridge_id, "mixing")
             self.ari.bridge_add_channel(bridge_id, row.agent_channel_id)
         except AriError as exc:  # the agent just left (its hang-up hands the call over)
             log.debug("call %s: agent not moved to the consultation: %s", ctx.call_id, exc)
@@ -140,7 +143,6 @@ class Consults:
             self.engine.presence.mirror(row.agent_id)
         if old_leg:
             hang_up(self.ari, old_leg)
-        destroy_bridge(self.ari, consult_bridge(ctx.call_id))
         if ringing:
             return  # the target's answer joins it to the caller (transfer.py)
         self.control.transfers.answered(ctx, ctx.reload(), leg)
@@ -155,6 +157,5 @@ class Consults:
         except AriError as exc:  # the agent just left
             log.debug("call %s: agent not back from the consultation: %s", ctx.call_id, exc)
         self.control.transfers.music_off(ctx)
-        destroy_bridge(self.ari, consult_bridge(ctx.call_id))
         if control_state.is_held(ctx.call_id):  # held during the consultation: not any more
             control_state.record("call.unheld", ctx.call_id, leg=row.contact_channel_id)

@@ -143,15 +143,28 @@ def _hang_up_orphans(ari, channels, cutoff):
     return hung
 
 
+# Bridges Asterisk lists but refused to destroy (409 "Bridge not in Stasis application": no
+# application owns them any more, call_bridges tells how one got so): tried once, not on every
+# sweep. Forgotten once Asterisk stops listing them (its restart).
+_refused = set()
+
+
 def _destroy_orphans(ari, bridges):
-    owner = {bid: ids.call_id_of(bid) for bid in bridges if ids.is_ours(bid)}
+    _refused.intersection_update(bridges)
+    owner = {bid: ids.call_id_of(bid) for bid in bridges
+             if ids.is_ours(bid) and bid not in _refused}
     states = _owner_states(set(owner.values()))
     destroyed = 0
     for bridge_id, call_id in owner.items():
         state = states.get(call_id)
         if state is None or state in FINAL_CALL_STATES:
-            destroy_bridge(ari, bridge_id)
-            destroyed += 1
+            refused = destroy_bridge(ari, bridge_id)
+            if refused is None:
+                destroyed += 1
+            elif refused.status == 409:
+                _refused.add(bridge_id)
+                log.warning("sweep: bridge %s is left to Asterisk (it goes when Asterisk "
+                            "restarts); not tried again", bridge_id)
     call_store.release()
     return destroyed
 

@@ -32,6 +32,7 @@ AGENT_ANSWER_TIMEOUT = 3
 CONTACT_ANSWER_TIMEOUT = 4
 INBOUND_WAIT_SECONDS = 2
 TRANSFER_TIMEOUT = 3
+IDLE_SECONDS = float(os.environ.get("OML_IT_IDLE_SECONDS", "2"))  # ENGINE_IDLE_SECONDS
 
 
 def free_tcp_port() -> int:
@@ -163,7 +164,7 @@ class Server:
                         TRANSFER_TIMEOUT=str(TRANSFER_TIMEOUT),
                         # Workers leave quiet calls to their rows after 2 s (600 in production)
                         # and the sweep runs every 3 s: every test proves both paths.
-                        ENGINE_IDLE_SECONDS=os.environ.get("OML_IT_IDLE_SECONDS", "2"),
+                        ENGINE_IDLE_SECONDS=str(IDLE_SECONDS),
                         ENGINE_SWEEP_SECONDS=os.environ.get("OML_IT_SWEEP_SECONDS", "3"),
                         DIAL_TEMPLATE="PJSIP/{number}@trunk", PYTHONUNBUFFERED="1",
                         # Where the lab Asterisk writes recordings (its astspooldir/recording).

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import TRANSFER_TIMEOUT, Server
+from conftest import IDLE_SECONDS, TRANSFER_TIMEOUT, Server
 from lab import LAB_SH, SippPeer, wait_until
 from test_engine_calls import (Agent, agent_session_row, assert_nothing_left, bridged_call,
                                caller)
@@ -202,6 +202,13 @@ def test_hold_plays_music_to_the_caller_and_keeps_the_agent(agents, world, lab, 
     wait_until(lambda: bridge_channels(lab, f"oml-{cid}") == {contact, agent_leg}, 3, "unheld")
     record = wait_event(ana, cid, "call.unheld")
     assert len(events(record, "call.held")) == 1
+    # Held again once the quiet call's worker has left: the next worker puts the caller in the
+    # same holding bridge (it failed: Asterisk refused to create it again) with music (Asterisk
+    # stopped it when the caller left: a second hold was silent).
+    time.sleep(IDLE_SECONDS + 1)
+    assert command(server, ana, "/api/v1/call/hold/", {"call_id": cid})[0] == 202
+    wait_until(lambda: bridge_channels(lab, f"oml-{cid}-hold") == {contact}, 3, "held again")
+    assert "ARI_MOH" in lab.cli("core show channels concise")
     assert ana.hangup() == {"status": "OK"}
     ana.wait_call(cid, ("ended",), 5)
     assert_nothing_left(lab)

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import CONSOLE_AGENTS, CRM_CALLER, INBOUND_WAIT_SECONDS, KNOWN_CALLER, PASSWORD
 from lab import REPO, SippPeer, wait_until
-from test_engine_calls import caller as inbound_caller, caller_result
+from test_engine_calls import assert_nothing_left, caller as inbound_caller, caller_result
 
 pytestmark = pytest.mark.integration
 
@@ -458,6 +458,9 @@ def test_crm_pop_and_blind_and_consultative_transfers_between_two_consoles(
         pages[first].stop_working()
         for name, console in pages.items():
             assert console.errors == [], (name, console.errors)
+        # Nothing of the call left in Asterisk: its consult bridge too (it stayed listed, out
+        # of every application's reach, in about one run in ten: ari_engine/call_bridges.py).
+        assert_nothing_left(lab)
     finally:
         close_all(pages, peers)
 

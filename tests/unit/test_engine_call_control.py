@@ -2,6 +2,7 @@
 call worker, CallControl, the flows — with the fake ARI of test_engine_replay: a recorded
 click-to-call brought to `bridged`, then commands and the target's events. The real Asterisk
 runs the same in tests/integration/test_call_control.py."""
+import gevent
 import pytest
 
 from ari_engine import ids
@@ -47,6 +48,32 @@ def test_hold_parks_the_caller_in_the_holding_bridge_with_music(engine, make):
     command(engine, call_id, "unhold")
     assert engine.ari.requests[-1][:2] == ("bridge_add_channel", (ids.bridge(call_id), contact))
     assert event_types(call_id)[-2:] == ["call.held", "call.unheld"]
+
+
+def test_a_second_hold_after_the_calls_worker_left_uses_the_same_holding_bridge(engine, make):
+    """The holding bridge outlives the worker that created it (a quiet call's worker leaves):
+    the next hold, from a new worker, puts the caller in it again (Asterisk 16 refuses to create
+    an existing bridge: the hold failed, the caller stayed with the agent), and starts the
+    music again (Asterisk stopped it when the caller left)."""
+    _, call_id = bridged(engine, make)
+    hold, contact = f"oml-{call_id}-hold", ids.contact_channel(call_id)
+    command(engine, call_id, "hold")
+    command(engine, call_id, "unhold")
+    wait_for_no_worker(engine, call_id)
+    engine.ari.requests.clear()
+    command(engine, call_id, "hold")
+    assert [r[:2] for r in engine.ari.requests if r[0] != "bridge"][-3:] == [
+        ("bridge_create", (hold,)), ("bridge_start_moh", (hold,)),
+        ("bridge_add_channel", (hold, contact))]
+    assert event_types(call_id)[-3:] == ["call.held", "call.unheld", "call.held"]
+
+
+def wait_for_no_worker(engine, call_id):
+    for _ in range(100):
+        if call_id not in engine.dispatcher.workers:
+            return
+        gevent.sleep(0.01)
+    raise AssertionError("the call's worker did not leave")
 
 
 def test_blind_transfer_moves_the_call_to_the_target(engine, make):
@@ -113,6 +140,30 @@ def test_consultation_keeps_the_caller_in_the_calls_bridge(engine, make):
     assert ("bridge_stop_moh", (bridge,), {}) in engine.ari.requests
     assert target in engine.ari.hung_up()
     assert event_types(call_id)[-2:] == ["call.consult_cancelled", "call.unheld"]
+
+
+def test_the_consult_bridge_is_kept_until_the_call_ends(engine, make):
+    """Neither a cancelled nor a completed consultation destroys its bridge while a channel may
+    still be leaving it (Asterisk can then list a bridge nobody can destroy: call_bridges); a
+    second consultation, from another worker, uses it again; the call's end destroys it."""
+    _, call_id = bridged(engine, make)
+    bob, cid = online(make, "1002"), online(make, "1003")
+    consult, agent = f"oml-{call_id}-consult", ids.agent_channel(call_id)
+    command(engine, call_id, "consult_start", target_agent_id=bob.id)
+    command(engine, call_id, "consult_cancel")
+    wait_for_no_worker(engine, call_id)
+    command(engine, call_id, "consult_start", target_agent_id=cid.id)
+    assert [r[1] for r in engine.ari.requests if r[0] == "bridge_add_channel"].count(
+        (consult, agent)) == 2
+    target = engine.ari.originated()[-1]
+    engine.feed({"type": "StasisStart", "args": ["consult", call_id],
+                 "channel": {"id": target, "state": "Up"}})
+    command(engine, call_id, "consult_complete")
+    assert "call.transferred" in event_types(call_id)
+    assert "bridge_destroy" not in engine.ari.names()
+    engine.feed({"type": "StasisEnd", "channel": {"id": target}})
+    assert fresh(call_id).state == "ended"
+    assert ("bridge_destroy", (consult,), {}) in engine.ari.requests
 
 
 def test_a_held_call_consulted_waits_in_its_own_bridge(engine, make):

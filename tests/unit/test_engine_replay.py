@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from ari_engine import call_store, ids, reasons, sweep
-from ari_engine.ari_client import AriNotFound
+from ari_engine.ari_client import AriError, AriNotFound
 from ari_engine.backend import AriBackend
 from ari_engine.call_control import CallControl
 from ari_engine.click_to_call import ClickToCall
@@ -41,6 +41,7 @@ class FakeAri:
         self.requests, self.fail = [], {}
         self.channels_up, self.bridges_up = [], []
         self.variables = {}   # what GET /channels/<id>/variable answers (unset: 404)
+        self.created = set()  # bridges created and not destroyed: Asterisk 16 refuses them again
 
     def _do(self, name, *args, **kwargs):
         self.requests.append((name, args, kwargs))
@@ -48,11 +49,26 @@ class FakeAri:
             raise self.fail[name]
 
     def __getattr__(self, name):
-        if name in ("bridge_create", "bridge_add_channel", "hangup", "bridge_destroy",
-                    "originate", "answer", "ring", "ring_stop", "request", "device_state_put",
-                    "bridge_start_moh", "bridge_stop_moh"):
+        if name in ("bridge_add_channel", "hangup", "originate", "answer", "ring", "ring_stop",
+                    "request", "device_state_put", "bridge_start_moh", "bridge_stop_moh"):
             return lambda *a, **k: self._do(name, *a, **k)
         raise AttributeError(name)
+
+    def bridge_create(self, bridge_id=None, **kwargs):
+        self._do("bridge_create", bridge_id, **kwargs)
+        if bridge_id in self.created:   # what the lab's Asterisk 16 answers
+            raise AriError(500, "Supplying a bridge type when updating a bridge is not allowed.")
+        self.created.add(bridge_id)
+
+    def bridge(self, bridge_id):
+        self._do("bridge", bridge_id)
+        if bridge_id not in self.created:
+            raise AriNotFound(404, "Bridge not found")
+        return {"id": bridge_id, "channels": []}
+
+    def bridge_destroy(self, bridge_id):
+        self._do("bridge_destroy", bridge_id)
+        self.created.discard(bridge_id)
 
     def channels(self):
         return [{"id": c} for c in self.channels_up]
@@ -748,6 +764,33 @@ def test_sweep_treats_404_as_done(engine, make):
     engine.ari.channels_up = ["oml-deadbeef-agent"]
     engine.ari.fail["hangup"] = AriNotFound(404, "Channel not found")
     assert sweep.sweep(engine.ari, engine.dispatcher, engine.settings)["channels_hung_up"] == 1
+
+
+def test_a_bridge_asterisk_refuses_to_destroy_is_tried_once_not_on_every_sweep(engine, caplog):
+    """A bridge no application owns any more (409) cannot be destroyed through ARI: the sweep
+    says so once instead of failing and warning every ENGINE_SWEEP_SECONDS."""
+    refused = f"oml-{uuid.uuid4().hex}-consult"
+    engine.ari.bridges_up = [refused]
+    engine.ari.fail["bridge_destroy"] = AriError(409, "Bridge not in Stasis application")
+    for _ in range(3):
+        assert sweep.sweep(engine.ari, engine.dispatcher, engine.settings)[
+            "bridges_destroyed"] == 0
+    assert engine.ari.names().count("bridge_destroy") == 1
+    assert len([r for r in caplog.records if "not tried again" in r.getMessage()]) == 1
+    engine.ari.bridges_up = []  # Asterisk restarted: a bridge of that id is ours again
+    sweep.sweep(engine.ari, engine.dispatcher, engine.settings)
+    engine.ari.bridges_up = [refused]
+    del engine.ari.fail["bridge_destroy"]
+    assert sweep.sweep(engine.ari, engine.dispatcher, engine.settings)["bridges_destroyed"] == 1
+
+
+def test_a_bridge_destroy_that_failed_otherwise_is_tried_again(engine):
+    failing = f"oml-{uuid.uuid4().hex}"
+    engine.ari.bridges_up = [failing]
+    engine.ari.fail["bridge_destroy"] = AriError(500, "Internal Server Error")
+    for _ in range(2):
+        sweep.sweep(engine.ari, engine.dispatcher, engine.settings)
+    assert engine.ari.names().count("bridge_destroy") == 2
 
 
 # -- reasons ----------------------------------------------------------------------------------
