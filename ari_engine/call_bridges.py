@@ -4,11 +4,13 @@ be the worker that created it before (a worker leaves a quiet call; the next eve
 starts another). Asterisk 16 refuses to create an id that exists (500, "Supplying a bridge type
 when updating a bridge is not allowed"), so an existing bridge is looked up, not created.
 
-They are destroyed with the call (flow.teardown_legs), never in the middle of it: destroying a
-bridge while a channel is being moved out of it or hung up in it can leave Asterisk listing a
-bridge no application owns, which nothing can destroy until Asterisk restarts (seen once in
-about ten consultations completed from the browser console; the ids of such a bridge answer
-409 "Bridge not in Stasis application")."""
+They are destroyed with the call (flow.teardown_legs), never in the middle of it. The consult
+bridge was destroyed as its consultation completed, while the first agent's leg was being hung
+up in it and the target's moved out of it into the call's bridge: in about one consultation in
+ten from the browser console, Asterisk then kept listing a bridge no application owned, which
+nothing can destroy until Asterisk restarts (409 "Bridge not in Stasis application"). The
+call's own teardown (its channels hung up, then its bridges destroyed, nothing moved) never
+left one."""
 from .ari_client import AriError
 
 
