@@ -6,6 +6,10 @@ in the socket buffer, the read does not block, and the worker serves that one co
 and again while the others wait: at 50 clients bench/api_bench.py measured a 5 ms median but a
 1.3 s p99. oml_server/serve.py does the same for `oml-server run`.
 
+New connections are accepted in bursts, each worker its share of what is queued
+(oml_server/gunicorn_accept.py): gunicorn's one connection per loop turn with two workers left
+200 new clients up to 1.1 s in the kernel's queue under load.
+
 Open event streams end when a worker is told to stop (SIGTERM: shutdown or graceful restart),
 instead of holding it for the whole graceful_timeout: gunicorn calls no hook then, so the
 worker's SIGTERM handler is wrapped (post_worker_init runs after gunicorn installed it).
@@ -23,6 +27,9 @@ def post_worker_init(worker):
     if type(worker).__module__ != "gunicorn.workers.ggevent":
         return
     import gevent
+
+    from oml_server import gunicorn_accept
+    gunicorn_accept.install(worker)
     stop = worker.handle_exit
 
     def handle_exit(sig, frame):

@@ -656,6 +656,16 @@ def targets(results):
             checks.append({"setup": name, "target": "throughput at 50/100/200 clients >= at 10",
                            "value": "; ".join(drops) if drops else "held on every hot path",
                            "met": not drops})
+            # ...and the tail grows no faster than the queue: p99 at c clients at most c/10
+            # times the p99 at 10 (each client adds one request to the queue).
+            faster = [f"{endpoint} c={c} p99 {cells[c]['p99_ms']:.0f} ms = "
+                      f"{cells[c]['p99_ms'] / cells['10']['p99_ms']:.1f}x for {int(c) // 10}x the clients"
+                      for endpoint, cells in setup["endpoints"].items() if "10" in cells
+                      for c in ("50", "100", "200")
+                      if c in cells and cells[c]["p99_ms"] > cells["10"]["p99_ms"] * int(c) / 10]
+            checks.append({"setup": name, "target": "p99 grows no faster than the queue (c/10)",
+                           "value": "; ".join(faster) if faster else "on every hot path",
+                           "met": not faster})
     for name, rows in results["ratios"]["scale"].items():
         worst = max(((e, c, r["p50_ratio"]) for e, cells in rows.items() for c, r in cells.items()),
                     key=lambda t: t[2], default=None)

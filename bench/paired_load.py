@@ -115,8 +115,16 @@ def main():
             f"c={c}: {statistics.median(f['rps'] for f in cells[c]):.0f} req/s" for c in levels)
         ratios = [f"c{c}/c{levels[0]} {statistics.median(a['rps'] / b['rps'] for a, b in zip(cells[c], cells[levels[0]])):.2f}"
                   for c in levels[1:]]
-        p99 = statistics.median(f["p99_us"] for f in cells[levels[-1]]) / 1000
-        print(f"{line} | throughput ratio {', '.join(ratios)} | p99 at c={levels[-1]} {p99:.0f} ms")
+        print(f"{line} | throughput ratio {', '.join(ratios)}")
+        # The tail: p99 and p99 ÷ p50 per level, and how p99 grew against the queue (c ÷ c0).
+        tails = []
+        for c in levels:
+            p50 = statistics.median(f["p50_us"] for f in cells[c]) / 1000
+            p99 = statistics.median(f["p99_us"] for f in cells[c]) / 1000
+            p99_0 = statistics.median(f["p99_us"] for f in cells[levels[0]]) / 1000
+            growth = f", grew {p99 / p99_0:.1f}x for {c / levels[0]:g}x the clients" if c != levels[0] else ""
+            tails.append(f"c={c}: p99 {p99:.0f} ms ({p99 / p50:.1f}x p50{growth})")
+        print(f"  {'':9} " + "; ".join(tails))
 
 
 if __name__ == "__main__":

@@ -274,10 +274,14 @@ def test_the_stream_refuses_without_credentials_and_for_a_referente(world, serve
 class Gunicorn(Server):
     """The deployed form: `gunicorn -k gevent wsgi:app` with the repository's gunicorn.conf.py."""
 
+    def __init__(self, world, workdir, workers=1, **settings):
+        super().__init__(world, workdir, **settings)
+        self.worker_count = workers
+
     def start(self):
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-k", "gevent", "-w", "1",
+            [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-k", "gevent", "-w", str(self.worker_count),
              "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "120", "wsgi:app"],
             env=self.env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=subprocess.STDOUT)
