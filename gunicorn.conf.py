@@ -10,6 +10,8 @@ New connections are accepted in bursts, each worker its share of what is queued
 (oml_server/gunicorn_accept.py): gunicorn's one connection per loop turn with two workers left
 200 new clients up to 1.1 s in the kernel's queue under load.
 
+The objects of start-up are frozen out of the garbage collector's walks (oml_server/heap.py).
+
 Open event streams end when a worker is told to stop (SIGTERM: shutdown or graceful restart),
 instead of holding it for the whole graceful_timeout: gunicorn calls no hook then, so the
 worker's SIGTERM handler is wrapped (post_worker_init runs after gunicorn installed it).
@@ -29,7 +31,9 @@ def post_worker_init(worker):
     import gevent
 
     from oml_server import gunicorn_accept
+    from oml_server.heap import freeze_startup_objects
     gunicorn_accept.install(worker)
+    freeze_startup_objects()   # the app is loaded: what exists now lives as long as the worker
     stop = worker.handle_exit
 
     def handle_exit(sig, frame):

@@ -19,6 +19,8 @@ import gevent
 import gevent.event
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
+from .heap import freeze_startup_objects
+
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT = 10.0   # requests still running after this are abandoned
@@ -122,6 +124,7 @@ def serve(app, host, port, with_engine=True):
     stop_requested = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop_requested.set)
     gevent.signal_handler(signal.SIGINT, stop_requested.set)
+    freeze_startup_objects()
     server.start()
     log.info("serving on http://%s:%s (OpenAPI at /docs)", host, port)
     stop_requested.wait()
