@@ -466,16 +466,22 @@ class Measure:
             self.cursors[endpoint].take(figures, connections)
         return figures
 
-    def cell(self, endpoint, connections):
-        runs = []
+    def cells(self, endpoint, levels):
+        """Each client count's median over the repeats, the counts taken in turn within each
+        repeat: the levels are compared with each other (does throughput hold from 10 to 200
+        clients?), so each level's runs share the same minutes of a shared machine."""
+        runs = {c: [] for c in levels}
         for _ in range(self.opts.repeats):
-            settle(self.port)
-            runs.append(self.once(endpoint, connections))
-        result = summarize(runs)
-        log(f"    {endpoint:24} c={connections:<4} {result['rps']:9.1f} req/s  "
-            f"p50 {result['p50_ms']:8.2f} ms  p99 {result['p99_ms']:8.2f} ms  "
-            f"errors {result['errors']}")
-        return result
+            for connections in levels:
+                settle(self.port)
+                runs[connections].append(self.once(endpoint, connections))
+        out = {}
+        for connections in levels:
+            result = out[str(connections)] = summarize(runs[connections])
+            log(f"    {endpoint:24} c={connections:<4} {result['rps']:9.1f} req/s  "
+                f"p50 {result['p50_ms']:8.2f} ms  p99 {result['p99_ms']:8.2f} ms  "
+                f"errors {result['errors']}")
+        return out
 
 
 def levels_for(endpoint, opts, full_set):
@@ -500,8 +506,7 @@ def measure_server(opts, kind, db_url, tmpdir, full_set, first_contact, n_contac
                "load_average_before": round(os.getloadavg()[0], 2)}
         # login last: requests wrk leaves queued behind scrypt keep the server busy a while
         for endpoint in sorted(opts.endpoints, key=lambda e: e == "login"):
-            out["endpoints"][endpoint] = {
-                str(c): measure.cell(endpoint, c) for c in levels_for(endpoint, opts, full_set)}
+            out["endpoints"][endpoint] = measure.cells(endpoint, levels_for(endpoint, opts, full_set))
         out["rss_kib_after_runs"] = server_rss_kib(proc, kind)
         # Other work on the machine competes for its 2 cores: recorded, so a reader can tell.
         out["load_average_after"] = round(os.getloadavg()[0], 2)

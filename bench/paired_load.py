@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Two builds of the server side by side, the same client counts alternated between them, so
 both see the same load on a shared machine: does throughput hold from 10 to 50 and 200
-clients (median of the per-round ratios), and what happens to p99?
+clients (median of the per-round ratios), and what happens to p99? Each run also shows the
+most connections that waited in the listening socket's accept queue (Linux's /proc/net/tcp,
+sampled every 20 ms): new clients that no worker has taken yet.
 
     # the main checkout's build against this one (each needs its own virtualenv)
     .venv/bin/python bench/paired_load.py --baseline /path/to/main/.venv/bin --rounds 5
@@ -21,6 +23,8 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
+import time
 
 import api_bench as B
 
@@ -46,6 +50,34 @@ def server(bindir, kind, db_url, tmpdir, env):
             yield running
     finally:
         B.BIN, B.ROOT = saved, saved_root
+
+
+@contextlib.contextmanager
+def accept_queue(port, every=0.02):
+    """Samples the accept queue of the socket listening on `port`; yields the list of
+    samples (connections waiting), empty where /proc/net/tcp is not there."""
+    samples, stop = [], threading.Event()
+    suffix = f":{port:04X}"
+
+    def sample():
+        while not stop.is_set():
+            try:
+                with open("/proc/net/tcp") as table:
+                    for line in table:
+                        fields = line.split()
+                        if fields[3] == "0A" and fields[1].endswith(suffix):   # LISTEN
+                            samples.append(int(fields[4].split(":")[1], 16))   # rx_queue
+            except OSError:
+                return
+            time.sleep(every)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        sampler.join()
 
 
 def checkout_of(bindir):
@@ -101,11 +133,13 @@ def main():
                 for name, measure in measures.items():
                     for clients in levels:
                         B.settle(measure.port)
-                        figures = measure.once(opts.endpoint, clients)
+                        with accept_queue(measure.port) as queued:
+                            figures = measure.once(opts.endpoint, clients)
                         runs[name][clients].append(figures)
                         print(f"round {round_} {name:9} c={clients:<4} {figures['rps']:7.0f} req/s"
                               f"  p50 {figures['p50_us'] / 1000:7.1f} ms  p99 "
-                              f"{figures['p99_us'] / 1000:7.1f} ms  (load {os.getloadavg()[0]:.1f})"
+                              f"{figures['p99_us'] / 1000:7.1f} ms  accept queue max {max(queued, default=0):3}"
+                              f"  (load {os.getloadavg()[0]:.1f})"
                               f"{'  ERRORS ' + str(figures['errors']) if figures['errors'] else ''}",
                               flush=True)
     print(f"\n{opts.kind}, {opts.endpoint}, {opts.rounds} rounds (medians):")
