@@ -4,7 +4,7 @@ collector's reach once, when serving starts.
 
 Python's full collection walks every tracked object. Under load (200 clients, requests in
 flight keep their objects past the young collections, so more reach the oldest generation)
-one ran every few seconds and took 93-113 ms on the lab machine, a pause for every request
+one ran every few seconds and took 93-118 ms on the lab machine, a pause for every request
 in flight; with the start-up objects frozen it took 4-40 ms, and the collector's share of
 the server's time at 200 clients fell from 5.4-5.6 % to 2.7-3.8 % (bench/README.md, "The
 collector's pauses").
