@@ -34,6 +34,7 @@ def post_worker_init(worker):
     from oml_server.heap import freeze_startup_objects
     gunicorn_accept.install(worker)
     freeze_startup_objects()   # the app is loaded: what exists now lives as long as the worker
+    worker.log.info("Worker ready (pid: %s)", worker.pid)   # "Booting worker" is before the app
     stop = worker.handle_exit
 
     def handle_exit(sig, frame):
