@@ -32,9 +32,7 @@ def queued_connections(sock):
 
 def share(queued, workers):
     """How many of `queued` connections one of `workers` takes now: its part, at least one."""
-    if not queued:
-        return 1
-    return max(1, -(-queued // max(1, workers)))
+    return -(-queued // workers) if queued else 1
 
 
 def server_class(workers):
